@@ -1,0 +1,46 @@
+/**
+ * The server's settings and their defaults. Every timing default is named here
+ * with the reason for its value.
+ *
+ * @module
+ */
+import type { LogLevel } from "./log.ts";
+import type { CheckTarget } from "./probes.ts";
+
+/** Listen on every interface, as the original does: clients are pods and units on the node. */
+export const DEFAULT_HOST = "0.0.0.0";
+/** The original's port. */
+export const DEFAULT_PORT = 8888;
+/** One application starting at a time, as in the original. */
+export const DEFAULT_LOCKS = 1;
+/** The original's default lock duration: long enough for a typical app to get past its heavy start. */
+export const DEFAULT_LOCK_MS = 10_000;
+/** The original's pause after a failed check round: a dependency coming up is noticed within 10 s. */
+export const DEFAULT_FAIL_INTERVAL_MS = 10_000;
+/** The original's pause after a passing round: cheap on the dependency, still notices an outage within a minute. */
+export const DEFAULT_PASS_INTERVAL_MS = 60_000;
+/** A probe that takes longer than this counts as down, so a hung endpoint never stalls a round. */
+export const DEFAULT_CHECK_TIMEOUT_MS = 5_000;
+/**
+ * The longest lock a client may ask for. An hour covers the slowest real start-ups
+ * while a mistyped `?duration=86400` cannot block a node for a day.
+ */
+export const DEFAULT_MAX_DURATION_MS = 3_600_000;
+/** Grants, expiries and dependency changes, not every request. */
+export const DEFAULT_LOG_LEVEL: LogLevel = "info";
+/** The most slots a server may have: far above any node's real need, small enough to stay cheap. */
+export const MAX_LOCKS = 1_000_000;
+
+/** Everything the server needs to run, validated. */
+export interface ServerConfig {
+  host: string;
+  port: number;
+  locks: number;
+  timeoutMs: number;
+  checks: CheckTarget[];
+  failHcMs: number;
+  passHcMs: number;
+  checkTimeoutMs: number;
+  maxDurationMs: number;
+  logLevel: LogLevel;
+}

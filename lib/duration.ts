@@ -1,0 +1,55 @@
+/**
+ * Durations on the command line and in query strings: whole seconds as in the
+ * original (`60`), or a number with a unit (`500ms`, `90s`, `2m`, `1h`).
+ *
+ * @module
+ */
+
+/**
+ * The longest delay `setTimeout` can schedule (2^31 - 1 ms, about 24.8 days).
+ * A longer lock would fire its expiry at once, so it is refused.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
+const DURATION_PATTERN = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/;
+
+/** What an accepted duration looks like, for error messages. */
+export const DURATION_HINT = 'a positive number of seconds ("60") or a number with a unit ' +
+  '("500ms", "90s", "2m", "1h")';
+
+/**
+ * Parses a duration into milliseconds.
+ *
+ * @returns the duration in whole milliseconds
+ * @throws {RangeError} when the text is not a duration, is not positive, or is longer than
+ *   {@linkcode MAX_TIMER_MS}; the message says what is allowed but not which input was bad,
+ *   so callers prefix it with the flag or parameter name and the value
+ */
+export function parseDuration(text: string): number {
+  const match = DURATION_PATTERN.exec(text.trim());
+  if (!match) throw new RangeError(`expected ${DURATION_HINT}`);
+  const unit = (match[2] ?? "s") as keyof typeof UNIT_MS;
+  const ms = Math.round(Number(match[1]) * UNIT_MS[unit]);
+  if (ms <= 0) throw new RangeError("expected a duration greater than zero");
+  if (ms > MAX_TIMER_MS) {
+    throw new RangeError(`expected at most ${formatDuration(MAX_TIMER_MS)}`);
+  }
+  return ms;
+}
+
+/** Formats milliseconds for people: `750ms`, `10s`, `1.5s`, `2m`, `1h30m`. */
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.max(0, Math.round(ms))}ms`;
+  if (ms < 60_000) return `${Number((ms / 1000).toFixed(1))}s`;
+  const totalSeconds = Math.round(ms / 1000);
+  const h = Math.floor(totalSeconds / 3600);
+  const m = Math.floor((totalSeconds % 3600) / 60);
+  const s = totalSeconds % 60;
+  return [h ? `${h}h` : "", m ? `${m}m` : "", s ? `${s}s` : ""].join("") || "0s";
+}
+
+/** Whole seconds for a `Retry-After` header: rounded up, at least 1. */
+export function retryAfterSeconds(ms: number): number {
+  return Math.max(1, Math.ceil(ms / 1000));
+}

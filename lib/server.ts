@@ -1,0 +1,121 @@
+/**
+ * Runs the lock server: wires the store, the checker, the service and the
+ * handler to `Deno.serve`, and shuts everything down on SIGTERM or SIGINT.
+ *
+ * @module
+ */
+import { DependencyChecker } from "./checker.ts";
+import type { ServerConfig } from "./config.ts";
+import { formatDuration } from "./duration.ts";
+import { describeError } from "./errors.ts";
+import { createHandler } from "./handler.ts";
+import { MemoryLockStore } from "./lock.ts";
+import { createLogger, type Logger } from "./log.ts";
+import { LockService } from "./service.ts";
+
+/** How long in-flight requests may take to finish after a shutdown signal before the process exits anyway. */
+export const SHUTDOWN_GRACE_MS = 5_000;
+
+/** A running server. */
+export interface RunningServer {
+  /** The address it listens on (the real port when 0 was asked for). */
+  addr: Deno.NetAddr;
+  /** Stops accepting, lets in-flight requests finish (up to the grace period), cancels timers. */
+  shutdown(): Promise<void>;
+  /** Resolves when the server has stopped. */
+  finished: Promise<void>;
+}
+
+/** The parts of a server, built from a config; exported for tests. */
+export function buildServer(config: ServerConfig, log: Logger) {
+  const store = new MemoryLockStore(config.locks, { log });
+  const checker = new DependencyChecker({
+    targets: config.checks,
+    passIntervalMs: config.passHcMs,
+    failIntervalMs: config.failHcMs,
+    timeoutMs: config.checkTimeoutMs,
+    log,
+  });
+  const service = new LockService({ store, gate: checker, log });
+  const handler = createHandler({
+    service,
+    defaultDurationMs: config.timeoutMs,
+    maxDurationMs: config.maxDurationMs,
+    log,
+  });
+  return { store, checker, service, handler };
+}
+
+/**
+ * Starts listening. Throws `Deno.errors.AddrInUse` and the like when the
+ * address cannot be bound; the caller explains them.
+ */
+export function startServer(config: ServerConfig, log: Logger): RunningServer {
+  const { store, checker, handler } = buildServer(config, log);
+  const aborter = new AbortController();
+  const server = Deno.serve({
+    hostname: config.host,
+    port: config.port,
+    signal: aborter.signal,
+    onListen: () => {},
+  }, handler);
+  const addr = server.addr;
+  log.info(
+    `Listening on http://${formatHost(addr.hostname)}:${addr.port}/ with ${config.locks} ` +
+      `lock${config.locks === 1 ? "" : "s"}, default duration ${formatDuration(config.timeoutMs)}` +
+      (config.checks.length ? `, checking ${config.checks.map((c) => c.url).join(", ")}` : ""),
+  );
+  checker.start();
+
+  let stopping: Promise<void> | undefined;
+  const shutdown = () =>
+    stopping ??= (async () => {
+      checker.stop();
+      const grace = new Promise<void>((resolve) => {
+        const id = setTimeout(resolve, SHUTDOWN_GRACE_MS);
+        Deno.unrefTimer(id);
+      });
+      await Promise.race([server.shutdown(), grace]);
+      store.close();
+    })();
+  return { addr, shutdown, finished: server.finished };
+}
+
+function formatHost(hostname: string): string {
+  return hostname.includes(":") ? `[${hostname}]` : hostname;
+}
+
+/** Runs the server until SIGTERM or SIGINT; returns the exit code. */
+export async function runServer(config: ServerConfig): Promise<number> {
+  const log = createLogger(config.logLevel);
+  let server: RunningServer;
+  try {
+    server = startServer(config, log);
+  } catch (error) {
+    log.error(explainListenError(error, config));
+    return 1;
+  }
+  const signals: Deno.Signal[] = ["SIGTERM", "SIGINT"];
+  const stopped = new Promise<Deno.Signal>((resolve) => {
+    for (const signal of signals) Deno.addSignalListener(signal, () => resolve(signal));
+  });
+  const signal = await stopped;
+  log.info(`Received ${signal}: shutting down`);
+  await server.shutdown();
+  log.info("Stopped");
+  return 0;
+}
+
+function explainListenError(error: unknown, config: ServerConfig): string {
+  const where = `${formatHost(config.host)}:${config.port}`;
+  if (error instanceof Deno.errors.AddrInUse) {
+    return `Cannot listen on ${where}: the address is already in use (choose another --port)`;
+  }
+  if (error instanceof Deno.errors.PermissionDenied) {
+    return `Cannot listen on ${where}: permission denied (ports below 1024 need privileges)`;
+  }
+  if (error instanceof Deno.errors.AddrNotAvailable) {
+    return `Cannot listen on ${where}: no such address on this machine (check --host)`;
+  }
+  return `Cannot listen on ${where}: ${describeError(error)}`;
+}

@@ -1,0 +1,175 @@
+/**
+ * Starts the real program as a child process, the way users run it: the
+ * compiled executable when `dist/startup-lock` exists, otherwise `deno run` with
+ * the same permissions the executable has baked in.
+ *
+ * @module
+ */
+import { PERMISSION_FLAGS } from "../lib/permissions.ts";
+
+const ROOT = new URL("../", import.meta.url);
+const COMPILED = new URL("dist/startup-lock", ROOT).pathname;
+const MAIN = new URL("main.ts", ROOT).pathname;
+
+function compiledExists(): boolean {
+  try {
+    return Deno.statSync(COMPILED).isFile;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether the tests run the compiled executable. */
+export const USING_COMPILED = compiledExists();
+if (USING_COMPILED) console.error(`Black-box tests run the compiled executable ${COMPILED}`);
+
+/** The command and leading arguments that run the program. */
+export function programCommand(): { command: string; args: string[] } {
+  if (USING_COMPILED) return { command: COMPILED, args: [] };
+  return { command: Deno.execPath(), args: ["run", "--quiet", ...PERMISSION_FLAGS, MAIN] };
+}
+
+/** Options of {@linkcode runProgram} and {@linkcode startProgram}. */
+export interface ProgramOptions {
+  /** Environment variables; the program's own `STARTUP_LOCK_*` are cleared first. */
+  env?: Record<string, string>;
+}
+
+function childEnv(env: Record<string, string> = {}): Record<string, string> {
+  const base = Object.fromEntries(
+    Object.entries(Deno.env.toObject()).filter(([k]) => !k.startsWith("STARTUP_LOCK_")),
+  );
+  return { ...base, NO_COLOR: "1", ...env };
+}
+
+/** Runs the program to completion and returns its exit code and output. */
+export async function runProgram(
+  args: string[],
+  options: ProgramOptions = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const { command, args: lead } = programCommand();
+  const out = await new Deno.Command(command, {
+    args: [...lead, ...args],
+    env: childEnv(options.env),
+    clearEnv: true,
+    stdin: "null",
+  }).output();
+  const decoder = new TextDecoder();
+  return {
+    code: out.code,
+    stdout: decoder.decode(out.stdout),
+    stderr: decoder.decode(out.stderr),
+  };
+}
+
+/** A running server process. */
+export interface ProgramServer extends AsyncDisposable {
+  /** `http://127.0.0.1:PORT` */
+  url: string;
+  process: Deno.ChildProcess;
+  /** Every stderr line so far. */
+  log: string[];
+  /** Resolves with the first log line matching `pattern` (or rejects after `timeoutMs`). */
+  waitForLog(pattern: RegExp, timeoutMs?: number): Promise<string>;
+  /** Sends a signal and returns the exit code. */
+  stop(signal?: Deno.Signal): Promise<number>;
+}
+
+/**
+ * Starts the server on a free port of 127.0.0.1 and resolves once it listens.
+ * `args` come after `--host 127.0.0.1 --port 0`, so they may override them.
+ */
+export async function startProgram(
+  args: string[] = [],
+  options: ProgramOptions = {},
+): Promise<ProgramServer> {
+  const { command, args: lead } = programCommand();
+  const process = new Deno.Command(command, {
+    args: [...lead, "--host", "127.0.0.1", "--port", "0", ...args],
+    env: childEnv(options.env),
+    clearEnv: true,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const log: string[] = [];
+  const waiters = new Set<() => void>();
+  const reading = (async () => {
+    const lines = process.stderr.pipeThrough(new TextDecoderStream());
+    let buffer = "";
+    for await (const chunk of lines) {
+      buffer += chunk;
+      const parts = buffer.split("\n");
+      buffer = parts.pop() ?? "";
+      log.push(...parts);
+      for (const w of waiters) w();
+    }
+    if (buffer) log.push(buffer);
+    for (const w of waiters) w();
+  })();
+  const stdoutDone = process.stdout.cancel();
+  let exited = false;
+  const status = process.status.then((s) => {
+    exited = true;
+    for (const w of waiters) w();
+    return s;
+  });
+
+  const waitForLog = (pattern: RegExp, timeoutMs = 20_000) =>
+    new Promise<string>((resolve, reject) => {
+      const check = () => {
+        const line = log.find((l) => pattern.test(l));
+        if (line !== undefined) done(() => resolve(line));
+        else if (exited) {
+          done(() =>
+            reject(new Error(`Program exited before logging ${pattern}:\n${log.join("\n")}`))
+          );
+        }
+      };
+      const timer = setTimeout(
+        () =>
+          done(() =>
+            reject(new Error(`No log line ${pattern} within ${timeoutMs} ms:\n${log.join("\n")}`))
+          ),
+        timeoutMs,
+      );
+      const done = (settle: () => void) => {
+        clearTimeout(timer);
+        waiters.delete(check);
+        settle();
+      };
+      waiters.add(check);
+      check();
+    });
+
+  const stop = async (signal: Deno.Signal = "SIGTERM") => {
+    if (!exited) {
+      try {
+        process.kill(signal);
+      } catch { /* already gone */ }
+    }
+    const { code } = await status;
+    await reading;
+    await stdoutDone;
+    return code;
+  };
+
+  let listening: string;
+  try {
+    listening = await waitForLog(/Listening on http:\/\//);
+  } catch (error) {
+    await stop("SIGKILL");
+    throw error;
+  }
+  const port = /:(\d+)\//.exec(listening)?.[1];
+  return {
+    url: `http://127.0.0.1:${port}`,
+    process,
+    log,
+    waitForLog,
+    stop,
+    async [Symbol.asyncDispose]() {
+      await stop("SIGKILL");
+    },
+  };
+}
