@@ -67,18 +67,20 @@ function kebabToCamel(token: string): string {
  * Parses `argv` against `specs`, then fills unset value flags from `env`.
  *
  * @throws {UsageError} for an unknown flag, a missing value, a value given to a
- *   boolean flag, or a positional argument when `positionals` is false
+ *   boolean flag, a positional argument when `positionals` is false, or a `--`
+ *   terminator when `rest` is false
  */
 export function parseFlags(
   argv: readonly string[],
   specs: readonly FlagSpec[],
   env: (name: string) => string | undefined,
-  options: { positionals?: boolean } = {},
+  options: { positionals?: boolean; rest?: boolean } = {},
 ): RawArgs {
   const terminator = argv.indexOf("--");
-  const flagPart = (terminator === -1 ? argv : argv.slice(0, terminator)).map(kebabToCamel);
+  const typed = terminator === -1 ? argv : argv.slice(0, terminator);
   const rest = terminator === -1 ? [] : argv.slice(terminator + 1);
   const known = new Map(specs.map((s) => [s.name, s]));
+  const flagPart = joinNegativeValues(typed.map(kebabToCamel), known);
 
   let parsed;
   try {
@@ -92,9 +94,14 @@ export function parseFlags(
       allowPositionals: true,
     });
   } catch (error) {
-    throw new UsageError(explainParseError(error, flagPart, known));
+    throw new UsageError(explainParseError(error, flagPart, known, typed));
   }
 
+  if (!options.rest && terminator !== -1) {
+    throw new UsageError(
+      `Unexpected "--": this command takes no command to run (see --help)`,
+    );
+  }
   if (!options.positionals && parsed.positionals.length > 0) {
     throw new UsageError(
       `Unexpected argument "${parsed.positionals[0]}": this command takes only flags (see --help)`,
@@ -123,17 +130,41 @@ export function parseFlags(
   return { values, sources, rest, positionals: parsed.positionals };
 }
 
+/**
+ * `--port -1` → `--port=-1`: `parseArgs` takes a value starting with a dash for a
+ * flag, so a negative number would be reported as a missing value instead of
+ * reaching validation, which names the value and what is allowed.
+ */
+function joinNegativeValues(tokens: readonly string[], known: Map<string, FlagSpec>): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < tokens.length; i++) {
+    const token = tokens[i]!;
+    const next = tokens[i + 1];
+    const spec = token.startsWith("--") ? known.get(token.slice(2)) : undefined;
+    if (spec && spec.kind !== "boolean" && next !== undefined && /^-[\d.]/.test(next)) {
+      out.push(`${token}=${next}`);
+      i++;
+    } else {
+      out.push(token);
+    }
+  }
+  return out;
+}
+
 function explainParseError(
   error: unknown,
   args: readonly string[],
   known: Map<string, FlagSpec>,
+  typed: readonly string[],
 ): string {
   const code = (error as { code?: string }).code;
   const message = error instanceof Error ? error.message : String(error);
   const flag = /'(-{1,2}[^' =]+)/.exec(message)?.[1] ?? "";
   const name = flag.replace(/^-+/, "");
   if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
-    return `Unknown flag "${flag}": see --help for the flags this command takes`;
+    // Name the flag as typed (`--no-such`), not as converted to camelCase (`--noSuch`).
+    const asTyped = typed.find((t) => kebabToCamel(t).split("=")[0] === flag)?.split("=")[0];
+    return `Unknown flag "${asTyped ?? flag}": see --help for the flags this command takes`;
   }
   if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
     const spec = known.get(name);

@@ -11,6 +11,9 @@
  */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/** {@linkcode MAX_TIMER_MS} in whole seconds, as users would type it. */
+export const MAX_TIMER_SECONDS = Math.floor(MAX_TIMER_MS / 1000);
+
 const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
 const DURATION_PATTERN = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/;
 
@@ -33,7 +36,7 @@ export function parseDuration(text: string): number {
   const ms = Math.round(Number(match[1]) * UNIT_MS[unit]);
   if (ms <= 0) throw new RangeError("expected a duration greater than zero");
   if (ms > MAX_TIMER_MS) {
-    throw new RangeError(`expected at most ${formatDuration(MAX_TIMER_MS)}`);
+    throw new RangeError(`expected at most ${MAX_TIMER_SECONDS}s (about 24 days)`);
   }
   return ms;
 }
@@ -41,7 +44,8 @@ export function parseDuration(text: string): number {
 /** Formats milliseconds for people: `750ms`, `10s`, `1.5s`, `2m`, `1h30m`. */
 export function formatDuration(ms: number): string {
   if (ms < 1000) return `${Math.max(0, Math.round(ms))}ms`;
-  if (ms < 60_000) return `${Number((ms / 1000).toFixed(1))}s`;
+  const tenths = Math.round(ms / 100) / 10;
+  if (tenths < 60) return `${tenths}s`;
   const totalSeconds = Math.round(ms / 1000);
   const h = Math.floor(totalSeconds / 3600);
   const m = Math.floor((totalSeconds % 3600) / 60);

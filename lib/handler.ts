@@ -7,7 +7,8 @@
 import { parseDuration, retryAfterSeconds } from "./duration.ts";
 import { describeError, HttpError } from "./errors.ts";
 import { type Logger, silentLogger } from "./log.ts";
-import type { Denial, LockService } from "./service.ts";
+import type { Awaitable } from "./lock.ts";
+import type { Denial, LockService, Outcome } from "./service.ts";
 
 /** Options of {@linkcode createHandler}. */
 export interface HandlerOptions {
@@ -20,12 +21,12 @@ export interface HandlerOptions {
   log?: Logger;
 }
 
-/** An HTTP request handler. */
-export type Handler = (request: Request) => Promise<Response>;
+/** An HTTP request handler; synchronous where it can be, which keeps the hot path cheap. */
+export type Handler = (request: Request) => Awaitable<Response>;
 
 interface Route {
   methods: readonly string[];
-  handle: (request: Request, url: URL) => Promise<Response> | Response;
+  handle: (request: Request, query: URLSearchParams) => Awaitable<Response>;
 }
 
 /** Builds the handler of the lock API. */
@@ -33,18 +34,20 @@ export function createHandler(options: HandlerOptions): Handler {
   const { service, defaultDurationMs, maxDurationMs } = options;
   const log = options.log ?? silentLogger;
 
-  const acquire = async (request: Request, url: URL): Promise<Response> => {
-    const durationMs = readDuration(url, defaultDurationMs, maxDurationMs);
+  const acquire = (request: Request, query: URLSearchParams): Awaitable<Response> => {
+    const durationMs = readDuration(query, defaultDurationMs, maxDurationMs);
     const json = wantsJson(request);
-    const outcome = await service.acquire({ durationMs });
-    if (!outcome.granted) return locked(outcome.denial, json);
-    const { lease } = outcome;
-    if (!json) return text(200, "Lock acquired\n");
-    return Response.json({
-      status: "acquired",
-      message: "Lock acquired",
-      expiresAt: new Date(lease.expiresAt).toISOString(),
-    });
+    const respond = (outcome: Outcome): Response => {
+      if (!outcome.granted) return locked(outcome.denial, json);
+      if (!json) return text(200, "Lock acquired\n");
+      return Response.json({
+        status: "acquired",
+        message: "Lock acquired",
+        expiresAt: new Date(outcome.lease.expiresAt).toISOString(),
+      });
+    };
+    const outcome = service.acquire({ durationMs });
+    return outcome instanceof Promise ? outcome.then(respond) : respond(outcome);
   };
 
   const routes: Record<string, Route> = {
@@ -52,31 +55,52 @@ export function createHandler(options: HandlerOptions): Handler {
     "/healthz": { methods: ["GET", "HEAD"], handle: () => text(200, "OK\n") },
   };
 
-  return async (request) => {
-    const url = new URL(request.url);
-    log.debug(`${request.method} ${url.pathname}${url.search}`);
-    try {
-      const route = routes[url.pathname];
-      if (!route) throw new HttpError(404, `Not found: ${url.pathname}`);
-      if (!route.methods.includes(request.method)) {
-        throw new HttpError(405, `Method ${request.method} is not allowed on ${url.pathname}`, {
-          headers: { Allow: route.methods.join(", ") },
-        });
-      }
-      return await route.handle(request, url);
-    } catch (error) {
+  const debug = log.enabled("debug");
+
+  return (request) => {
+    const { path, query } = splitUrl(request.url);
+    const method = request.method;
+    if (debug) log.debug(`${method} ${request.url}`);
+    const fail = (error: unknown): Response => {
       if (error instanceof HttpError) {
         return text(error.status, `${error.message}\n`, error.headers);
       }
-      log.error(`Unexpected error on ${request.method} ${url.pathname}: ${describeError(error)}`);
+      log.error(`Unexpected error on ${method} ${path}: ${describeError(error)}`);
       return text(500, "Internal error\n");
+    };
+    try {
+      const route = routes[path];
+      if (!route) throw new HttpError(404, `Not found: ${path}`);
+      if (!route.methods.includes(method)) {
+        throw new HttpError(405, `Method ${method} is not allowed on ${path}`, {
+          headers: { Allow: route.methods.join(", ") },
+        });
+      }
+      const response = route.handle(request, query);
+      return response instanceof Promise ? response.catch(fail) : response;
+    } catch (error) {
+      return fail(error);
     }
   };
 }
 
+const NO_QUERY = new URLSearchParams();
+
+/**
+ * The path and query of a request URL. Cheaper than `new URL()`, which showed
+ * in the throughput benchmark; the server always gives an absolute URL.
+ */
+function splitUrl(url: string): { path: string; query: URLSearchParams } {
+  const start = url.indexOf("/", url.indexOf("://") + 3);
+  if (start === -1) return { path: "/", query: NO_QUERY };
+  const q = url.indexOf("?", start);
+  if (q === -1) return { path: url.slice(start), query: NO_QUERY };
+  return { path: url.slice(start, q), query: new URLSearchParams(url.slice(q + 1)) };
+}
+
 /** Reads `?duration=`, or the default; refuses what is malformed or above `maxMs`. */
-function readDuration(url: URL, defaultMs: number, maxMs: number): number {
-  const raw = url.searchParams.get("duration");
+function readDuration(query: URLSearchParams, defaultMs: number, maxMs: number): number {
+  const raw = query.get("duration");
   if (raw === null) return defaultMs;
   let ms: number;
   try {

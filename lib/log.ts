@@ -16,6 +16,8 @@ export interface Logger {
   info(message: string): void;
   warn(message: string): void;
   error(message: string): void;
+  /** Whether lines at `level` are written, so hot paths can skip building them. */
+  enabled(level: LogLevel): boolean;
 }
 
 /** A logger that drops everything, the default for modules used in tests. */
@@ -24,6 +26,7 @@ export const silentLogger: Logger = {
   info() {},
   warn() {},
   error() {},
+  enabled: () => false,
 };
 
 /** A logger that writes `TIME LEVEL message` lines at or above `level`. */
@@ -37,5 +40,11 @@ export function createLogger(
       write(`${new Date().toISOString()} ${l.toUpperCase().padEnd(5)} ${message}`);
     }
   };
-  return { debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error") };
+  return {
+    debug: at("debug"),
+    info: at("info"),
+    warn: at("warn"),
+    error: at("error"),
+    enabled: (l) => LOG_LEVELS.indexOf(l) >= min,
+  };
 }

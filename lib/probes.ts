@@ -11,6 +11,8 @@ export type CheckTarget =
   | { kind: "tcp"; url: string; hostname: string; port: number }
   | { kind: "http"; url: string };
 
+const TCP_HINT = "expected tcp://HOST:PORT with a port from 1 to 65535";
+
 /**
  * Parses a `--check` value.
  *
@@ -22,6 +24,8 @@ export function parseCheckTarget(text: string): CheckTarget {
   try {
     url = new URL(text);
   } catch {
+    // `new URL` already refuses a port above 65535: say what a tcp check looks like.
+    if (/^\s*tcp:/i.test(text)) throw new RangeError(TCP_HINT);
     throw new RangeError(
       "expected a URL such as http://host:9200/health, https://host/ or tcp://host:27017",
     );
@@ -31,10 +35,10 @@ export function parseCheckTarget(text: string): CheckTarget {
   }
   if (url.protocol === "tcp:") {
     // Special-scheme parsing does not apply to tcp:, so host and port are read by hand.
-    const match = /^tcp:\/\/(\[[0-9a-fA-F:.]+\]|[^/:?#\s]+):(\d{1,5})\/?$/.exec(text.trim());
+    const match = /^tcp:\/\/(\[[0-9a-fA-F:.]+\]|[^/:?#\s]+):(\d{1,5})\/?$/i.exec(text.trim());
     const port = Number(match?.[2]);
     if (!match || !match[1] || port < 1 || port > 65535) {
-      throw new RangeError("expected tcp://HOST:PORT with a port from 1 to 65535");
+      throw new RangeError(TCP_HINT);
     }
     const hostname = match[1].replace(/^\[(.*)\]$/, "$1");
     return { kind: "tcp", url: `tcp://${match[1]}:${port}`, hostname, port };

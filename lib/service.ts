@@ -6,7 +6,7 @@
  */
 import type { Gate } from "./checker.ts";
 import { formatDuration } from "./duration.ts";
-import type { AcquireRequest, Lease, LockStore } from "./lock.ts";
+import type { AcquireRequest, AcquireResult, Awaitable, Lease, LockStore } from "./lock.ts";
 import { type Logger, silentLogger } from "./log.ts";
 
 /** Why a request was denied. */
@@ -54,10 +54,16 @@ export class LockService {
   }
 
   /** Takes a slot if every dependency passes and one is free. */
-  async acquire(request: AcquireRequest): Promise<Outcome> {
+  acquire(request: AcquireRequest): Awaitable<Outcome> {
     const gate = this.#gate.gate;
     if (!gate.open) return { granted: false, denial: describeClosedGate(gate) };
-    const result = await this.store.acquire(request);
+    const result = this.store.acquire(request);
+    return result instanceof Promise
+      ? result.then((r) => this.#settle(request, r))
+      : this.#settle(request, result);
+  }
+
+  #settle(request: AcquireRequest, result: AcquireResult): Outcome {
     if (!result.granted) {
       const n = this.store.capacity;
       return {
@@ -70,7 +76,7 @@ export class LockService {
         },
       };
     }
-    if (!result.existing) {
+    if (!result.existing && this.#log.enabled("info")) {
       this.#log.info(
         `Lock granted${request.id ? ` to ${request.id}` : ""} for ${
           formatDuration(request.durationMs)

@@ -1,0 +1,39 @@
+/**
+ * `deno task compile`: builds `dist/startup-lock` for this machine with the
+ * program's permissions (lib/permissions.ts) baked in.
+ *
+ * `deno compile` fetches the matching runtime (denort) from the internet unless
+ * `DENORT_BIN` points at one; without either it cannot finish.
+ *
+ * @module
+ */
+import { PERMISSION_FLAGS } from "../lib/permissions.ts";
+
+/** The arguments of `deno compile` that build the program into `output`. */
+export function compileArgs(output: string, target?: string): string[] {
+  return [
+    "compile",
+    "--quiet",
+    ...PERMISSION_FLAGS,
+    ...(target ? ["--target", target] : []),
+    "--output",
+    output,
+    new URL("../main.ts", import.meta.url).pathname,
+  ];
+}
+
+if (import.meta.main) {
+  const output = new URL("../dist/startup-lock", import.meta.url).pathname;
+  const { code } = await new Deno.Command(Deno.execPath(), {
+    args: compileArgs(output),
+    stdout: "inherit",
+    stderr: "inherit",
+  }).output();
+  if (code !== 0) {
+    console.error(
+      "startup-lock: deno compile failed; it needs the Deno runtime (denort) from the internet " +
+        "or a local copy named by DENORT_BIN",
+    );
+  } else console.error(`Built ${output}`);
+  Deno.exit(code);
+}

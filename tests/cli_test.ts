@@ -1,0 +1,618 @@
+import assert from "node:assert/strict";
+import { envName } from "../lib/args.ts";
+import { parseServerArgs, SERVER_FLAGS, serverUsage } from "../lib/cli.ts";
+import * as defaults from "../lib/config.ts";
+import type { ServerConfig } from "../lib/config.ts";
+import { DURATION_HINT } from "../lib/duration.ts";
+import { UsageError } from "../lib/errors.ts";
+import { parseCheckTarget } from "../lib/probes.ts";
+
+const noEnv = () => undefined;
+
+function envOf(vars: Record<string, string>): (name: string) => string | undefined {
+  return (name) => vars[name];
+}
+
+/** The config of a `serve` command; fails the test for `help` or `version`. */
+function serve(argv: string[], env: Record<string, string> = {}): ServerConfig {
+  const command = parseServerArgs(argv, envOf(env));
+  assert.equal(command.action, "serve");
+  if (command.action !== "serve") throw new Error("unreachable");
+  return command.config;
+}
+
+const DEFAULT_CONFIG: ServerConfig = {
+  host: defaults.DEFAULT_HOST,
+  port: defaults.DEFAULT_PORT,
+  locks: defaults.DEFAULT_LOCKS,
+  timeoutMs: defaults.DEFAULT_LOCK_MS,
+  checks: [],
+  failHcMs: defaults.DEFAULT_FAIL_INTERVAL_MS,
+  passHcMs: defaults.DEFAULT_PASS_INTERVAL_MS,
+  checkTimeoutMs: defaults.DEFAULT_CHECK_TIMEOUT_MS,
+  maxDurationMs: defaults.DEFAULT_MAX_DURATION_MS,
+  logLevel: defaults.DEFAULT_LOG_LEVEL,
+};
+
+Deno.test("parseServerArgs() uses every DEFAULT_* constant when nothing is given", () => {
+  assert.deepEqual(parseServerArgs([], noEnv), { action: "serve", config: DEFAULT_CONFIG });
+});
+
+Deno.test("parseServerArgs() ignores environment variables that are empty or blank", () => {
+  const env = Object.fromEntries(SERVER_FLAGS.map((f) => [envName(f.name), " "]));
+  assert.deepEqual(serve([], env), DEFAULT_CONFIG);
+});
+
+Deno.test("parseServerArgs() reads every value flag", () => {
+  const config = serve([
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "9000",
+    "--locks",
+    "3",
+    "--timeout",
+    "30s",
+    "--check",
+    "http://es:9200/_cluster/health",
+    "--failHc",
+    "5",
+    "--passHc",
+    "2m",
+    "--checkTimeout",
+    "1500ms",
+    "--maxDuration",
+    "2h",
+    "--logLevel",
+    "debug",
+  ]);
+  assert.deepEqual(config, {
+    host: "127.0.0.1",
+    port: 9000,
+    locks: 3,
+    timeoutMs: 30_000,
+    checks: [{ kind: "http", url: "http://es:9200/_cluster/health" }],
+    failHcMs: 5_000,
+    passHcMs: 120_000,
+    checkTimeoutMs: 1_500,
+    maxDurationMs: 7_200_000,
+    logLevel: "debug",
+  });
+});
+
+Deno.test("parseServerArgs() accepts --flag=value", () => {
+  const config = serve(["--port=9000", "--timeout=1m", "--check=tcp://db:5432"]);
+  assert.equal(config.port, 9000);
+  assert.equal(config.timeoutMs, 60_000);
+  assert.deepEqual(config.checks, [
+    { kind: "tcp", url: "tcp://db:5432", hostname: "db", port: 5432 },
+  ]);
+});
+
+Deno.test("parseServerArgs() accepts kebab-case spellings of camelCase flags", () => {
+  const config = serve([
+    "--fail-hc",
+    "5",
+    "--pass-hc=30s",
+    "--check-timeout=2s",
+    "--max-duration",
+    "2h",
+    "--log-level",
+    "warn",
+  ]);
+  assert.equal(config.failHcMs, 5_000);
+  assert.equal(config.passHcMs, 30_000);
+  assert.equal(config.checkTimeoutMs, 2_000);
+  assert.equal(config.maxDurationMs, 7_200_000);
+  assert.equal(config.logLevel, "warn");
+});
+
+Deno.test("parseServerArgs() accepts port 0 to pick a free port", () => {
+  assert.equal(serve(["--port", "0"]).port, 0);
+});
+
+Deno.test("parseServerArgs() takes the last of a repeated value flag", () => {
+  assert.equal(serve(["--port", "1", "--port", "2"]).port, 2);
+});
+
+Deno.test("parseServerArgs() collects a repeated --check in order", () => {
+  assert.deepEqual(
+    serve(["--check", "http://a/health", "--check=tcp://b:27017", "--check", "https://c/"]).checks,
+    [
+      { kind: "http", url: "http://a/health" },
+      { kind: "tcp", url: "tcp://b:27017", hostname: "b", port: 27017 },
+      { kind: "http", url: "https://c/" },
+    ],
+  );
+});
+
+Deno.test("parseServerArgs() strips brackets from an IPv6 --host", () => {
+  assert.equal(serve(["--host", "[::1]"]).host, "::1");
+  assert.equal(serve(["--host", "::"]).host, "::");
+});
+
+Deno.test("parseServerArgs() accepts the log level in any case", () => {
+  assert.equal(serve(["--logLevel", "ERROR"]).logLevel, "error");
+});
+
+Deno.test("parseServerArgs() accepts --timeout equal to --maxDuration", () => {
+  const config = serve(["--timeout", "1m", "--maxDuration", "60s"]);
+  assert.equal(config.timeoutMs, 60_000);
+  assert.equal(config.maxDurationMs, 60_000);
+});
+
+Deno.test("parseServerArgs() reads every value flag from its STARTUP_LOCK_* variable", () => {
+  const config = serve([], {
+    STARTUP_LOCK_HOST: "127.0.0.1",
+    STARTUP_LOCK_PORT: "9100",
+    STARTUP_LOCK_LOCKS: "4",
+    STARTUP_LOCK_TIMEOUT: "20",
+    STARTUP_LOCK_CHECK: "http://a/health",
+    STARTUP_LOCK_FAIL_HC: "3s",
+    STARTUP_LOCK_PASS_HC: "90s",
+    STARTUP_LOCK_CHECK_TIMEOUT: "250ms",
+    STARTUP_LOCK_MAX_DURATION: "30m",
+    STARTUP_LOCK_LOG_LEVEL: "error",
+  });
+  assert.deepEqual(config, {
+    host: "127.0.0.1",
+    port: 9100,
+    locks: 4,
+    timeoutMs: 20_000,
+    checks: [{ kind: "http", url: "http://a/health" }],
+    failHcMs: 3_000,
+    passHcMs: 90_000,
+    checkTimeoutMs: 250,
+    maxDurationMs: 1_800_000,
+    logLevel: "error",
+  });
+});
+
+Deno.test("parseServerArgs() splits STARTUP_LOCK_CHECK on commas, skipping blanks", () => {
+  const config = serve([], { STARTUP_LOCK_CHECK: " http://a/ , tcp://b:1,, ,https://c/x" });
+  assert.deepEqual(config.checks, [
+    { kind: "http", url: "http://a/" },
+    { kind: "tcp", url: "tcp://b:1", hostname: "b", port: 1 },
+    { kind: "http", url: "https://c/x" },
+  ]);
+});
+
+Deno.test("parseServerArgs() lets a flag win over its environment variable", async (t) => {
+  await t.step("value flag", () => {
+    const config = serve(["--port", "9000", "--fail-hc=7"], {
+      STARTUP_LOCK_PORT: "9100",
+      STARTUP_LOCK_FAIL_HC: "3",
+      STARTUP_LOCK_LOCKS: "5",
+    });
+    assert.equal(config.port, 9000);
+    assert.equal(config.failHcMs, 7_000);
+    assert.equal(config.locks, 5, "a variable without a flag still applies");
+  });
+  await t.step("list flag replaces the whole list", () => {
+    const config = serve(["--check", "tcp://flag:1"], {
+      STARTUP_LOCK_CHECK: "http://env-a/,http://env-b/",
+    });
+    assert.deepEqual(config.checks.map((c) => c.url), ["tcp://flag:1"]);
+  });
+  await t.step("a valid flag hides an invalid variable", () => {
+    assert.equal(serve(["--port", "9000"], { STARTUP_LOCK_PORT: "abc" }).port, 9000);
+  });
+});
+
+Deno.test("parseServerArgs() returns the help and version actions", async (t) => {
+  await t.step("--help", () => {
+    assert.deepEqual(parseServerArgs(["--help"], noEnv), { action: "help" });
+  });
+  await t.step("--version", () => {
+    assert.deepEqual(parseServerArgs(["--version"], noEnv), { action: "version" });
+  });
+  await t.step("--help wins over --version", () => {
+    assert.deepEqual(parseServerArgs(["--version", "--help"], noEnv), { action: "help" });
+  });
+  await t.step("--help wins over invalid values", () => {
+    assert.deepEqual(
+      parseServerArgs(["--port", "x", "--help"], envOf({ STARTUP_LOCK_LOCKS: "0" })),
+      { action: "help" },
+    );
+  });
+});
+
+Deno.test("serverUsage() lists every flag with its default and environment variable", () => {
+  const usage = serverUsage();
+  for (const flag of SERVER_FLAGS) {
+    const line = usage.split("\n").find((l) =>
+      l.trimStart().startsWith(`--${flag.name} `) ||
+      l.trim() === `--${flag.name}`
+    );
+    assert.ok(line, `--${flag.name} is listed`);
+    if (flag.kind !== "boolean") assert.ok(line.includes(`env: ${envName(flag.name)}`), line);
+    if (flag.default !== undefined) assert.ok(line.includes(`default: ${flag.default}`), line);
+  }
+});
+
+/** One row of the validation table. */
+interface Invalid {
+  /** What the row checks; the step is named "rejects <what>". */
+  what: string;
+  argv: string[];
+  env?: Record<string, string>;
+  /** The flag or variable the message must name. */
+  names: string;
+  /** The value the message must quote, when there is one. */
+  value?: string;
+  /** What the message must say is allowed (or what is wrong). */
+  says: string;
+}
+
+const PORT_RANGE = "expected an integer from 0 to 65535";
+const LOCKS_RANGE = `expected an integer from 1 to ${defaults.MAX_LOCKS}`;
+const NOT_ZERO = "expected a duration greater than zero";
+const NOT_DURATION = `expected ${DURATION_HINT}`;
+const TCP_FORM = "expected tcp://HOST:PORT with a port from 1 to 65535";
+const URL_FORM =
+  "expected a URL such as http://host:9200/health, https://host/ or tcp://host:27017";
+
+const INVALID: Invalid[] = [
+  {
+    what: "a non-numeric port",
+    argv: ["--port", "http"],
+    names: "--port",
+    value: "http",
+    says: PORT_RANGE,
+  },
+  {
+    what: "port 65536",
+    argv: ["--port", "65536"],
+    names: "--port",
+    value: "65536",
+    says: PORT_RANGE,
+  },
+  { what: "port -1", argv: ["--port", "-1"], names: "--port", value: "-1", says: PORT_RANGE },
+  {
+    what: "port -1 given as --port=-1",
+    argv: ["--port=-1"],
+    names: "--port",
+    value: "-1",
+    says: PORT_RANGE,
+  },
+  {
+    what: "a fractional port",
+    argv: ["--port", "80.5"],
+    names: "--port",
+    value: "80.5",
+    says: PORT_RANGE,
+  },
+  { what: "an empty port", argv: ["--port="], names: "--port", value: "", says: PORT_RANGE },
+  { what: "locks 0", argv: ["--locks", "0"], names: "--locks", value: "0", says: LOCKS_RANGE },
+  { what: 'locks "x"', argv: ["--locks", "x"], names: "--locks", value: "x", says: LOCKS_RANGE },
+  {
+    what: "locks 1.5",
+    argv: ["--locks", "1.5"],
+    names: "--locks",
+    value: "1.5",
+    says: LOCKS_RANGE,
+  },
+  {
+    what: "more locks than MAX_LOCKS",
+    argv: ["--locks", String(defaults.MAX_LOCKS + 1)],
+    names: "--locks",
+    value: String(defaults.MAX_LOCKS + 1),
+    says: LOCKS_RANGE,
+  },
+  { what: "timeout 0", argv: ["--timeout", "0"], names: "--timeout", value: "0", says: NOT_ZERO },
+  {
+    what: 'timeout "abc"',
+    argv: ["--timeout", "abc"],
+    names: "--timeout",
+    value: "abc",
+    says: NOT_DURATION,
+  },
+  {
+    what: "timeout with an unknown unit",
+    argv: ["--timeout", "1d"],
+    names: "--timeout",
+    value: "1d",
+    says: NOT_DURATION,
+  },
+  { what: "failHc 0", argv: ["--failHc", "0"], names: "--failHc", value: "0", says: NOT_ZERO },
+  {
+    what: "fail-hc -5",
+    argv: ["--fail-hc", "-5"],
+    names: "--failHc",
+    value: "-5",
+    says: NOT_DURATION,
+  },
+  { what: "passHc 0s", argv: ["--passHc", "0s"], names: "--passHc", value: "0s", says: NOT_ZERO },
+  {
+    what: "pass-hc -1m",
+    argv: ["--pass-hc=-1m"],
+    names: "--passHc",
+    value: "-1m",
+    says: NOT_DURATION,
+  },
+  {
+    what: "checkTimeout 0ms",
+    argv: ["--checkTimeout", "0ms"],
+    names: "--checkTimeout",
+    value: "0ms",
+    says: NOT_ZERO,
+  },
+  {
+    what: "check-timeout -2s",
+    argv: ["--check-timeout", "-2s"],
+    names: "--checkTimeout",
+    value: "-2s",
+    says: NOT_DURATION,
+  },
+  {
+    what: "maxDuration 0",
+    argv: ["--maxDuration", "0"],
+    names: "--maxDuration",
+    value: "0",
+    says: NOT_ZERO,
+  },
+  {
+    what: "max-duration -1h",
+    argv: ["--max-duration", "-1h"],
+    names: "--maxDuration",
+    value: "-1h",
+    says: NOT_DURATION,
+  },
+  {
+    what: "maxDuration above the timer limit",
+    argv: ["--maxDuration", "1000h"],
+    names: "--maxDuration",
+    value: "1000h",
+    says: "expected at most 2147483s (about 24 days)",
+  },
+  {
+    what: "--timeout bigger than --maxDuration",
+    argv: ["--timeout", "2m", "--maxDuration", "1m"],
+    names: "--timeout",
+    value: "2m",
+    says: "must not exceed --maxDuration (1m)",
+  },
+  {
+    what: "--timeout bigger than the default --maxDuration",
+    argv: ["--timeout", "2h"],
+    names: "--timeout",
+    value: "2h",
+    says: "must not exceed --maxDuration (1h)",
+  },
+  {
+    what: "an unknown flag",
+    argv: ["--verbose"],
+    names: '"--verbose"',
+    says: "see --help for the flags",
+  },
+  {
+    what: "an unknown kebab-case flag, named as typed",
+    argv: ["--no-such-flag=1"],
+    names: '"--no-such-flag"',
+    says: "see --help for the flags",
+  },
+  {
+    what: "an unknown short flag",
+    argv: ["-p", "80"],
+    names: '"-p"',
+    says: "see --help for the flags",
+  },
+  {
+    what: "a missing value at the end",
+    argv: ["--port"],
+    names: "--port",
+    says: "needs a value: PORT",
+  },
+  {
+    what: "a flag where a value should be",
+    argv: ["--timeout", "--locks", "2"],
+    names: "--timeout",
+    says: "needs a value: DURATION",
+  },
+  {
+    what: "a value given to --help",
+    argv: ["--help=yes"],
+    names: "--help",
+    says: "takes no value",
+  },
+  {
+    what: "a value given to --version",
+    argv: ["--version=1"],
+    names: "--version",
+    says: "takes no value",
+  },
+  { what: "a positional argument", argv: ["start"], names: '"start"', says: "takes only flags" },
+  {
+    what: "a positional argument after flags",
+    argv: ["--port", "80", "extra"],
+    names: '"extra"',
+    says: "takes only flags",
+  },
+  {
+    what: "a command after --",
+    argv: ["--port", "80", "--", "sleep", "1"],
+    names: '"--"',
+    says: "takes no command to run",
+  },
+  {
+    what: "a check with the ftp scheme",
+    argv: ["--check", "ftp://files/x"],
+    names: "--check",
+    value: "ftp://files/x",
+    says: 'unsupported scheme "ftp": expected http, https or tcp',
+  },
+  {
+    what: "a tcp check without a port",
+    argv: ["--check", "tcp://host"],
+    names: "--check",
+    value: "tcp://host",
+    says: TCP_FORM,
+  },
+  {
+    what: "a tcp check with port 0",
+    argv: ["--check", "tcp://host:0"],
+    names: "--check",
+    value: "tcp://host:0",
+    says: TCP_FORM,
+  },
+  {
+    what: "a tcp check with port 70000",
+    argv: ["--check", "tcp://host:70000"],
+    names: "--check",
+    value: "tcp://host:70000",
+    says: TCP_FORM,
+  },
+  {
+    what: "a tcp check with a path",
+    argv: ["--check", "tcp://host:1/x"],
+    names: "--check",
+    value: "tcp://host:1/x",
+    says: TCP_FORM,
+  },
+  {
+    what: "a tcp check without a host",
+    argv: ["--check", "tcp://:80"],
+    names: "--check",
+    value: "tcp://:80",
+    says: TCP_FORM,
+  },
+  {
+    what: "a URL without a colon",
+    argv: ["--check", "http//x"],
+    names: "--check",
+    value: "http//x",
+    says: URL_FORM,
+  },
+  {
+    what: "text that is not a URL",
+    argv: ["--check", "not a url"],
+    names: "--check",
+    value: "not a url",
+    says: URL_FORM,
+  },
+  {
+    what: "a bad check after a good one",
+    argv: ["--check", "http://ok/", "--check", "ftp://bad"],
+    names: "--check",
+    value: "ftp://bad",
+    says: "expected http, https or tcp",
+  },
+  {
+    what: "an unknown log level",
+    argv: ["--logLevel", "verbose"],
+    names: "--logLevel",
+    value: "verbose",
+    says: "expected one of debug, info, warn, error",
+  },
+  {
+    what: "a host with a space",
+    argv: ["--host", "my host"],
+    names: "--host",
+    value: "my host",
+    says: "expected a host name or an IP address",
+  },
+  {
+    what: "a non-numeric STARTUP_LOCK_PORT",
+    argv: [],
+    env: { STARTUP_LOCK_PORT: "abc" },
+    names: "STARTUP_LOCK_PORT",
+    value: "abc",
+    says: PORT_RANGE,
+  },
+  {
+    what: "STARTUP_LOCK_LOCKS 0",
+    argv: [],
+    env: { STARTUP_LOCK_LOCKS: "0" },
+    names: "STARTUP_LOCK_LOCKS",
+    value: "0",
+    says: LOCKS_RANGE,
+  },
+  {
+    what: "STARTUP_LOCK_FAIL_HC 0",
+    argv: [],
+    env: { STARTUP_LOCK_FAIL_HC: "0" },
+    names: "STARTUP_LOCK_FAIL_HC",
+    value: "0",
+    says: NOT_ZERO,
+  },
+  {
+    what: "a bad item in STARTUP_LOCK_CHECK",
+    argv: [],
+    env: { STARTUP_LOCK_CHECK: "http://ok/,tcp://nope" },
+    names: "STARTUP_LOCK_CHECK",
+    value: "tcp://nope",
+    says: TCP_FORM,
+  },
+  {
+    what: "STARTUP_LOCK_TIMEOUT bigger than --maxDuration",
+    argv: ["--maxDuration", "1m"],
+    env: { STARTUP_LOCK_TIMEOUT: "90s" },
+    names: "STARTUP_LOCK_TIMEOUT",
+    value: "90s",
+    says: "must not exceed --maxDuration (1m)",
+  },
+  {
+    what: "an unknown STARTUP_LOCK_LOG_LEVEL",
+    argv: [],
+    env: { STARTUP_LOCK_LOG_LEVEL: "loud" },
+    names: "STARTUP_LOCK_LOG_LEVEL",
+    value: "loud",
+    says: "expected one of debug, info, warn, error",
+  },
+];
+
+Deno.test("parseServerArgs() rejects invalid input with a message naming the flag, the value and what is allowed", async (t) => {
+  for (const row of INVALID) {
+    await t.step(`rejects ${row.what}`, () => {
+      let thrown: unknown;
+      try {
+        parseServerArgs(row.argv, envOf(row.env ?? {}));
+      } catch (error) {
+        thrown = error;
+      }
+      assert.ok(thrown instanceof UsageError, `expected a UsageError, got ${String(thrown)}`);
+      const { message } = thrown;
+      assert.ok(message.includes(row.names), `names ${row.names}: ${message}`);
+      if (row.value !== undefined) {
+        assert.ok(
+          message.startsWith(`Invalid ${row.names} "${row.value}": `),
+          `quotes "${row.value}": ${message}`,
+        );
+      }
+      assert.ok(message.includes(row.says), `says "${row.says}": ${message}`);
+      assert.ok(!message.includes("\n"), `one line: ${message}`);
+    });
+  }
+});
+
+Deno.test("parseCheckTarget() accepts http, https and tcp URLs", async (t) => {
+  const cases: [string, ReturnType<typeof parseCheckTarget>][] = [
+    ["http://es:9200/_cluster/health", { kind: "http", url: "http://es:9200/_cluster/health" }],
+    ["https://api.example.com", { kind: "http", url: "https://api.example.com/" }],
+    ["HTTPS://Host/Path?q=1", { kind: "http", url: "https://host/Path?q=1" }],
+    ["tcp://host:1", { kind: "tcp", url: "tcp://host:1", hostname: "host", port: 1 }],
+    ["tcp://db:65535/", { kind: "tcp", url: "tcp://db:65535", hostname: "db", port: 65535 }],
+    ["tcp://10.0.0.5:27017", {
+      kind: "tcp",
+      url: "tcp://10.0.0.5:27017",
+      hostname: "10.0.0.5",
+      port: 27017,
+    }],
+    ["tcp://[::1]:80", { kind: "tcp", url: "tcp://[::1]:80", hostname: "::1", port: 80 }],
+    ["TCP://db:5432", { kind: "tcp", url: "tcp://db:5432", hostname: "db", port: 5432 }],
+    [" tcp://db:5432 ", { kind: "tcp", url: "tcp://db:5432", hostname: "db", port: 5432 }],
+  ];
+  for (const [text, target] of cases) {
+    await t.step(JSON.stringify(text), () => {
+      assert.deepEqual(parseCheckTarget(text), target);
+    });
+  }
+});
+
+Deno.test("parseCheckTarget() throws a RangeError that does not repeat the input", () => {
+  assert.throws(() => parseCheckTarget("ftp://x"), (error: unknown) => {
+    assert.ok(error instanceof RangeError);
+    assert.ok(!error.message.includes("ftp://x"), error.message);
+    return true;
+  });
+});
