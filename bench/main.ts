@@ -1,19 +1,35 @@
 /**
- * `deno task bench`: throughput and latency of startup-lock under many
- * keep-alive connections, measured with `wrk` against a bare `Deno.serve`
- * handler that always answers 423, in the same run.
+ * `deno task bench`: four benchmarks of startup-lock, each printing its figures
+ * and whether its target is met (a missed target never fails the run):
  *
- * - `deny`: one slot, taken first, so every request is a 423.
- * - `acquire`: a million slots that expire after 1 s, so requests get 200.
+ * - `handoff` (`handoff.ts`): from a release to the waiting client's 200;
+ * - `rollout` (`rollout.ts`): 20 apps on 2 slots, release on ready
+ *   against the original fixed duration and the ideal schedule;
+ * - `memory` (`memory.ts`): RSS idle and with 10,000 clients waiting;
+ * - `http`: throughput and latency under many keep-alive connections,
+ *   measured with `wrk` against a bare `Deno.serve` handler that always
+ *   answers 423, in the same run:
+ *   - `deny`: one slot, taken first, so every request is a 423.
+ *   - `acquire`: a million slots that expire after 1 s, so requests get 200.
  *
- * Each server is measured at each concurrency in alternating rounds; the tables
- * show the median of the rounds. Environment overrides: `BENCH_SECONDS` (5),
- * `BENCH_ROUNDS` (3), `BENCH_WARMUP_SECONDS` (1), `BENCH_THREADS` (2) and
- * `BENCH_CONNECTIONS` (`50,1000`).
+ *   Each server is measured at each concurrency in alternating rounds; the
+ *   tables show the median of the rounds.
+ *
+ * All run by default; name some to run only those:
+ * `deno task bench -- handoff,rollout` or `BENCH_ONLY=memory deno task bench`.
+ * Environment overrides: `BENCH_HANDOFFS` (1000), `BENCH_WAITERS` (10000),
+ * and for `http` `BENCH_SECONDS` (5), `BENCH_ROUNDS` (3),
+ * `BENCH_WARMUP_SECONDS` (1), `BENCH_THREADS` (2) and `BENCH_CONNECTIONS`
+ * (`50,1000`).
  *
  * @module
  */
 import { programCommand, USING_COMPILED } from "../tests/_program.ts";
+import { type Figure, figuresMarkdown, targetLines as figureTargetLines } from "./figures.ts";
+import { runHandoff } from "./handoff.ts";
+import { runMemory } from "./memory.ts";
+import type { ChildProcess } from "./process.ts";
+import { runRollout } from "./rollout.ts";
 import {
   BARE_NAME,
   markdownTable,
@@ -26,8 +42,21 @@ import {
 import { type BenchServer, startBareServer, startLockServer } from "./servers.ts";
 import { runWrk, WRK_MISSING, type WrkResult, wrkVersion } from "./wrk.ts";
 
+/** The parts of the benchmark, in the order they run. */
+export const PARTS = ["handoff", "rollout", "memory", "http"] as const;
+
+/** One part of the benchmark. */
+export type Part = (typeof PARTS)[number];
+
+/** Unmeasured handoffs before the measured ones. */
+const HANDOFF_WARMUP = 100;
+
 /** What to measure, from the environment. */
 export interface BenchConfig {
+  /** Measured handoffs of the `handoff` part. */
+  handoffs: number;
+  /** Waiting clients of the `memory` part. */
+  waiters: number;
   seconds: number;
   rounds: number;
   warmupSeconds: number;
@@ -48,6 +77,8 @@ export function readConfig(get: (name: string) => string | undefined): BenchConf
     return raw ? integer(name, raw, min) : fallback;
   };
   return {
+    handoffs: read("BENCH_HANDOFFS", 1000),
+    waiters: read("BENCH_WAITERS", 10_000),
     seconds: read("BENCH_SECONDS", 5),
     rounds: read("BENCH_ROUNDS", 3),
     warmupSeconds: read("BENCH_WARMUP_SECONDS", 1, 0),
@@ -58,6 +89,23 @@ export function readConfig(get: (name: string) => string | undefined): BenchConf
   };
 }
 
+/**
+ * The parts named in `args` (`deno task bench -- handoff,memory`), else in
+ * `only` (`BENCH_ONLY`), else all; throws `RangeError` on an unknown name.
+ */
+export function selectParts(args: readonly string[], only: string | undefined): Part[] {
+  const named = args.filter((a) => a !== "--");
+  const names = (named.length > 0 ? named.join(",") : only ?? "").split(",")
+    .map((n) => n.trim()).filter((n) => n !== "");
+  if (names.length === 0) return [...PARTS];
+  for (const name of names) {
+    if (!(PARTS as readonly string[]).includes(name)) {
+      throw new RangeError(`Unknown benchmark "${name}": expected some of ${PARTS.join(", ")}`);
+    }
+  }
+  return PARTS.filter((p) => names.includes(p));
+}
+
 function integer(name: string, raw: string, min: number): number {
   const value = Number(raw);
   if (raw.trim() === "" || !Number.isInteger(value) || value < min) {
@@ -66,7 +114,7 @@ function integer(name: string, raw: string, min: number): number {
   return value;
 }
 
-async function machineLines(wrk: string, config: BenchConfig): Promise<string[]> {
+async function machineLines(wrk: string | undefined, config: BenchConfig): Promise<string[]> {
   // Deno asks for --allow-all to read /proc, so a shell reads it.
   const cpu = await shell("sed -n 's/^model name[[:space:]]*: *//p' /proc/cpuinfo | head -n 1");
   const { command, args } = programCommand();
@@ -74,12 +122,15 @@ async function machineLines(wrk: string, config: BenchConfig): Promise<string[]>
   const rounds = `${config.rounds} alternating round${config.rounds === 1 ? "" : "s"}`;
   return [
     `CPU:     ${cpu || "unknown"} (${navigator.hardwareConcurrency} cores)`,
-    `System:  ${Deno.build.os} ${Deno.build.arch}, kernel ${await shell("uname -r")}`,
+    `System:  ${Deno.build.os} ${Deno.build.arch}, kernel ${await shell("uname -r")}, ` +
+    `open files up to ${await shell("ulimit -Hn")}`,
     `Deno:    ${Deno.version.deno} (V8 ${Deno.version.v8})`,
-    `wrk:     ${wrk}, -t${config.threads}, open files up to ${await shell("ulimit -Hn")}`,
     `Program: ${program}`,
-    `Runs:    ${rounds} of ${config.seconds} s per server and concurrency ` +
-    `(after ${config.warmupSeconds} s of warm-up); medians shown`,
+    ...(wrk === undefined ? [] : [
+      `wrk:     ${wrk}, -t${config.threads}`,
+      `Runs:    ${rounds} of ${config.seconds} s per server and concurrency ` +
+      `(after ${config.warmupSeconds} s of warm-up); medians shown`,
+    ]),
   ];
 }
 
@@ -89,7 +140,12 @@ async function shell(script: string): Promise<string> {
   return out.success ? new TextDecoder().decode(out.stdout).trim() : "";
 }
 
-async function startTargets(started: BenchServer[]): Promise<Target[]> {
+/** Something started that must be stopped, even when the run is interrupted. */
+interface Stoppable {
+  stop(): Promise<void>;
+}
+
+async function startTargets(started: Stoppable[]): Promise<Target[]> {
   const start = async (name: string, launch: () => Promise<BenchServer>): Promise<Target> => {
     const server = await launch();
     started.push(server);
@@ -144,7 +200,7 @@ function summarizeAll(
   return targets.map((t, i) => summarize(t.name, connections, runs[i] ?? [], bare));
 }
 
-async function bench(config: BenchConfig, started: BenchServer[]): Promise<Summary[]> {
+async function bench(config: BenchConfig, started: Stoppable[]): Promise<Summary[]> {
   const targets = await startTargets(started);
   const rows: Summary[] = [];
   for (const connections of config.connections) {
@@ -163,33 +219,58 @@ function printResults(rows: readonly Summary[]): void {
   console.log(markdownTable(rows));
 }
 
-async function stopAll(servers: readonly BenchServer[]): Promise<void> {
+/** Prints the figures of the handoff, rollout and memory parts together. */
+function printFigures(figures: readonly Figure[]): void {
+  console.log("\nTargets (handoff, rollout, memory):");
+  for (const line of figureTargetLines(figures)) console.log(`  ${line}`);
+  console.log("\nFor the README:\n");
+  console.log(figuresMarkdown(figures));
+}
+
+async function stopAll(servers: readonly Stoppable[]): Promise<void> {
   await Promise.allSettled(servers.map((s) => s.stop()));
 }
 
-/** Runs the benchmark; returns the exit code. */
-export async function main(): Promise<number> {
-  const wrk = await wrkVersion();
-  if (wrk === undefined) {
-    console.error(WRK_MISSING);
-    return 1;
-  }
+/** Runs the parts of the benchmark selected by `args` or `BENCH_ONLY`; returns the exit code. */
+export async function main(args: readonly string[] = Deno.args): Promise<number> {
   let config: BenchConfig;
+  let parts: Part[];
   try {
     config = readConfig((name) => Deno.env.get(name));
+    parts = selectParts(args, Deno.env.get("BENCH_ONLY"));
   } catch (error) {
     if (!(error instanceof RangeError)) throw error;
     console.error(error.message);
     return 2;
   }
+  const wrk = parts.includes("http") ? await wrkVersion() : undefined;
+  // Without wrk the other parts still run; the exit code tells that one was skipped.
+  const wrkMissing = parts.includes("http") && wrk === undefined;
+  if (wrkMissing) console.error(WRK_MISSING);
   for (const line of await machineLines(wrk, config)) console.log(line);
-  const started: BenchServer[] = [];
+  const started: Stoppable[] = [];
+  const track = (child: ChildProcess) => started.push(child);
+  const figures: Figure[] = [];
   const onSignal = () => stopAll(started).finally(() => Deno.exit(130));
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
   try {
-    printResults(await bench(config, started));
-    return 0;
+    for (const part of parts) {
+      if (part === "handoff") {
+        figures.push(
+          ...await runHandoff({ handoffs: config.handoffs, warmup: HANDOFF_WARMUP, track }),
+        );
+      } else if (part === "rollout") {
+        figures.push(...await runRollout({ track }));
+      } else if (part === "memory") {
+        figures.push(...await runMemory({ waiters: config.waiters, track }));
+      } else if (wrk !== undefined) {
+        console.log("\nHTTP throughput (wrk):");
+        printResults(await bench(config, started));
+      }
+    }
+    if (figures.length > 0) printFigures(figures);
+    return wrkMissing ? 1 : 0;
   } finally {
     await stopAll(started);
     Deno.removeSignalListener("SIGINT", onSignal);

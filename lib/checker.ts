@@ -60,6 +60,12 @@ export class DependencyChecker {
   #roundsDone = 0;
   #nextRoundAt = 0;
   #round: Promise<void> | undefined;
+  /**
+   * The endpoints that failed the last finished round. The gate reads this, not
+   * the live states, so it opens and closes only at the end of a round, when
+   * listeners are told.
+   */
+  #failing: DependencyState[] = [];
 
   constructor(options: DependencyCheckerOptions) {
     this.#targets = options.targets;
@@ -120,16 +126,10 @@ export class DependencyChecker {
     if (this.#roundsDone === 0) {
       return { open: false, reason: "starting", retryInMs: this.#options.timeoutMs };
     }
-    const failing = this.#states.filter((s) => !s.up);
-    if (failing.length === 0) return { open: true };
+    if (this.#failing.length === 0) return { open: true };
     // The next answer can change once the next round has run and its probes finished.
     const retryInMs = Math.max(0, this.#nextRoundAt - now) + this.#options.timeoutMs;
-    return {
-      open: false,
-      reason: "dependencies",
-      failing: failing.map((s) => ({ ...s })),
-      retryInMs,
-    };
+    return { open: false, reason: "dependencies", failing: this.#failing, retryInMs };
   }
 
   #runRound(): void {
@@ -146,7 +146,8 @@ export class DependencyChecker {
     await Promise.all(this.#targets.map((target, i) => this.#probeOne(target, this.#states[i]!)));
     if (this.#stopped.signal.aborted) return;
     this.#roundsDone++;
-    const passed = this.#states.every((s) => s.up);
+    this.#failing = this.#states.filter((s) => !s.up).map((s) => ({ ...s }));
+    const passed = this.#failing.length === 0;
     const pause = passed ? this.#options.passIntervalMs : this.#options.failIntervalMs;
     this.#nextRoundAt = clock.now() + pause;
     this.#timer = clock.setTimeout(() => this.#runRound(), pause);

@@ -82,6 +82,20 @@ export const SERVER_FLAGS: readonly FlagSpec[] = [
     description: "The longest lock a request may ask for with ?duration=",
   },
   {
+    name: "maxWait",
+    kind: "value",
+    valueName: "DURATION",
+    default: s(defaults.DEFAULT_MAX_WAIT_MS),
+    description: "The longest a request may wait in the queue with ?wait=",
+  },
+  {
+    name: "maxWaiters",
+    kind: "value",
+    valueName: "N",
+    default: String(defaults.DEFAULT_MAX_WAITERS),
+    description: "How many requests may wait at once; beyond, they get 503",
+  },
+  {
     name: "logLevel",
     kind: "value",
     valueName: "LEVEL",
@@ -137,6 +151,8 @@ export function parseServerArgs(
     passHcMs: read.value("passHc", defaults.DEFAULT_PASS_INTERVAL_MS, parseDuration),
     checkTimeoutMs: read.value("checkTimeout", defaults.DEFAULT_CHECK_TIMEOUT_MS, parseDuration),
     maxDurationMs: read.value("maxDuration", defaults.DEFAULT_MAX_DURATION_MS, parseDuration),
+    maxWaitMs: read.value("maxWait", defaults.DEFAULT_MAX_WAIT_MS, parseDuration),
+    maxWaiters: read.value("maxWaiters", defaults.DEFAULT_MAX_WAITERS, parseMaxWaiters),
     logLevel: read.value("logLevel", defaults.DEFAULT_LOG_LEVEL, parseLogLevel),
   };
   if (config.timeoutMs > config.maxDurationMs) {
@@ -221,6 +237,10 @@ function parsePort(text: string): number {
 
 function parseLocks(text: string): number {
   return parseInteger(text, 1, defaults.MAX_LOCKS);
+}
+
+function parseMaxWaiters(text: string): number {
+  return parseInteger(text, 0, defaults.MAX_WAITERS);
 }
 
 function parseLogLevel(text: string): LogLevel {

@@ -26,10 +26,22 @@ export const DEFAULT_CHECK_TIMEOUT_MS = 5_000;
  * while a mistyped `?duration=86400` cannot block a node for a day.
  */
 export const DEFAULT_MAX_DURATION_MS = 3_600_000;
+/**
+ * The longest a request may wait in the queue (`?wait=`). Five minutes outlasts
+ * a long rollout step; clients wait longer by asking again, keeping their place
+ * through `?id=`. Proxies in between often cut idle requests at 60 s, which is
+ * why the client asks in 30 s chunks.
+ */
+export const DEFAULT_MAX_WAIT_MS = 300_000;
+/** At most this many waiting clients: each holds an open connection and a little memory. */
+export const DEFAULT_MAX_WAITERS = 10_000;
 /** Grants, expiries and dependency changes, not every request. */
 export const DEFAULT_LOG_LEVEL: LogLevel = "info";
 /** The most slots a server may have: far above any node's real need, small enough to stay cheap. */
 export const MAX_LOCKS = 1_000_000;
+
+/** The most waiting clients a server may allow: each holds an open connection. */
+export const MAX_WAITERS = 1_000_000;
 
 /** Everything the server needs to run, validated. */
 export interface ServerConfig {
@@ -42,5 +54,7 @@ export interface ServerConfig {
   passHcMs: number;
   checkTimeoutMs: number;
   maxDurationMs: number;
+  maxWaitMs: number;
+  maxWaiters: number;
   logLevel: LogLevel;
 }

@@ -21,6 +21,11 @@ const DURATION_PATTERN = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/;
 export const DURATION_HINT = 'a positive number of seconds ("60") or a number with a unit ' +
   '("500ms", "90s", "2m", "1h")';
 
+/** A well-formed duration longer than a timer can run; callers that cap durations catch it. */
+export class DurationTooLongError extends RangeError {
+  override name = "DurationTooLongError";
+}
+
 /**
  * Parses a duration into milliseconds.
  *
@@ -36,7 +41,7 @@ export function parseDuration(text: string): number {
   const ms = Math.round(Number(match[1]) * UNIT_MS[unit]);
   if (ms <= 0) throw new RangeError("expected a duration greater than zero");
   if (ms > MAX_TIMER_MS) {
-    throw new RangeError(`expected at most ${MAX_TIMER_SECONDS}s (about 24 days)`);
+    throw new DurationTooLongError(`expected at most ${MAX_TIMER_SECONDS}s (about 24 days)`);
   }
   return ms;
 }

@@ -1,13 +1,17 @@
 /**
- * The HTTP API as a plain `(Request) => Promise<Response>` function. `Deno.serve`
- * is called in `server.ts` only; tests call the handler directly.
+ * The HTTP API as a plain `(Request) => Response` function. `Deno.serve` is
+ * called in `server.ts` only; tests call the handler directly.
+ *
+ * The handler answers synchronously whenever the service does (the in-memory
+ * store always can), which keeps promises off the hot path.
  *
  * @module
  */
-import { parseDuration, retryAfterSeconds } from "./duration.ts";
+import { DurationTooLongError, parseDuration, retryAfterSeconds } from "./duration.ts";
 import { describeError, HttpError } from "./errors.ts";
+import type { Awaitable, Lease } from "./lock.ts";
 import { type Logger, silentLogger } from "./log.ts";
-import type { Awaitable } from "./lock.ts";
+import { ID_HINT, isValidId, MAX_ID_LENGTH, TOKEN_HEADER, TOKEN_PATTERN } from "./protocol.ts";
 import type { Denial, LockService, Outcome } from "./service.ts";
 
 /** Options of {@linkcode createHandler}. */
@@ -17,72 +21,141 @@ export interface HandlerOptions {
   defaultDurationMs: number;
   /** The longest duration a request may ask for. */
   maxDurationMs: number;
+  /** The longest a request may wait in the queue; longer `?wait=` values are cut to this. @default {0} */
+  maxWaitMs?: number;
   /** @default {silentLogger} */
   log?: Logger;
 }
 
-/** An HTTP request handler; synchronous where it can be, which keeps the hot path cheap. */
-export type Handler = (request: Request) => Awaitable<Response>;
+/** What `Deno.serve` tells the handler besides the request. */
+export interface RequestInfo {
+  /** Settles when the response has been delivered; rejects when it could not be. */
+  completed?: Promise<void>;
+}
+
+/** An HTTP request handler; synchronous where it can be. */
+export type Handler = (request: Request, info?: RequestInfo) => Awaitable<Response>;
+
+const LOCK_PATH = new RegExp(`^/locks/(${TOKEN_PATTERN.source.slice(1, -1)})$`);
+
+type RouteHandler = (
+  request: Request,
+  query: URLSearchParams,
+  info: RequestInfo | undefined,
+  token: string,
+) => Awaitable<Response>;
 
 interface Route {
-  methods: readonly string[];
-  handle: (request: Request, query: URLSearchParams) => Awaitable<Response>;
+  methods: Record<string, RouteHandler>;
+  allow: string;
+}
+
+function route(methods: Record<string, RouteHandler>): Route {
+  return { methods, allow: Object.keys(methods).join(", ") };
 }
 
 /** Builds the handler of the lock API. */
 export function createHandler(options: HandlerOptions): Handler {
   const { service, defaultDurationMs, maxDurationMs } = options;
+  const maxWaitMs = options.maxWaitMs ?? 0;
   const log = options.log ?? silentLogger;
+  const debug = log.enabled("debug");
 
-  const acquire = (request: Request, query: URLSearchParams): Awaitable<Response> => {
+  const acquire: RouteHandler = (request, query, info) => {
     const durationMs = readDuration(query, defaultDurationMs, maxDurationMs);
+    const id = readId(query);
+    const waitMs = readWait(query, maxWaitMs);
     const json = wantsJson(request);
     const respond = (outcome: Outcome): Response => {
-      if (!outcome.granted) return locked(outcome.denial, json);
-      if (!json) return text(200, "Lock acquired\n");
-      return Response.json({
-        status: "acquired",
-        message: "Lock acquired",
-        expiresAt: new Date(outcome.lease.expiresAt).toISOString(),
-      });
+      if (!outcome.granted) return refused(outcome.denial, json);
+      const { lease } = outcome;
+      if (!outcome.existing) {
+        // A client that went away before the answer reached it never learns its
+        // token: give the slot back rather than leak it until expiry.
+        if (waitMs > 0 && request.signal.aborted) {
+          service.release(lease.token);
+          return refused(CLIENT_GONE, json);
+        }
+        info?.completed?.catch(() => service.release(lease.token));
+      }
+      return granted(lease, json);
     };
-    const outcome = service.acquire({ durationMs });
+    const outcome = service.acquire(
+      waitMs > 0 ? { durationMs, id, waitMs, signal: request.signal } : { durationMs, id },
+    );
     return outcome instanceof Promise ? outcome.then(respond) : respond(outcome);
   };
 
-  const routes: Record<string, Route> = {
-    "/": { methods: ["GET", "POST"], handle: acquire },
-    "/healthz": { methods: ["GET", "HEAD"], handle: () => text(200, "OK\n") },
+  const release: RouteHandler = (request, _query, _info, token) => {
+    const respond = (lease: Lease | undefined) =>
+      lease ? new Response(null, { status: 204 }) : lockNotFound(wantsJson(request));
+    const lease = service.release(token);
+    return lease instanceof Promise ? lease.then(respond) : respond(lease);
   };
 
-  const debug = log.enabled("debug");
+  const renew: RouteHandler = (request, query, _info, token) => {
+    // Renewal is capped at --maxDuration rather than refused: the answer says the expiry granted.
+    const durationMs = readCapped(query, "duration", maxDurationMs) ?? defaultDurationMs;
+    const json = wantsJson(request);
+    const respond = (lease: Lease | undefined) => lease ? renewed(lease, json) : lockNotFound(json);
+    const lease = service.renew(token, durationMs);
+    return lease instanceof Promise ? lease.then(respond) : respond(lease);
+  };
 
-  return (request) => {
+  const status: RouteHandler = async () => Response.json(await service.status());
+  const healthz: RouteHandler = () => text(200, "OK\n");
+
+  const routes: Record<string, Route> = {
+    "/": route({ GET: acquire, POST: acquire }),
+    "/healthz": route({ GET: healthz, HEAD: healthz }),
+    "/status": route({ GET: status }),
+  };
+  const lockRoute = route({ DELETE: release, PUT: renew });
+
+  return (request, info) => {
     const { path, query } = splitUrl(request.url);
     const method = request.method;
     if (debug) log.debug(`${method} ${request.url}`);
     const fail = (error: unknown): Response => {
       if (error instanceof HttpError) {
-        return text(error.status, `${error.message}\n`, error.headers);
+        return wantsJson(request)
+          ? Response.json({ status: "error", message: error.message }, {
+            status: error.status,
+            headers: error.headers,
+          })
+          : text(error.status, `${error.message}\n`, error.headers);
       }
       log.error(`Unexpected error on ${method} ${path}: ${describeError(error)}`);
       return text(500, "Internal error\n");
     };
     try {
-      const route = routes[path];
-      if (!route) throw new HttpError(404, `Not found: ${path}`);
-      if (!route.methods.includes(method)) {
+      let token = "";
+      let target = routes[path];
+      if (!target) {
+        const match = LOCK_PATH.exec(path);
+        if (!match) throw new HttpError(404, `Not found: ${path}`);
+        target = lockRoute;
+        token = match[1]!;
+      }
+      const handle = target.methods[method];
+      if (!handle) {
         throw new HttpError(405, `Method ${method} is not allowed on ${path}`, {
-          headers: { Allow: route.methods.join(", ") },
+          headers: { Allow: target.allow },
         });
       }
-      const response = route.handle(request, query);
+      const response = handle(request, query, info, token);
       return response instanceof Promise ? response.catch(fail) : response;
     } catch (error) {
       return fail(error);
     }
   };
 }
+
+const CLIENT_GONE: Denial = {
+  reason: "cancelled",
+  message: "the client went away",
+  retryAfterMs: 0,
+};
 
 const NO_QUERY = new URLSearchParams();
 
@@ -117,18 +190,82 @@ function readDuration(query: URLSearchParams, defaultMs: number, maxMs: number):
   return ms;
 }
 
+/** Reads `?wait=`: 0 when absent or zero, cut to `maxMs`. */
+function readWait(query: URLSearchParams, maxMs: number): number {
+  const raw = query.get("wait");
+  if (raw === null || ZERO_DURATION.test(raw)) return 0;
+  return readCapped(query, "wait", maxMs) ?? 0;
+}
+
+const ZERO_DURATION = /^\s*0+(\.0+)?(ms|s|m|h)?\s*$/;
+
+/** Reads a duration parameter that is cut to `maxMs` rather than refused when longer. */
+function readCapped(query: URLSearchParams, name: string, maxMs: number): number | undefined {
+  const raw = query.get(name);
+  if (raw === null) return undefined;
+  try {
+    return Math.min(parseDuration(raw), maxMs);
+  } catch (error) {
+    if (error instanceof DurationTooLongError) return maxMs;
+    throw new HttpError(400, `Invalid ${name} "${raw}": ${describeError(error)}`);
+  }
+}
+
+/** Reads `?id=`, a holder's name. */
+function readId(query: URLSearchParams): string | undefined {
+  const id = query.get("id");
+  if (id === null) return undefined;
+  if (!isValidId(id)) {
+    throw new HttpError(400, `Invalid id "${id.slice(0, MAX_ID_LENGTH)}": ${ID_HINT}`);
+  }
+  return id;
+}
+
 function wantsJson(request: Request): boolean {
   return request.headers.get("accept")?.includes("application/json") ?? false;
 }
 
-function locked(denial: Denial, json: boolean): Response {
+function granted(lease: Lease, json: boolean): Response {
+  const headers = { [TOKEN_HEADER]: lease.token };
+  if (!json) return text(200, "Lock acquired\n", headers);
+  return Response.json({
+    status: "acquired",
+    message: "Lock acquired",
+    token: lease.token,
+    id: lease.id ?? null,
+    expiresAt: new Date(lease.expiresAt).toISOString(),
+  }, { headers });
+}
+
+function renewed(lease: Lease, json: boolean): Response {
+  const expiresAt = new Date(lease.expiresAt).toISOString();
+  if (!json) return text(200, `Lock renewed until ${expiresAt}\n`);
+  return Response.json({ status: "renewed", message: "Lock renewed", expiresAt });
+}
+
+function lockNotFound(json: boolean): Response {
+  const message = "No such lock: it was released or has expired";
+  return json
+    ? Response.json({ status: "error", message }, { status: 404 })
+    : text(404, `${message}\n`);
+}
+
+/** 423 for a lock that is not free; 503 when the server cannot queue the request. */
+function refused(denial: Denial, json: boolean): Response {
+  const unavailable = denial.reason === "queue_full" || denial.reason === "shutting_down";
+  const status = unavailable ? 503 : 423;
   const retryAfter = retryAfterSeconds(denial.retryAfterMs);
   const headers = { "Retry-After": String(retryAfter) };
-  const message = `Locked: ${denial.message}`;
-  if (!json) return text(423, `${message}\n`, headers);
+  const message = unavailable ? `Unavailable: ${denial.message}` : `Locked: ${denial.message}`;
+  if (!json) return text(status, `${message}\n`, headers);
   return Response.json(
-    { status: "locked", reason: denial.reason, message, retryAfter },
-    { status: 423, headers },
+    {
+      status: unavailable ? "unavailable" : "locked",
+      reason: denial.reason,
+      message,
+      retryAfter,
+    },
+    { status, headers },
   );
 }
 

@@ -36,11 +36,12 @@ export function buildServer(config: ServerConfig, log: Logger) {
     timeoutMs: config.checkTimeoutMs,
     log,
   });
-  const service = new LockService({ store, gate: checker, log });
+  const service = new LockService({ store, gate: checker, maxWaiters: config.maxWaiters, log });
   const handler = createHandler({
     service,
     defaultDurationMs: config.timeoutMs,
     maxDurationMs: config.maxDurationMs,
+    maxWaitMs: config.maxWaitMs,
     log,
   });
   return { store, checker, service, handler };
@@ -51,7 +52,7 @@ export function buildServer(config: ServerConfig, log: Logger) {
  * address cannot be bound; the caller explains them.
  */
 export function startServer(config: ServerConfig, log: Logger): RunningServer {
-  const { store, checker, handler } = buildServer(config, log);
+  const { store, checker, service, handler } = buildServer(config, log);
   const aborter = new AbortController();
   const server = Deno.serve({
     hostname: config.host,
@@ -71,6 +72,7 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
   const shutdown = () =>
     stopping ??= (async () => {
       checker.stop();
+      service.close(); // Waiting clients get 503 now rather than hold the shutdown up.
       const grace = new Promise<void>((resolve) => {
         const id = setTimeout(resolve, SHUTDOWN_GRACE_MS);
         Deno.unrefTimer(id);

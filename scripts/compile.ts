@@ -14,6 +14,9 @@ export function compileArgs(output: string, target?: string): string[] {
   return [
     "compile",
     "--quiet",
+    // The project's deno.json carries the runtime settings (its "unstable" list), whatever the cwd.
+    "--config",
+    new URL("../deno.json", import.meta.url).pathname,
     ...PERMISSION_FLAGS,
     ...(target ? ["--target", target] : []),
     "--output",

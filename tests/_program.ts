@@ -10,6 +10,7 @@ import { PERMISSION_FLAGS } from "../lib/permissions.ts";
 const ROOT = new URL("../", import.meta.url);
 const COMPILED = new URL("dist/startup-lock", ROOT).pathname;
 const MAIN = new URL("main.ts", ROOT).pathname;
+const CONFIG = new URL("deno.json", ROOT).pathname;
 
 function compiledExists(): boolean {
   try {
@@ -26,7 +27,10 @@ if (USING_COMPILED) console.error(`Black-box tests run the compiled executable $
 /** The command and leading arguments that run the program. */
 export function programCommand(): { command: string; args: string[] } {
   if (USING_COMPILED) return { command: COMPILED, args: [] };
-  return { command: Deno.execPath(), args: ["run", "--quiet", ...PERMISSION_FLAGS, MAIN] };
+  return {
+    command: Deno.execPath(),
+    args: ["run", "--quiet", "--config", CONFIG, ...PERMISSION_FLAGS, MAIN],
+  };
 }
 
 /** Options of {@linkcode runProgram} and {@linkcode startProgram}. */

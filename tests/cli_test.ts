@@ -31,6 +31,8 @@ const DEFAULT_CONFIG: ServerConfig = {
   passHcMs: defaults.DEFAULT_PASS_INTERVAL_MS,
   checkTimeoutMs: defaults.DEFAULT_CHECK_TIMEOUT_MS,
   maxDurationMs: defaults.DEFAULT_MAX_DURATION_MS,
+  maxWaitMs: defaults.DEFAULT_MAX_WAIT_MS,
+  maxWaiters: defaults.DEFAULT_MAX_WAITERS,
   logLevel: defaults.DEFAULT_LOG_LEVEL,
 };
 
@@ -63,6 +65,10 @@ Deno.test("parseServerArgs() reads every value flag", () => {
     "1500ms",
     "--maxDuration",
     "2h",
+    "--maxWait",
+    "90s",
+    "--maxWaiters",
+    "50",
     "--logLevel",
     "debug",
   ]);
@@ -76,6 +82,8 @@ Deno.test("parseServerArgs() reads every value flag", () => {
     passHcMs: 120_000,
     checkTimeoutMs: 1_500,
     maxDurationMs: 7_200_000,
+    maxWaitMs: 90_000,
+    maxWaiters: 50,
     logLevel: "debug",
   });
 });
@@ -153,6 +161,8 @@ Deno.test("parseServerArgs() reads every value flag from its STARTUP_LOCK_* vari
     STARTUP_LOCK_CHECK_TIMEOUT: "250ms",
     STARTUP_LOCK_MAX_DURATION: "30m",
     STARTUP_LOCK_LOG_LEVEL: "error",
+    STARTUP_LOCK_MAX_WAIT: "2m",
+    STARTUP_LOCK_MAX_WAITERS: "7",
   });
   assert.deepEqual(config, {
     host: "127.0.0.1",
@@ -164,6 +174,8 @@ Deno.test("parseServerArgs() reads every value flag from its STARTUP_LOCK_* vari
     passHcMs: 90_000,
     checkTimeoutMs: 250,
     maxDurationMs: 1_800_000,
+    maxWaitMs: 120_000,
+    maxWaiters: 7,
     logLevel: "error",
   });
 });
@@ -364,6 +376,27 @@ const INVALID: Invalid[] = [
     names: "--maxDuration",
     value: "1000h",
     says: "expected at most 2147483s (about 24 days)",
+  },
+  {
+    what: "maxWait 0",
+    argv: ["--maxWait", "0"],
+    names: "--maxWait",
+    value: "0",
+    says: "expected a duration greater than zero",
+  },
+  {
+    what: "maxWaiters not a number",
+    argv: ["--max-waiters", "many"],
+    names: "--maxWaiters",
+    value: "many",
+    says: "expected an integer from 0 to 1000000",
+  },
+  {
+    what: "maxWaiters negative",
+    argv: ["--maxWaiters", "-1"],
+    names: "--maxWaiters",
+    value: "-1",
+    says: "expected an integer from 0 to 1000000",
   },
   {
     what: "--timeout bigger than --maxDuration",

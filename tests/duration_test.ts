@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   DURATION_HINT,
+  DurationTooLongError,
   formatDuration,
   MAX_TIMER_MS,
   MAX_TIMER_SECONDS,
@@ -43,11 +44,12 @@ Deno.test("parseDuration() rounds to whole milliseconds", () => {
 Deno.test("parseDuration() accepts exactly MAX_TIMER_MS and refuses one more", () => {
   assert.equal(parseDuration(`${MAX_TIMER_MS}ms`), MAX_TIMER_MS);
   assert.throws(() => parseDuration(`${MAX_TIMER_MS + 1}ms`), {
-    name: "RangeError",
+    name: "DurationTooLongError",
     message: `expected at most ${MAX_TIMER_SECONDS}s (about 24 days)`,
   });
   assert.equal(parseDuration("596h"), 596 * 3_600_000);
-  assert.throws(() => parseDuration("597h"), RangeError);
+  assert.throws(() => parseDuration("597h"), DurationTooLongError);
+  assert.ok(new DurationTooLongError("x") instanceof RangeError);
   assert.throws(() => parseDuration("99999999999999999999"), RangeError);
 });
 

@@ -92,11 +92,15 @@ Deno.test("handler refuses a bad ?duration= with 400 and takes no slot", async (
 Deno.test("handler answers in JSON when the client accepts it", async () => {
   const { handler, clock } = setup();
   const accept = { headers: { Accept: "application/json" } };
-  const ok = await handler(get("/?duration=5", accept));
+  const ok = await handler(get("/?duration=5&id=web-1", accept));
   assert.equal(ok.status, 200);
+  const token = ok.headers.get("Lock-Token");
+  assert.match(token ?? "", /^[A-Za-z0-9_-]{22}$/);
   assert.deepEqual(await ok.json(), {
     status: "acquired",
     message: "Lock acquired",
+    token,
+    id: "web-1",
     expiresAt: new Date(clock.wallNow() + 5_000).toISOString(),
   });
   const denied = await handler(get("/", accept));

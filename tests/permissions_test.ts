@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
-import { ENV_VARIABLES, PERMISSION_FLAGS } from "../lib/permissions.ts";
+import { envNames } from "../lib/args.ts";
+import { SERVER_FLAGS } from "../lib/cli.ts";
+import { ACQUIRE_FLAGS, HOLD_FLAGS, RELEASE_FLAGS, RUN_FLAGS } from "../lib/client/flags.ts";
+import { ENV_VARIABLES, OTHER_ENV_VARIABLES, PERMISSION_FLAGS } from "../lib/permissions.ts";
 import { VERSION } from "../lib/version.ts";
 import { compileArgs } from "../scripts/compile.ts";
 
@@ -23,6 +26,26 @@ Deno.test("the program may read exactly its own environment variables", () => {
   for (const name of ENV_VARIABLES) assert.match(name, /^STARTUP_LOCK_[A-Z_]+$/);
   assert.ok(ENV_VARIABLES.includes("STARTUP_LOCK_PORT"));
   assert.ok(ENV_VARIABLES.includes("STARTUP_LOCK_CHECK"));
+  assert.equal(new Set(ENV_VARIABLES).size, ENV_VARIABLES.length, "no duplicates");
+});
+
+Deno.test("the program may read the variable of every flag of every command, and HOSTNAME", () => {
+  const allowEnv = PERMISSION_FLAGS.find((f) => f.startsWith("--allow-env="));
+  assert.ok(allowEnv, "--allow-env is scoped to a list");
+  const allowed = new Set(allowEnv.slice("--allow-env=".length).split(","));
+  for (const specs of [SERVER_FLAGS, ACQUIRE_FLAGS, RELEASE_FLAGS, RUN_FLAGS, HOLD_FLAGS]) {
+    for (const name of envNames(specs)) assert.ok(allowed.has(name), name);
+  }
+  for (const name of ["STARTUP_LOCK_SERVER", "STARTUP_LOCK_TOKEN", "HOSTNAME"]) {
+    assert.ok(allowed.has(name), name);
+  }
+  assert.deepEqual([...allowed], [...ENV_VARIABLES, ...OTHER_ENV_VARIABLES]);
+});
+
+Deno.test("the program may run commands and read and write files, for run and token files", () => {
+  for (const flag of ["--allow-net", "--allow-run", "--allow-read", "--allow-write"]) {
+    assert.ok(PERMISSION_FLAGS.includes(flag), flag);
+  }
 });
 
 Deno.test("the program's version matches deno.json", () => {

@@ -1,0 +1,148 @@
+/**
+ * Handoff latency: how soon a waiting client gets the lock once the holder
+ * releases it.
+ *
+ * The server has one slot. Two clients, each on its own keep-alive connection,
+ * take turns: one holds the slot while the other waits with `?wait=`; once
+ * `/status` shows the waiter queued, the holder sends `DELETE /locks/{token}`
+ * and the clock runs until the waiter's 200 arrives. The waiter is the new
+ * holder, and the old holder queues again. As a baseline, the same run
+ * measures the round trip of `GET /healthz` on a third connection.
+ *
+ * @module
+ */
+import { atMost, type Figure, formatMs, percentile } from "./figures.ts";
+import { acquire, checkStatus, grantedToken, untilStatus } from "./lock_api.ts";
+import type { ChildProcess } from "./process.ts";
+import { launchLockServer } from "./process.ts";
+
+/** The p99 handoff latency to reach, in milliseconds. */
+export const HANDOFF_TARGET_P99_MS = 5;
+
+/** Options of {@linkcode runHandoff}. */
+export interface HandoffOptions {
+  /** Measured handoffs (and `GET /healthz` round trips). */
+  handoffs: number;
+  /** Handoffs (and round trips) before measuring, to warm up both processes. */
+  warmup: number;
+  /** Gets each process started, so that an interrupted run can stop it. */
+  track: (child: ChildProcess) => void;
+}
+
+const NAME = "Handoff latency";
+// The clients never wait long: the holder releases as soon as the waiter is queued.
+const SERVER_FLAGS = ["--locks", "1", "--timeout", "1m", "--maxWait", "1m", "--logLevel", "warn"];
+
+/** Runs the benchmark, printing as it goes; returns its figures. */
+export async function runHandoff(options: HandoffOptions): Promise<Figure[]> {
+  const { handoffs, warmup } = options;
+  console.log(`\nHandoff latency: --locks 1, ${handoffs} handoffs after ${warmup} of warm-up`);
+  const server = await launchLockServer(SERVER_FLAGS);
+  options.track(server);
+  const clients = [Deno.createHttpClient({}), Deno.createHttpClient({})] as const;
+  const probe = Deno.createHttpClient({});
+  try {
+    const healthz = await roundTrips(server.url, probe, warmup, handoffs);
+    const { handoff, release } = await handoffLoop(server.url, clients, probe, warmup, handoffs);
+    const p99 = percentile(handoff, 99);
+    const rows: [string, number[]][] = [
+      ["release → waiter's 200", handoff],
+      ["release → holder's 204", release],
+      ["GET /healthz round trip", healthz],
+    ];
+    for (const [what, samples] of rows) {
+      console.log(
+        `  ${what.padEnd(24)} p50 ${formatMs(percentile(samples, 50))}, ` +
+          `p99 ${formatMs(percentile(samples, 99))}, max ${formatMs(Math.max(...samples))}`,
+      );
+    }
+    return [
+      {
+        benchmark: NAME,
+        measure: "p50, release → waiter's 200",
+        value: formatMs(percentile(handoff, 50)),
+      },
+      {
+        benchmark: NAME,
+        measure: `p99, release → waiter's 200 (${handoffs} handoffs)`,
+        value: formatMs(p99),
+        target: atMost(p99, HANDOFF_TARGET_P99_MS, `${HANDOFF_TARGET_P99_MS} ms`),
+      },
+      {
+        benchmark: NAME,
+        measure: "baseline: p50 / p99 of a GET /healthz round trip",
+        value: `${formatMs(percentile(healthz, 50))} / ${formatMs(percentile(healthz, 99))}`,
+      },
+    ];
+  } finally {
+    for (const client of [...clients, probe]) client.close();
+    await server.stop();
+  }
+}
+
+/** Milliseconds of `count` sequential `GET /healthz` after `warmup` unmeasured ones. */
+async function roundTrips(
+  url: string,
+  client: Deno.HttpClient,
+  warmup: number,
+  count: number,
+): Promise<number[]> {
+  const samples: number[] = [];
+  for (let i = 0; i < warmup + count; i++) {
+    const start = performance.now();
+    const response = await fetch(`${url}healthz`, { client });
+    const arrived = performance.now();
+    await checkStatus(response, 200);
+    if (i >= warmup) samples.push(arrived - start);
+  }
+  return samples;
+}
+
+/**
+ * Hands the slot back and forth between the two clients `warmup + count`
+ * times; returns the milliseconds from sending each measured DELETE to the
+ * waiter's 200 and to the DELETE's own 204.
+ */
+async function handoffLoop(
+  url: string,
+  clients: readonly [Deno.HttpClient, Deno.HttpClient],
+  probe: Deno.HttpClient,
+  warmup: number,
+  count: number,
+): Promise<{ handoff: number[]; release: number[] }> {
+  const handoff: number[] = [];
+  const release: number[] = [];
+  let holder: 0 | 1 = 0;
+  let token = await acquire(url, { id: "handoff-0" }, { client: clients[0] });
+  if (!token) throw new Error("The first request of the handoff benchmark was refused");
+  for (let i = 0; i < warmup + count; i++) {
+    const next: 0 | 1 = holder === 0 ? 1 : 0;
+    let grantedAt = NaN;
+    const waiting = fetch(`${url}?wait=30s&id=handoff-${next}`, { client: clients[next] })
+      .then((response) => {
+        grantedAt = performance.now();
+        return response;
+      });
+    await untilStatus(url, (n) => n.waiting >= 1, {
+      client: probe,
+      check: () => {
+        if (!Number.isNaN(grantedAt)) throw new Error(`Handoff ${i + 1}: answered before queued`);
+      },
+    });
+    const start = performance.now();
+    const releasing = fetch(`${url}locks/${token}`, { method: "DELETE", client: clients[holder] })
+      .then((response) => {
+        const releasedAt = performance.now();
+        return checkStatus(response, 204).then(() => releasedAt);
+      });
+    const [releasedAt, response] = await Promise.all([releasing, waiting]);
+    token = await grantedToken(response);
+    if (!token) throw new Error(`Handoff ${i + 1}: the waiting client got 423`);
+    if (i >= warmup) {
+      handoff.push(grantedAt - start);
+      release.push(releasedAt - start);
+    }
+    holder = next;
+  }
+  return { handoff, release };
+}

@@ -1,0 +1,54 @@
+/**
+ * Releasing a held lock once the app is ready, for `run` and `hold`: the lock
+ * should cover the heavy part of a start-up, not the app's whole life.
+ *
+ * @module
+ */
+import { type Clock, realClock } from "../clock.ts";
+import { aborted, sleep } from "./_time.ts";
+import type { HeldLock } from "./acquire.ts";
+import type { ReadyOptions } from "./flags.ts";
+import { isReady } from "./http.ts";
+import { note } from "./output.ts";
+import { releaseHeldLock } from "./release.ts";
+
+/** How long one request to the ready URL may take; an app that hangs counts as not ready. */
+export const READY_PROBE_TIMEOUT_MS = 5_000;
+
+/** How watching ended. */
+export type WatchOutcome = "released" | "expired" | "stopped";
+
+/**
+ * Asks `readyUrl` every `readyIntervalMs` and releases the lock once it answers
+ * 2xx (`released`). Ends without releasing when the lock expires first
+ * (`expired`) or `signal` aborts (`stopped`: the caller releases, saying why).
+ * Without a ready URL it only waits for expiry or the signal. A lock without a
+ * token (from the original server) can only expire: `expired` at once.
+ */
+export async function releaseWhenReady(
+  lock: HeldLock,
+  ready: ReadyOptions,
+  signal: AbortSignal,
+  clock: Clock = realClock,
+): Promise<WatchOutcome> {
+  const { readyUrl, readyIntervalMs } = ready;
+  if (lock.token === undefined) return "expired";
+  const expiresIn = () => lock.expiresAt === undefined ? Infinity : lock.expiresAt - clock.now();
+  while (!signal.aborted) {
+    if (expiresIn() <= 0) {
+      if (readyUrl) note(`The lock expired before ${readyUrl.href} answered 2xx`);
+      return "expired";
+    }
+    if (readyUrl) {
+      const timeoutMs = Math.min(READY_PROBE_TIMEOUT_MS, Math.max(1, expiresIn()));
+      if (await isReady(readyUrl, timeoutMs, signal) && !signal.aborted) {
+        await releaseHeldLock(lock, `${readyUrl.href} answered 2xx`);
+        return "released";
+      }
+    }
+    const pause = Math.min(readyUrl ? readyIntervalMs : Infinity, expiresIn());
+    if (pause === Infinity) await aborted(signal);
+    else await sleep(clock, pause, signal);
+  }
+  return "stopped";
+}

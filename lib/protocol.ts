@@ -1,0 +1,26 @@
+/**
+ * What the server and the client agree on: the token header, and what tokens
+ * and holder ids look like.
+ *
+ * @module
+ */
+
+/** The response header that carries a granted lock's token. */
+export const TOKEN_HEADER = "Lock-Token";
+
+/** Tokens are base64url; the server makes 22-character ones (128 bits). */
+export const TOKEN_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** The longest holder id (`?id=`). */
+export const MAX_ID_LENGTH = 128;
+
+/** What a valid id is, for error messages. */
+export const ID_HINT =
+  `expected 1 to ${MAX_ID_LENGTH} printable ASCII characters without spaces, such as a pod or host name`;
+
+const ID_PATTERN = /^[\x21-\x7E]+$/;
+
+/** Whether `id` may name a holder: printable ASCII without spaces, 1 to {@linkcode MAX_ID_LENGTH} long. */
+export function isValidId(id: string): boolean {
+  return id.length > 0 && id.length <= MAX_ID_LENGTH && ID_PATTERN.test(id);
+}
