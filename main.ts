@@ -18,10 +18,12 @@ import {
   isClientCommand,
   parseAcquireArgs,
   type Parsed,
+  parseHealthcheckArgs,
   parseHoldArgs,
   parseReleaseArgs,
   parseRunArgs,
 } from "./lib/client/flags.ts";
+import { healthcheckCommand } from "./lib/client/healthcheck.ts";
 import { holdCommand } from "./lib/client/hold.ts";
 import { EXIT } from "./lib/client/output.ts";
 import { releaseCommand } from "./lib/client/release.ts";
@@ -84,6 +86,7 @@ const CLIENTS: Record<ClientCommandName, (args: readonly string[], env: Env) => 
   release: clientCommand(parseReleaseArgs, releaseCommand),
   run: clientCommand(parseRunArgs, runCommand),
   hold: clientCommand(parseHoldArgs, holdCommand),
+  healthcheck: clientCommand(parseHealthcheckArgs, healthcheckCommand),
 };
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -8,11 +8,13 @@
  */
 import { envNames } from "./args.ts";
 import { SERVER_FLAGS } from "./cli.ts";
-import { HOLD_FLAGS, RELEASE_FLAGS, RUN_FLAGS } from "./client/flags.ts";
+import { HEALTHCHECK_FLAGS, HOLD_FLAGS, RELEASE_FLAGS, RUN_FLAGS } from "./client/flags.ts";
 
 /** The program's own environment variables: those of every flag of every command. */
 export const ENV_VARIABLES: readonly string[] = [
-  ...new Set([SERVER_FLAGS, RELEASE_FLAGS, RUN_FLAGS, HOLD_FLAGS].flatMap(envNames)),
+  ...new Set(
+    [SERVER_FLAGS, RELEASE_FLAGS, RUN_FLAGS, HOLD_FLAGS, HEALTHCHECK_FLAGS].flatMap(envNames),
+  ),
 ];
 
 /** Other variables the program reads: `HOSTNAME` names the client in its default `--id`. */
@@ -21,8 +23,9 @@ export const OTHER_ENV_VARIABLES: readonly string[] = ["HOSTNAME"];
 /**
  * `--allow-net`: the server listens on a configurable address and checks
  * endpoints named at run time; the client talks to a server and an app named
- * at run time. `--allow-env`: only the variables above. `--allow-run`: `run`
- * starts any command. `--allow-read`, `--allow-write`: token files at any path.
+ * at run time, and `healthcheck` to the URL it is given. `--allow-env`: only
+ * the variables above. `--allow-run`: `run` starts any command.
+ * `--allow-read`, `--allow-write`: token files at any path.
  */
 export const PERMISSION_FLAGS: readonly string[] = [
   "--allow-net",

@@ -1,6 +1,7 @@
 /**
  * `deno task compile`: builds `dist/startup-lock` for this machine with the
- * program's permissions (lib/permissions.ts) baked in.
+ * program's permissions (lib/permissions.ts) baked in. `scripts/release.ts`
+ * builds the release executables with the same {@linkcode compileArgs}.
  *
  * `deno compile` fetches the matching runtime (denort) from the internet unless
  * `DENORT_BIN` points at one; without either it cannot finish.
@@ -18,6 +19,10 @@ export function compileArgs(output: string, target?: string): string[] {
     "--config",
     new URL("../deno.json", import.meta.url).pathname,
     ...PERMISSION_FLAGS,
+    // Otherwise the executable writes a V8 code cache to disk on its first run: with this it
+    // writes nothing, so it behaves the same on a read-only root filesystem. The program is
+    // small, so compiling it at every start costs little.
+    "--no-code-cache",
     ...(target ? ["--target", target] : []),
     "--output",
     output,

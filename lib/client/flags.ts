@@ -1,7 +1,8 @@
 /**
- * The client's command lines: `acquire`, `release`, `run` and `hold`, their
- * flags and environment variables, validation, and `--help`. Nothing here
- * touches the network; every value is checked before the first request.
+ * The client's command lines: `acquire`, `release`, `run`, `hold` and
+ * `healthcheck`, their flags and environment variables, validation, and
+ * `--help`. Nothing here touches the network; every value is checked before
+ * the first request.
  *
  * @module
  */
@@ -25,6 +26,15 @@ export const DEFAULT_LISTEN = "0.0.0.0:8889";
 /** A lock token as the server issues it (22 base64url characters) and accepts in `/locks/{token}`. */
 
 const RANDOM_ID_HEX_CHARS = 8;
+
+/** Where `healthcheck` asks by default: the server's `/healthz` on its default port, on this host. */
+export const DEFAULT_HEALTHCHECK_URL = "http://127.0.0.1:8888/healthz";
+/**
+ * How long `healthcheck` waits for the answer: a local `/healthz` answers in
+ * milliseconds, so 5 s means the server hangs, well inside Docker's default
+ * `HEALTHCHECK --timeout` of 30 s.
+ */
+export const DEFAULT_HEALTHCHECK_TIMEOUT_MS = 5_000;
 
 /** What `acquire`, `run` and `hold` need to get a lock. */
 export interface AcquireOptions {
@@ -70,6 +80,14 @@ export interface HoldOptions extends ReadyOptions {
   acquire: AcquireOptions;
   readyUrl: URL;
   listen: { hostname: string; port: number };
+}
+
+/** What `healthcheck` needs. */
+export interface HealthcheckOptions {
+  /** The URL that must answer `200`. */
+  url: URL;
+  /** How long to wait for the answer. */
+  timeoutMs: number;
 }
 
 /** A parsed client command line: help, or the command's options. */
@@ -186,12 +204,37 @@ export const HOLD_FLAGS: readonly FlagSpec[] = [
   HELP_FLAG,
 ];
 
+/**
+ * The flags of `healthcheck`. `--timeout` has no variable: `STARTUP_LOCK_TIMEOUT`
+ * is the server's lock duration, and the probe runs inside the server's
+ * container, with its environment.
+ */
+export const HEALTHCHECK_FLAGS: readonly FlagSpec[] = [
+  {
+    name: "url",
+    kind: "value",
+    valueName: "URL",
+    default: `${DEFAULT_HEALTHCHECK_URL}, with STARTUP_LOCK_PORT as the port when set`,
+    description: "The endpoint that must answer 200",
+  },
+  {
+    name: "timeout",
+    kind: "value",
+    valueName: "DURATION",
+    default: formatDuration(DEFAULT_HEALTHCHECK_TIMEOUT_MS),
+    description: "How long to wait for the answer",
+    env: false,
+  },
+  HELP_FLAG,
+];
+
 /** The client commands, for the top-level `--help` and the dispatcher. */
 export const CLIENT_COMMANDS = {
   acquire: "Wait for a lock and print its token",
   release: "Give a lock back",
   run: "Acquire, run a command, release once it is ready; exit with its code",
   hold: "Kubernetes sidecar: acquire, release once the app is ready, then idle",
+  healthcheck: "Exit 0 when the server's /healthz answers 200: for HEALTHCHECK and exec probes",
 } as const;
 
 /** A client command's name. */
@@ -210,7 +253,7 @@ export function commandsOverview(): string {
   ];
   return [
     "Commands:",
-    ...rows.map(([name, summary]) => `  ${name!.padEnd(9)}${summary}`),
+    ...rows.map(([name, summary]) => `  ${name!.padEnd(13)}${summary}`),
     "",
     'Run "startup-lock COMMAND --help" for the flags of a command.',
   ].join("\n");
@@ -252,6 +295,15 @@ const USAGE = {
       "--readyUrl answers 2xx, then idles until SIGTERM or SIGINT and exits 0.",
     ],
     flags: HOLD_FLAGS,
+  },
+  healthcheck: {
+    synopsis: "startup-lock healthcheck [--url URL] [--timeout DURATION]",
+    about: [
+      "Asks the server's /healthz once, for a Docker HEALTHCHECK or a Kubernetes exec probe",
+      "in an image without curl. Exit codes: 0 it answered 200, 1 it did not (why on",
+      "stderr), 2 usage error.",
+    ],
+    flags: HEALTHCHECK_FLAGS,
   },
 } as const;
 
@@ -338,6 +390,42 @@ export function parseHoldArgs(argv: readonly string[], env: Env): Parsed<HoldOpt
   }
   const listen = read.value("listen", parseListen(DEFAULT_LISTEN), parseListen);
   return { action: "go", options: { acquire, readyUrl, readyIntervalMs, listen } };
+}
+
+/**
+ * Parses `healthcheck`'s command line. Without `--url` or `STARTUP_LOCK_URL`,
+ * the port comes from `STARTUP_LOCK_PORT` when it is set, so a probe that runs
+ * in the server's environment finds the server.
+ *
+ * @throws {UsageError} naming the flag or variable, the value and what is allowed
+ */
+export function parseHealthcheckArgs(
+  argv: readonly string[],
+  env: Env,
+): Parsed<HealthcheckOptions> {
+  const raw = parseFlags(argv, HEALTHCHECK_FLAGS, env);
+  if (raw.values.has("help")) return { action: "help", usage: clientUsage("healthcheck") };
+  const read = new Reader(raw);
+  const url = read.value("url", undefined, (t) => parseHttpUrl(t, DEFAULT_HEALTHCHECK_URL)) ??
+    defaultHealthcheckUrl(env);
+  const timeoutMs = read.value("timeout", DEFAULT_HEALTHCHECK_TIMEOUT_MS, parseDuration);
+  return { action: "go", options: { url, timeoutMs } };
+}
+
+function defaultHealthcheckUrl(env: Env): URL {
+  const url = new URL(DEFAULT_HEALTHCHECK_URL);
+  const port = env("STARTUP_LOCK_PORT")?.trim();
+  if (port === undefined || port === "") return url;
+  try {
+    url.port = String(parseInteger(port, 1, 65535));
+  } catch (error) {
+    throw new UsageError(
+      `Invalid STARTUP_LOCK_PORT "${port}": ${(error as Error).message} ` +
+        "(healthcheck asks that port when there is no --url; give --url when the server " +
+        "picks its port)",
+    );
+  }
+  return url;
 }
 
 function readAcquire(read: Reader, env: Env): AcquireOptions {
