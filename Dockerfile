@@ -8,6 +8,13 @@
 # docker build -t startup-lock .
 # docker run --rm -p 8888:8888 startup-lock --locks 2
 #
+# The root can be read-only. For https checks against a private CA, mount a bundle holding it (and
+# the public roots, if needed) over the image's:
+#
+# docker run --rm --read-only -p 8888:8888 \
+#   -v "$PWD/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro" \
+#   startup-lock --check https://search.internal:9200
+#
 # Both architectures as one multi-arch image, pushed to a registry (the foreign architecture is
 # built under QEMU emulation; where it is not set up, docker run --privileged --rm
 # tonistiigi/binfmt --install arm64):

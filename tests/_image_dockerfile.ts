@@ -107,7 +107,9 @@ export function readImageSpec(): ImageSpec {
 export function imageSpec(text: string): ImageSpec {
   const stages = parseDockerfile(text);
   const final = stages.at(-1);
-  if (!final || stages.length < 2) throw new Error("The Dockerfile needs a builder and a final stage");
+  if (!final || stages.length < 2) {
+    throw new Error("The Dockerfile needs a builder and a final stage");
+  }
   const builder = stages.slice(0, -1).flatMap((s) => s.instructions);
 
   const librariesArg = builder.find((i) => i.keyword === "ARG" && i.args.startsWith("LIBRARIES="));
@@ -123,7 +125,9 @@ export function imageSpec(text: string): ImageSpec {
     }
   }
   if (!staging || Object.keys(platforms).length === 0) {
-    throw new Error("The builder has no RUN with `ARCH) libdir=…; loader=… ;;` lines and a staging folder");
+    throw new Error(
+      "The builder has no RUN with `ARCH) libdir=…; loader=… ;;` lines and a staging folder",
+    );
   }
 
   const spec: ImageSpec = {
@@ -173,7 +177,9 @@ export function imageSpec(text: string): ImageSpec {
         break;
       default:
         // Anything else (a RUN, an ADD, ...) would change the image in ways this reader cannot copy.
-        throw new Error(`${where}: tests/_image_dockerfile.ts does not know ${i.keyword} in the final stage`);
+        throw new Error(
+          `${where}: tests/_image_dockerfile.ts does not know ${i.keyword} in the final stage`,
+        );
     }
   }
   return spec;
