@@ -3,25 +3,15 @@
  * child process, spoken to over real sockets.
  */
 import assert from "node:assert/strict";
-import { setTimeout as sleep } from "node:timers/promises";
 import { SHUTDOWN_GRACE_MS } from "../lib/server.ts";
 import type { Status } from "../lib/service.ts";
 import { runProgram, startProgram } from "./_program.ts";
+import { eventually } from "./_wait.ts";
 
 const JSON_ACCEPT = { Accept: "application/json" };
 const TOKEN = /^[A-Za-z0-9_-]{22}$/;
 /** One slot held for a minute unless released, waits of up to 30 s. */
 const FLAGS = ["--locks", "1", "--timeout", "60s", "--maxWait", "30s"];
-
-/** Retries `check` until it returns true; fails after a generous bound. */
-async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 20_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await sleep(50);
-  }
-  assert.fail(`Timed out waiting until ${what}`);
-}
 
 async function getStatus(url: string): Promise<Status> {
   const res = await fetch(`${url}/status`);

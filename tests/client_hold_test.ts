@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { createProbeHandler } from "../lib/client/hold.ts";
 import { startClient } from "./_client.ts";
 import { runProgram, startProgram } from "./_program.ts";
+import { eventually } from "./_wait.ts";
 
 Deno.test("createProbeHandler() answers /acquired 503 until the lock is held, then 200", async () => {
   let acquired = false;
@@ -29,16 +30,6 @@ async function status(url: string): Promise<number> {
   const res = await fetch(url);
   await res.body?.cancel();
   return res.status;
-}
-
-/** Retries `check` until it returns true; fails after a generous bound. */
-async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 20_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  assert.fail(`Timed out waiting until ${what}`);
 }
 
 Deno.test("hold reports the lock on /acquired, releases it once the app is ready, and exits 0 on SIGTERM", async () => {

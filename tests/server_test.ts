@@ -4,16 +4,7 @@
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { startProgram } from "./_program.ts";
-
-/** Retries `check` until it returns true; fails after a generous bound. */
-async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 20_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await sleep(50);
-  }
-  assert.fail(`Timed out waiting until ${what}`);
-}
+import { eventually } from "./_wait.ts";
 
 async function status(url: string, init?: RequestInit): Promise<number> {
   const res = await fetch(url, init);
