@@ -4,7 +4,11 @@
  * busy startup-lock. Listens on a free port of 127.0.0.1, prints the port on
  * stdout and stops on SIGTERM or SIGINT.
  *
- *     deno run --allow-net bench/bare_server.ts
+ * With `--read-request` it first reads what any lock server must read of a
+ * request (its URL, method and `Accept` header) and still answers 423: the
+ * floor under startup-lock's cost, which the plain baseline never pays.
+ *
+ *     deno run --allow-net bench/bare_server.ts [--read-request]
  *
  * @module
  */
@@ -20,14 +24,23 @@ export function bareHandler(): Response {
   });
 }
 
+/** Reads the request as a lock server must, then answers like {@linkcode bareHandler}. */
+export function readingHandler(request: Request): Response {
+  if (!request.url || !request.method || request.headers.get("accept") === "-") {
+    throw new Error("unreachable: only here so the reads cannot be optimised away");
+  }
+  return bareHandler();
+}
+
 if (import.meta.main) {
+  const handler = Deno.args.includes("--read-request") ? readingHandler : bareHandler;
   const aborter = new AbortController();
   const server = Deno.serve({
     hostname: "127.0.0.1",
     port: 0,
     signal: aborter.signal,
     onListen: ({ port }) => console.log(port),
-  }, bareHandler);
+  }, handler);
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     Deno.addSignalListener(signal, () => aborter.abort());
   }

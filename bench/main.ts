@@ -152,7 +152,8 @@ async function startTargets(started: Stoppable[]): Promise<Target[]> {
     return { name, server };
   };
   return [
-    await start(BARE_NAME, startBareServer),
+    await start(BARE_NAME, () => startBareServer()),
+    await start("bare Deno.serve reading the request (423)", () => startBareServer(true)),
     await start("startup-lock deny (423)", () => startLockServer("deny")),
     await start("startup-lock acquire (200)", () => startLockServer("acquire")),
   ];

@@ -41,9 +41,19 @@ export async function startLockServer(mode: LockMode): Promise<BenchServer> {
   return { url: server.url, stop: server.stop };
 }
 
-/** Starts `bare_server.ts` and reads its port from its first line of output. */
-export async function startBareServer(): Promise<BenchServer> {
-  const child = spawnChild(Deno.execPath(), ["run", "--quiet", "--allow-net", BARE_SERVER]);
+/**
+ * Starts `bare_server.ts` and reads its port from its first line of output;
+ * `readRequest` makes it read the URL, method and `Accept` header first.
+ */
+export async function startBareServer(readRequest = false): Promise<BenchServer> {
+  const flags = readRequest ? ["--read-request"] : [];
+  const child = spawnChild(Deno.execPath(), [
+    "run",
+    "--quiet",
+    "--allow-net",
+    BARE_SERVER,
+    ...flags,
+  ]);
   try {
     const line = await child.waitForLine(/^\d+$/);
     return { url: `http://127.0.0.1:${line}/`, stop: child.stop };

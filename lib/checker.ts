@@ -32,6 +32,9 @@ export type Gate =
   | { open: false; reason: "starting"; retryInMs: number }
   | { open: false; reason: "dependencies"; failing: DependencyState[]; retryInMs: number };
 
+/** The open gate; one object, since `gate` is read on every request. */
+const OPEN: Gate = Object.freeze({ open: true });
+
 /** Options of {@linkcode DependencyChecker}. */
 export interface DependencyCheckerOptions {
   targets: readonly CheckTarget[];
@@ -121,12 +124,12 @@ export class DependencyChecker {
 
   /** Whether locking is allowed now. */
   get gate(): Gate {
-    if (this.#targets.length === 0) return { open: true };
+    if (this.#targets.length === 0) return OPEN;
     const now = this.#options.clock.now();
     if (this.#roundsDone === 0) {
       return { open: false, reason: "starting", retryInMs: this.#options.timeoutMs };
     }
-    if (this.#failing.length === 0) return { open: true };
+    if (this.#failing.length === 0) return OPEN;
     // The next answer can change once the next round has run and its probes finished.
     const retryInMs = Math.max(0, this.#nextRoundAt - now) + this.#options.timeoutMs;
     return { open: false, reason: "dependencies", failing: this.#failing, retryInMs };

@@ -66,24 +66,31 @@ export function createHandler(options: HandlerOptions): Handler {
     const id = readId(query);
     const waitMs = readWait(query, maxWaitMs);
     const json = wantsJson(request);
-    const respond = (outcome: Outcome): Response => {
-      if (!outcome.granted) return refused(outcome.denial, json);
-      const { lease } = outcome;
-      if (!outcome.existing) {
-        // A client that went away before the answer reached it never learns its
-        // token: give the slot back rather than leak it until expiry.
-        if (waitMs > 0 && request.signal.aborted) {
-          service.release(lease.token);
-          return refused(CLIENT_GONE, json);
-        }
-        info?.completed?.catch(() => service.release(lease.token));
+    if (waitMs === 0) {
+      // The hot path: answered synchronously, with no closure or promise.
+      const outcome = service.acquire({ durationMs, id });
+      if (!(outcome instanceof Promise)) return answerAcquire(outcome, json, info);
+      return outcome.then((o) => answerAcquire(o, json, info));
+    }
+    const waited = service.acquire({ durationMs, id, waitMs, signal: request.signal });
+    return Promise.resolve(waited).then((outcome) => {
+      // A client that went away while its slot was being granted never learns its token.
+      if (outcome.granted && !outcome.existing && request.signal.aborted) {
+        service.release(outcome.lease.token);
+        return refused(CLIENT_GONE, json);
       }
-      return granted(lease, json);
-    };
-    const outcome = service.acquire(
-      waitMs > 0 ? { durationMs, id, waitMs, signal: request.signal } : { durationMs, id },
-    );
-    return outcome instanceof Promise ? outcome.then(respond) : respond(outcome);
+      return answerAcquire(outcome, json, info);
+    });
+  };
+
+  /** The answer to an acquire request once the service has decided. */
+  const answerAcquire = (outcome: Outcome, json: boolean, info: RequestInfo | undefined) => {
+    if (!outcome.granted) return refused(outcome.denial, json);
+    const { lease } = outcome;
+    // If the answer never reaches the client, it never learns its token: give the slot back
+    // rather than leak it until expiry.
+    if (!outcome.existing) info?.completed?.catch(() => service.release(lease.token));
+    return granted(lease, json);
   };
 
   const release: RouteHandler = (request, _query, _info, token) => {
@@ -112,22 +119,23 @@ export function createHandler(options: HandlerOptions): Handler {
   };
   const lockRoute = route({ DELETE: release, PUT: renew });
 
+  const fail = (error: unknown, request: Request, path: string): Response => {
+    if (error instanceof HttpError) {
+      return wantsJson(request)
+        ? Response.json({ status: "error", message: error.message }, {
+          status: error.status,
+          headers: error.headers,
+        })
+        : text(error.status, `${error.message}\n`, error.headers);
+    }
+    log.error(`Unexpected error on ${request.method} ${path}: ${describeError(error)}`);
+    return text(500, "Internal error\n");
+  };
+
   return (request, info) => {
     const { path, query } = splitUrl(request.url);
     const method = request.method;
     if (debug) log.debug(`${method} ${request.url}`);
-    const fail = (error: unknown): Response => {
-      if (error instanceof HttpError) {
-        return wantsJson(request)
-          ? Response.json({ status: "error", message: error.message }, {
-            status: error.status,
-            headers: error.headers,
-          })
-          : text(error.status, `${error.message}\n`, error.headers);
-      }
-      log.error(`Unexpected error on ${method} ${path}: ${describeError(error)}`);
-      return text(500, "Internal error\n");
-    };
     try {
       let token = "";
       let target = routes[path];
@@ -144,9 +152,11 @@ export function createHandler(options: HandlerOptions): Handler {
         });
       }
       const response = handle(request, query, info, token);
-      return response instanceof Promise ? response.catch(fail) : response;
+      return response instanceof Promise
+        ? response.catch((error) => fail(error, request, path))
+        : response;
     } catch (error) {
-      return fail(error);
+      return fail(error, request, path);
     }
   };
 }

@@ -209,7 +209,7 @@ export class MemoryLockStore implements LockStore {
     const now = this.#clock.now();
     for (let next = this.#expiries.peek(); next; next = this.#expiries.peek()) {
       const { slot } = next;
-      if (this.#slots.get(slot.token) !== slot || slot.deadline !== next.at) {
+      if (!this.#isLive(next)) {
         this.#expiries.pop(); // Released or renewed since it was queued.
         continue;
       }
@@ -246,11 +246,18 @@ export class MemoryLockStore implements LockStore {
     for (const listener of this.#listeners) listener();
   }
 
+  /** Whether a queued deadline is still its slot's: not released or renewed since. */
+  #isLive({ at, slot }: Expiry): boolean {
+    return this.#slots.get(slot.token) === slot && slot.deadline === at;
+  }
+
+  /** Milliseconds until the soonest deadline, from the top of the expiry queue. */
   #nextFreeInMs(): number {
-    const now = this.#clock.now();
-    let soonest = Infinity;
-    for (const slot of this.#slots.values()) soonest = Math.min(soonest, slot.deadline);
-    return Math.max(0, soonest - now);
+    for (let next = this.#expiries.peek(); next; next = this.#expiries.peek()) {
+      if (this.#isLive(next)) return Math.max(0, next.at - this.#clock.now());
+      this.#expiries.pop(); // Released or renewed since it was queued.
+    }
+    return 0;
   }
 
   #view(slot: Slot): Lease {
