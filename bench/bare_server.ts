@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { serveUntilSignal } from "./_serve.ts";
 
 /** The body startup-lock sends when its only slot is held for an hour. */
 export const LOCKED_BODY = "Locked: the only slot is held; the next frees in 1h\n";
@@ -33,17 +34,5 @@ export function readingHandler(request: Request): Response {
 }
 
 if (import.meta.main) {
-  const handler = Deno.args.includes("--read-request") ? readingHandler : bareHandler;
-  const aborter = new AbortController();
-  const server = Deno.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    signal: aborter.signal,
-    onListen: ({ port }) => console.log(port),
-  }, handler);
-  for (const signal of ["SIGTERM", "SIGINT"] as const) {
-    Deno.addSignalListener(signal, () => aborter.abort());
-  }
-  await server.finished;
-  Deno.exit(0);
+  await serveUntilSignal(Deno.args.includes("--read-request") ? readingHandler : bareHandler);
 }

@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { serveUntilSignal } from "./_serve.ts";
 
 /** Answers `/status` at once and keeps every other request pending until it is aborted. */
 export function pendingHandler(): (request: Request) => Response | Promise<Response> {
@@ -27,17 +28,4 @@ export function pendingHandler(): (request: Request) => Response | Promise<Respo
   };
 }
 
-if (import.meta.main) {
-  const aborter = new AbortController();
-  const server = Deno.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    signal: aborter.signal,
-    onListen: ({ port }) => console.log(port),
-  }, pendingHandler());
-  for (const signal of ["SIGTERM", "SIGINT"] as const) {
-    Deno.addSignalListener(signal, () => aborter.abort());
-  }
-  await server.finished;
-  Deno.exit(0);
-}
+if (import.meta.main) await serveUntilSignal(pendingHandler());
