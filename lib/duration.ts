@@ -24,6 +24,13 @@ export const DURATION_HINT = 'a positive number of seconds ("60") or a number wi
 /** A well-formed duration longer than a timer can run; callers that cap durations catch it. */
 export class DurationTooLongError extends RangeError {
   override name = "DurationTooLongError";
+  /** The duration asked for, in milliseconds. */
+  readonly ms: number;
+
+  constructor(message: string, ms: number) {
+    super(message);
+    this.ms = ms;
+  }
 }
 
 /**
@@ -41,7 +48,7 @@ export function parseDuration(text: string): number {
   const ms = Math.round(Number(match[1]) * UNIT_MS[unit]);
   if (ms <= 0) throw new RangeError("expected a duration greater than zero");
   if (ms > MAX_TIMER_MS) {
-    throw new DurationTooLongError(`expected at most ${MAX_TIMER_SECONDS}s (about 24 days)`);
+    throw new DurationTooLongError(`expected at most ${MAX_TIMER_SECONDS}s (about 24 days)`, ms);
   }
   return ms;
 }

@@ -4,14 +4,17 @@
  *
  * @module
  */
-import { DependencyChecker } from "./checker.ts";
 import type { ServerConfig } from "./config.ts";
+import { EventBus } from "./core/events.ts";
+import { Gates } from "./core/gates.ts";
+import { LockService } from "./core/service.ts";
 import { formatDuration } from "./duration.ts";
 import { describeError } from "./errors.ts";
-import { createHandler } from "./handler.ts";
-import { MemoryLockStore } from "./lock.ts";
+import { DependencyChecker } from "./gates/dependencies.ts";
+import { createHandler } from "./http/handler.ts";
 import { createLogger, type Logger } from "./log.ts";
-import { LockService } from "./service.ts";
+import { logEvents } from "./observers/text_log.ts";
+import { MemoryLockStore } from "./stores/memory.ts";
 
 /** How long in-flight requests may take to finish after a shutdown signal before the process exits anyway. */
 export const SHUTDOWN_GRACE_MS = 5_000;
@@ -26,25 +29,38 @@ export interface RunningServer {
   finished: Promise<void>;
 }
 
-/** The parts of a server, built from a config; exported for tests. */
+/**
+ * The parts of a server, built from a config: the store, the gates, the
+ * service with its events, the log that subscribes to them, and the handler.
+ * Exported for tests.
+ */
 export function buildServer(config: ServerConfig, log: Logger) {
-  const store = new MemoryLockStore(config.locks, { log });
+  const events = new EventBus();
+  logEvents(events, log);
+  const store = new MemoryLockStore(config.locks);
   const checker = new DependencyChecker({
     targets: config.checks,
     passIntervalMs: config.passHcMs,
     failIntervalMs: config.failHcMs,
     timeoutMs: config.checkTimeoutMs,
-    log,
+    events,
   });
-  const service = new LockService({ store, gate: checker, maxWaiters: config.maxWaiters, log });
+  const gates = new Gates([checker], events);
+  const service = new LockService({
+    store,
+    gates,
+    events,
+    maxDurationMs: config.maxDurationMs,
+    maxWaiters: config.maxWaiters,
+  });
   const handler = createHandler({
     service,
     defaultDurationMs: config.timeoutMs,
-    maxDurationMs: config.maxDurationMs,
     maxWaitMs: config.maxWaitMs,
-    log,
+    dependencies: () => checker.dependencies,
+    onError: (message) => log.error(message),
   });
-  return { store, checker, service, handler };
+  return { store, gates, checker, service, handler, events };
 }
 
 /**
@@ -52,7 +68,7 @@ export function buildServer(config: ServerConfig, log: Logger) {
  * address cannot be bound; the caller explains them.
  */
 export function startServer(config: ServerConfig, log: Logger): RunningServer {
-  const { store, checker, service, handler } = buildServer(config, log);
+  const { store, gates, service, handler } = buildServer(config, log);
   const aborter = new AbortController();
   const server = Deno.serve({
     hostname: config.host,
@@ -66,19 +82,19 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
       `lock${config.locks === 1 ? "" : "s"}, default duration ${formatDuration(config.timeoutMs)}` +
       (config.checks.length ? `, checking ${config.checks.map((c) => c.url).join(", ")}` : ""),
   );
-  checker.start();
+  gates.start();
 
   let stopping: Promise<void> | undefined;
   const shutdown = () =>
     stopping ??= (async () => {
-      checker.stop();
+      gates.stop();
       service.close(); // Waiting clients get 503 now rather than hold the shutdown up.
       const grace = new Promise<void>((resolve) => {
         const id = setTimeout(resolve, SHUTDOWN_GRACE_MS);
         Deno.unrefTimer(id);
       });
       await Promise.race([server.shutdown(), grace]);
-      store.close();
+      await store.close();
     })();
   return { addr, shutdown, finished: server.finished };
 }

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { SHUTDOWN_GRACE_MS } from "../lib/server.ts";
-import type { Status } from "../lib/service.ts";
+import type { StatusBody as Status } from "../lib/http/render.ts";
 import { runProgram, startProgram } from "./_program.ts";
 import { eventually } from "./_wait.ts";
 

@@ -1,70 +1,19 @@
 /**
- * Lock slots. {@linkcode LockStore} is the small interface the rest of the
- * program uses, so that a store shared by several replicas (Redis) can stand in
- * for {@linkcode MemoryLockStore} later; the in-memory store keeps N slots,
- * each expiring at a deadline on the monotonic clock.
+ * The in-memory lock store: N slots in this process, each expiring at a
+ * deadline on the monotonic clock. Deadlines wait in a heap under one timer set
+ * for the earliest. It answers synchronously, so the hot path has no promise.
  *
  * @module
  */
-import { DeadlineHeap } from "./_deadline_heap.ts";
-import { type Clock, realClock, type TimerId, toWallTime } from "./clock.ts";
-import { formatDuration } from "./duration.ts";
-import { type Logger, silentLogger } from "./log.ts";
-
-/** A held slot, as callers see it. Times are wall-clock milliseconds, for display. */
-export interface Lease {
-  /** Unguessable: whoever holds it may release or renew the lock. */
-  token: string;
-  /** Who holds it (a pod or host name), when the client said. */
-  id: string | undefined;
-  acquiredAt: number;
-  expiresAt: number;
-  /** Milliseconds until it expires, on the monotonic clock. */
-  remainingMs: number;
-}
-
-/** What a client asks for. */
-export interface AcquireRequest {
-  durationMs: number;
-  id?: string | undefined;
-}
-
-/** The answer to {@linkcode LockStore.acquire}. */
-export type AcquireResult =
-  | { granted: true; lease: Lease; /** The id already held this lease. */ existing: boolean }
-  | { granted: false; /** When the first slot frees, at the latest. */ nextFreeInMs: number };
-
-/**
- * A value or a promise of it. The in-memory store answers synchronously, which
- * keeps promises off the hot path (measured: a few microseconds a request); a
- * shared store answers with promises.
- */
-export type Awaitable<T> = T | Promise<T>;
-
-/** The lock state, behind an interface a shared store can implement. */
-export interface LockStore {
-  /** How many slots there are. */
-  readonly capacity: number;
-  /** Takes a free slot, or returns the one `id` already holds. */
-  acquire(request: AcquireRequest): Awaitable<AcquireResult>;
-  /** Frees the slot now; `undefined` when the token is unknown or expired. */
-  release(token: string): Awaitable<Lease | undefined>;
-  /** Moves the expiry to `durationMs` from now; `undefined` when the token is unknown or expired. */
-  renew(token: string, durationMs: number): Awaitable<Lease | undefined>;
-  /** Every held slot, soonest expiry first. */
-  leases(): Awaitable<Lease[]>;
-  /** Calls `listener` whenever a slot frees (release or expiry). Returns an unsubscribe function. */
-  onFree(listener: () => void): () => void;
-  /** Cancels timers. */
-  close(): void;
-}
+import { DeadlineHeap } from "../_deadline_heap.ts";
+import { type Clock, realClock, type TimerId, toWallTime } from "../clock.ts";
+import type { AcquireRequest, AcquireResult, Lease, LockStore, SlotsFreed } from "../core/store.ts";
+import { newToken } from "../token.ts";
 
 /** Options of {@linkcode MemoryLockStore}. */
 export interface MemoryLockStoreOptions {
   /** @default {realClock} */
   clock?: Clock;
-  /** @default {silentLogger} */
-  log?: Logger;
 }
 
 interface Slot {
@@ -83,35 +32,15 @@ interface Expiry {
 /** How many queued deadlines per held slot before the queue is rebuilt without stale ones. */
 const STALE_EXPIRY_FACTOR = 4;
 
-const TOKEN_BYTES = 16;
-const randomPool = new Uint8Array(TOKEN_BYTES * 1024);
-let poolOffset = randomPool.length;
+const NOTHING_EXPIRED: SlotsFreed = Object.freeze({ expired: Object.freeze([]) });
 
-/**
- * 128 random bits, base64url (22 characters): long enough that tokens cannot be
- * guessed. Random bytes are drawn 16 KiB at a time, which is cheaper per token.
- */
-export function newToken(): string {
-  if (poolOffset === randomPool.length) {
-    crypto.getRandomValues(randomPool);
-    poolOffset = 0;
-  }
-  const bytes = randomPool.subarray(poolOffset, poolOffset + TOKEN_BYTES);
-  poolOffset += TOKEN_BYTES;
-  return bytes.toBase64({ alphabet: "base64url", omitPadding: true });
-}
-
-/**
- * N slots in this process, each expiring at a deadline on the monotonic clock.
- * Deadlines wait in a heap under one timer set for the earliest.
- */
+/** N slots in this process; see the module documentation. */
 export class MemoryLockStore implements LockStore {
   readonly capacity: number;
   readonly #clock: Clock;
-  readonly #log: Logger;
   readonly #slots = new Map<string, Slot>();
   readonly #byId = new Map<string, Slot>();
-  readonly #listeners = new Set<() => void>();
+  readonly #listeners = new Set<(freed: SlotsFreed) => void>();
   readonly #expiries = new DeadlineHeap<Expiry>();
   #timer: TimerId | undefined;
   #timerAt = Infinity;
@@ -122,7 +51,6 @@ export class MemoryLockStore implements LockStore {
     }
     this.capacity = capacity;
     this.#clock = options.clock ?? realClock;
-    this.#log = options.log ?? silentLogger;
   }
 
   acquire({ durationMs, id }: AcquireRequest): AcquireResult {
@@ -133,12 +61,11 @@ export class MemoryLockStore implements LockStore {
     if (this.#slots.size >= this.capacity) {
       return { granted: false, nextFreeInMs: this.#nextFreeInMs() };
     }
-    const now = this.#clock.now();
     const slot: Slot = {
       token: newToken(),
       id,
       acquiredAt: this.#clock.wallNow(),
-      deadline: now + durationMs,
+      deadline: this.#clock.now() + durationMs,
     };
     this.#schedule(slot);
     this.#slots.set(slot.token, slot);
@@ -151,6 +78,7 @@ export class MemoryLockStore implements LockStore {
     if (!slot) return undefined;
     const lease = this.#view(slot);
     this.#free(slot);
+    this.#notify(NOTHING_EXPIRED);
     return lease;
   }
 
@@ -160,6 +88,16 @@ export class MemoryLockStore implements LockStore {
     slot.deadline = this.#clock.now() + durationMs;
     this.#schedule(slot);
     return this.#view(slot);
+  }
+
+  byId(id: string): Lease | undefined {
+    const slot = this.#byId.get(id);
+    return slot && this.#view(slot);
+  }
+
+  byToken(token: string): Lease | undefined {
+    const slot = this.#slots.get(token);
+    return slot && this.#view(slot);
   }
 
   leases(): Lease[] {
@@ -173,7 +111,7 @@ export class MemoryLockStore implements LockStore {
     return this.#slots.size;
   }
 
-  onFree(listener: () => void): () => void {
+  onFree(listener: (freed: SlotsFreed) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
   }
@@ -185,6 +123,7 @@ export class MemoryLockStore implements LockStore {
     this.#expiries.clear();
     this.#slots.clear();
     this.#byId.clear();
+    this.#listeners.clear();
   }
 
   /** Queues the slot's deadline and makes sure the timer fires by then. */
@@ -207,8 +146,8 @@ export class MemoryLockStore implements LockStore {
     this.#timer = undefined;
     this.#timerAt = Infinity;
     const now = this.#clock.now();
+    const expired: Lease[] = [];
     for (let next = this.#expiries.peek(); next; next = this.#expiries.peek()) {
-      const { slot } = next;
       if (!this.#isLive(next)) {
         this.#expiries.pop(); // Released or renewed since it was queued.
         continue;
@@ -216,15 +155,13 @@ export class MemoryLockStore implements LockStore {
       // Timers may fire a little early; the monotonic deadline decides.
       if (next.at > now) {
         this.#arm(next.at);
-        return;
+        break;
       }
       this.#expiries.pop();
-      const held = this.#clock.wallNow() - slot.acquiredAt;
-      this.#log.info(
-        `Lock${slot.id ? ` of ${slot.id}` : ""} expired after ${formatDuration(held)}`,
-      );
-      this.#free(slot);
+      expired.push(this.#view(next.slot));
+      this.#free(next.slot);
     }
+    if (expired.length > 0) this.#notify({ expired });
   }
 
   #free(slot: Slot): void {
@@ -243,7 +180,10 @@ export class MemoryLockStore implements LockStore {
         this.#expiries.push({ at: live.deadline, slot: live });
       }
     }
-    for (const listener of this.#listeners) listener();
+  }
+
+  #notify(freed: SlotsFreed): void {
+    for (const listener of this.#listeners) listener(freed);
   }
 
   /** Whether a queued deadline is still its slot's: not released or renewed since. */

@@ -1,19 +1,23 @@
 /**
- * The dependency checker: probes every `--check` endpoint in rounds scheduled
- * with `setTimeout`, and tells whether locking is allowed.
+ * The dependency gate: probes every `--check` endpoint in rounds scheduled
+ * with `setTimeout`, and is open only while every endpoint passed its last
+ * round.
  *
  * A round probes all endpoints at once, each bounded by a timeout, so an
  * endpoint that accepts and never answers counts as down and never stalls
  * anything. The next round starts `passIntervalMs` after a passing round and
- * `failIntervalMs` after a failing one.
+ * `failIntervalMs` after a failing one. The gate opens and closes only at the
+ * end of a round, when listeners are told.
  *
  * @module
  */
-import { type Clock, realClock, type TimerId } from "./clock.ts";
-import { describeError } from "./errors.ts";
-import { formatDuration } from "./duration.ts";
-import { type Logger, silentLogger } from "./log.ts";
-import { type CheckTarget, probe as realProbe } from "./probes.ts";
+import { type Clock, realClock, type TimerId } from "../clock.ts";
+import type { FailingDependency } from "../core/denial.ts";
+import type { EventBus } from "../core/events.ts";
+import { type Gate, type GateState, OPEN } from "../core/gates.ts";
+import { formatDuration } from "../duration.ts";
+import { describeError } from "../errors.ts";
+import { type CheckTarget, probe as realProbe } from "../probes.ts";
 
 /** What is known of one endpoint. */
 export interface DependencyState {
@@ -25,15 +29,6 @@ export interface DependencyState {
   lastError: string | undefined;
   latencyMs: number | undefined;
 }
-
-/** Whether locking is allowed, and if not why. */
-export type Gate =
-  | { open: true }
-  | { open: false; reason: "starting"; retryInMs: number }
-  | { open: false; reason: "dependencies"; failing: DependencyState[]; retryInMs: number };
-
-/** The open gate; one object, since `gate` is read on every request. */
-const OPEN: Gate = Object.freeze({ open: true });
 
 /** Options of {@linkcode DependencyChecker}. */
 export interface DependencyCheckerOptions {
@@ -48,27 +43,25 @@ export interface DependencyCheckerOptions {
   clock?: Clock;
   /** Probes one endpoint; rejects when it is down. @default {probe} from `probes.ts` */
   probe?: (target: CheckTarget, signal: AbortSignal) => Promise<void>;
-  /** @default {silentLogger} */
-  log?: Logger;
+  /** Where each probe's result is reported, as a `dependency` event. */
+  events?: EventBus;
 }
 
 /** Checks dependency endpoints continuously; see the module documentation. */
-export class DependencyChecker {
+export class DependencyChecker implements Gate {
+  readonly name = "dependencies";
   readonly #targets: readonly CheckTarget[];
   readonly #states: DependencyState[];
-  readonly #options: Required<Omit<DependencyCheckerOptions, "targets">>;
+  readonly #options: Required<Omit<DependencyCheckerOptions, "targets" | "events">>;
+  readonly #events: EventBus | undefined;
   readonly #stopped = new AbortController();
   readonly #listeners = new Set<() => void>();
   #timer: TimerId | undefined;
   #roundsDone = 0;
   #nextRoundAt = 0;
   #round: Promise<void> | undefined;
-  /**
-   * The endpoints that failed the last finished round. The gate reads this, not
-   * the live states, so it opens and closes only at the end of a round, when
-   * listeners are told.
-   */
-  #failing: DependencyState[] = [];
+  /** The endpoints that failed the last finished round; the gate reads this, not the live states. */
+  #failing: FailingDependency[] = [];
 
   constructor(options: DependencyCheckerOptions) {
     this.#targets = options.targets;
@@ -78,8 +71,8 @@ export class DependencyChecker {
       timeoutMs: options.timeoutMs,
       clock: options.clock ?? realClock,
       probe: options.probe ?? realProbe,
-      log: options.log ?? silentLogger,
     };
+    this.#events = options.events;
     this.#states = options.targets.map((t) => ({
       url: t.url,
       up: undefined,
@@ -101,7 +94,6 @@ export class DependencyChecker {
     this.#timer = undefined;
   }
 
-  /** Calls `listener` whenever the gate may have opened or closed. */
   onChange(listener: () => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
@@ -122,17 +114,19 @@ export class DependencyChecker {
     return this.#states.map((s) => ({ ...s }));
   }
 
-  /** Whether locking is allowed now. */
-  get gate(): Gate {
+  state(): GateState {
     if (this.#targets.length === 0) return OPEN;
-    const now = this.#options.clock.now();
+    const { clock, timeoutMs } = this.#options;
     if (this.#roundsDone === 0) {
-      return { open: false, reason: "starting", retryInMs: this.#options.timeoutMs };
+      return { open: false, denial: { reason: "starting", retryAfterMs: timeoutMs } };
     }
     if (this.#failing.length === 0) return OPEN;
-    // The next answer can change once the next round has run and its probes finished.
-    const retryInMs = Math.max(0, this.#nextRoundAt - now) + this.#options.timeoutMs;
-    return { open: false, reason: "dependencies", failing: this.#failing, retryInMs };
+    // The answer can change once the next round has run and its probes finished.
+    const retryAfterMs = Math.max(0, this.#nextRoundAt - clock.now()) + timeoutMs;
+    return {
+      open: false,
+      denial: { reason: "dependencies", failing: this.#failing, retryAfterMs },
+    };
   }
 
   #runRound(): void {
@@ -144,26 +138,24 @@ export class DependencyChecker {
   }
 
   async #probeAll(): Promise<void> {
-    const { clock, log } = this.#options;
-    const wasOpen = this.gate.open;
+    const { clock } = this.#options;
     await Promise.all(this.#targets.map((target, i) => this.#probeOne(target, this.#states[i]!)));
     if (this.#stopped.signal.aborted) return;
     this.#roundsDone++;
-    this.#failing = this.#states.filter((s) => !s.up).map((s) => ({ ...s }));
-    const passed = this.#failing.length === 0;
-    const pause = passed ? this.#options.passIntervalMs : this.#options.failIntervalMs;
+    this.#failing = this.#states.filter((s) => !s.up).map((s) => ({
+      url: s.url,
+      error: s.lastError,
+    }));
+    const pause = this.#failing.length === 0
+      ? this.#options.passIntervalMs
+      : this.#options.failIntervalMs;
     this.#nextRoundAt = clock.now() + pause;
     this.#timer = clock.setTimeout(() => this.#runRound(), pause);
-    const isOpen = this.gate.open;
-    if (this.#roundsDone === 1 || wasOpen !== isOpen) {
-      if (isOpen) log.info("All dependencies are up: locking is allowed");
-      else log.warn("A dependency is down: locking is paused until every check passes");
-      for (const listener of this.#listeners) listener();
-    }
+    for (const listener of this.#listeners) listener();
   }
 
   async #probeOne(target: CheckTarget, state: DependencyState): Promise<void> {
-    const { clock, log, timeoutMs } = this.#options;
+    const { clock, timeoutMs } = this.#options;
     const started = clock.now();
     const signal = AbortSignal.any([AbortSignal.timeout(timeoutMs), this.#stopped.signal]);
     let error: string | undefined;
@@ -175,16 +167,20 @@ export class DependencyChecker {
         : describeError(e);
     }
     if (this.#stopped.signal.aborted) return;
-    const up = error === undefined;
-    if (state.up !== up) {
-      if (up) log.info(`Dependency ${target.url} is up`);
-      else log.warn(`Dependency ${target.url} is down: ${error}`);
-    } else if (!up && state.lastError !== error) {
-      log.debug(`Dependency ${target.url} is still down: ${error}`);
-    }
-    state.up = up;
+    const was = state.up;
+    const previousError = state.lastError;
+    state.up = error === undefined;
     state.lastError = error;
     state.lastCheckedAt = clock.wallNow();
     state.latencyMs = Math.round((clock.now() - started) * 10) / 10;
+    this.#events?.emit({
+      type: "dependency",
+      endpoint: target.url,
+      up: state.up,
+      was,
+      error,
+      previousError,
+      durationMs: state.latencyMs,
+    });
   }
 }

@@ -1,0 +1,352 @@
+/**
+ * The waiting queue: clients that asked to wait for a slot, served first come,
+ * first served. It owns the whole life of a waiter: arrival, a newer request
+ * with the same id taking its place, the wait running out, the client going
+ * away, and a grant whose client is already gone (handed back).
+ *
+ * A place in line is a ticket with an arrival number, not the request itself.
+ * A ticket with an id outlives its request for a short grace: a client that
+ * asks again with the same id (its wait ran out, a proxy cut the connection)
+ * gets its old place back, whatever its chunk length. While nobody is waiting
+ * on a ticket it holds no slot: a freed slot goes to the first ticket whose
+ * client is waiting now, so no slot sits idle for a client that is gone, and a
+ * ticket whose client does not come back within the grace is dropped.
+ *
+ * The queue is fed by signals (`pump()`): slots freed, a gate opened.
+ *
+ * @module
+ */
+import { type Clock, realClock, type TimerId } from "../clock.ts";
+import type { EventBus, LeaveReason } from "./events.ts";
+import type { AcquireRequest, AcquireResult, Awaitable, Lease } from "./store.ts";
+import { StoreUnavailableError } from "./store.ts";
+
+/** How a wait ended. */
+export type WaitResult =
+  | { granted: true; lease: Lease; existing: boolean; waitedMs: number }
+  | {
+    granted: false;
+    why: "timeout" | "cancelled" | "superseded" | "shutdown" | "full";
+    /** The last store failure while this client waited, if the store was failing. */
+    storeError: StoreUnavailableError | undefined;
+  };
+
+/** Options of {@linkcode WaitQueue}. */
+export interface WaitQueueOptions {
+  /** Takes a slot for a waiter; throws or rejects with a {@linkcode StoreUnavailableError}. */
+  take(request: AcquireRequest): Awaitable<AcquireResult>;
+  /** Whether grants are allowed now (every gate is open). */
+  isOpen(): boolean;
+  /** Gives back a slot granted to a client that is gone. Must not throw. */
+  handBack(lease: Lease): void;
+  /** At most this many tickets; beyond, `wait()` answers `full`. @default {Infinity} */
+  maxWaiters?: number;
+  /** How long a ticket keeps its place after its request ended. @default {DEFAULT_TICKET_GRACE_MS} */
+  graceMs?: number;
+  /** Pause before trying the store again after it failed. @default {STORE_RETRY_MS} */
+  storeRetryMs?: number;
+  /** @default {realClock} */
+  clock?: Clock;
+  events?: EventBus;
+}
+
+/**
+ * How long a waiter's place is kept after its request ended. The client asks
+ * again at once when its wait runs out, and within about 1.5 s (its jittered
+ * poll interval) after a cut connection; 5 s covers both with room to spare.
+ */
+export const DEFAULT_TICKET_GRACE_MS = 5_000;
+
+/** How soon to ask a store that failed again, to serve waiters once it is back. */
+export const STORE_RETRY_MS = 1_000;
+
+interface Waiter {
+  resolve(result: WaitResult): void;
+  signal: AbortSignal | undefined;
+  onAbort: () => void;
+  timer: TimerId;
+}
+
+interface Ticket {
+  /** Arrival order. */
+  readonly seq: number;
+  readonly id: string | undefined;
+  request: AcquireRequest;
+  /** When the ticket was issued (monotonic), for how long its client waited. */
+  readonly arrivedAt: number;
+  /** The request waiting on this ticket now; `undefined` while its client is away. */
+  waiter: Waiter | undefined;
+  /** While away: drops the ticket when the grace runs out. */
+  graceTimer: TimerId | undefined;
+  awayBecause: LeaveReason | undefined;
+}
+
+/** Clients waiting for a slot; see the module documentation. */
+export class WaitQueue {
+  readonly #options: Required<Omit<WaitQueueOptions, "events">>;
+  readonly #events: EventBus | undefined;
+  /** Tickets in arrival order (a `Map` keeps insertion order and deletes in O(1)). */
+  readonly #tickets = new Map<number, Ticket>();
+  readonly #byId = new Map<string, Ticket>();
+  #present = 0;
+  #seq = 0;
+  #pumping = false;
+  #pumpAgain = false;
+  #retryTimer: TimerId | undefined;
+  #storeError: StoreUnavailableError | undefined;
+  #closed = false;
+
+  constructor(options: WaitQueueOptions) {
+    this.#options = {
+      take: options.take,
+      isOpen: options.isOpen,
+      handBack: options.handBack,
+      maxWaiters: options.maxWaiters ?? Infinity,
+      graceMs: options.graceMs ?? DEFAULT_TICKET_GRACE_MS,
+      storeRetryMs: options.storeRetryMs ?? STORE_RETRY_MS,
+      clock: options.clock ?? realClock,
+    };
+    this.#events = options.events;
+  }
+
+  /** How many clients wait now. */
+  get waiting(): number {
+    return this.#present;
+  }
+
+  /** How many places are held: waiting clients and those away within their grace. */
+  get size(): number {
+    return this.#tickets.size;
+  }
+
+  /** The ids of the waiting clients, in order (`undefined` for anonymous ones). */
+  waitingIds(): (string | undefined)[] {
+    const ids: (string | undefined)[] = [];
+    for (const t of this.#tickets.values()) if (t.waiter) ids.push(t.id);
+    return ids;
+  }
+
+  /** The ids whose clients are away but keep their place for the grace, in order. */
+  returningIds(): string[] {
+    const ids: string[] = [];
+    for (const t of this.#tickets.values()) if (!t.waiter && t.id !== undefined) ids.push(t.id);
+    return ids;
+  }
+
+  /** Whether `id` holds a place (waiting or within its grace). */
+  has(id: string): boolean {
+    return this.#byId.has(id);
+  }
+
+  /**
+   * Waits up to `waitMs` for a slot, in arrival order. An id that already holds
+   * a place takes it back; the request that waited on it until now is answered
+   * `superseded`.
+   */
+  wait(request: AcquireRequest, waitMs: number, signal?: AbortSignal): Promise<WaitResult> {
+    if (this.#closed) return Promise.resolve(this.#refusal("shutdown"));
+    if (signal?.aborted) return Promise.resolve(this.#refusal("cancelled"));
+    let ticket = request.id === undefined ? undefined : this.#byId.get(request.id);
+    if (!ticket && this.#tickets.size >= this.#options.maxWaiters) {
+      return Promise.resolve(this.#refusal("full"));
+    }
+    return new Promise<WaitResult>((resolve) => {
+      const clock = this.#options.clock;
+      if (ticket) {
+        if (ticket.waiter) this.#detach(ticket, ticket.waiter, this.#refusal("superseded"));
+        if (ticket.graceTimer !== undefined) clock.clearTimeout(ticket.graceTimer);
+        ticket.graceTimer = undefined;
+        ticket.awayBecause = undefined;
+        ticket.request = request;
+      } else {
+        ticket = {
+          seq: ++this.#seq,
+          id: request.id,
+          request,
+          arrivedAt: clock.now(),
+          waiter: undefined,
+          graceTimer: undefined,
+          awayBecause: undefined,
+        };
+        this.#tickets.set(ticket.seq, ticket);
+        if (request.id !== undefined) this.#byId.set(request.id, ticket);
+      }
+      const t = ticket;
+      const isLast = t.seq === this.#seq;
+      const waiter: Waiter = {
+        resolve,
+        signal,
+        onAbort: () => this.#leave(t, waiter, "disconnected", this.#refusal("cancelled")),
+        timer: clock.setTimeout(
+          () => this.#leave(t, waiter, "timeout", this.#refusal("timeout")),
+          waitMs,
+        ),
+      };
+      t.waiter = waiter;
+      this.#present++;
+      signal?.addEventListener("abort", waiter.onAbort, { once: true });
+      if (this.#events?.active) {
+        this.#events.emit({
+          type: "queued",
+          id: request.id,
+          // The last ticket's place is the number of waiting clients: no need to count.
+          position: isLast ? this.#present : this.#positionOf(t),
+          waiting: this.#present,
+        });
+      }
+      this.pump();
+    });
+  }
+
+  /** Drops the place `id` holds, if its client is away: it got a lock another way. */
+  forget(id: string): void {
+    const ticket = this.#byId.get(id);
+    if (ticket && !ticket.waiter) this.#remove(ticket);
+  }
+
+  /** Hands free slots to waiting clients, first ticket first, while grants are allowed. */
+  pump(): void {
+    if (this.#pumping) {
+      this.#pumpAgain = true;
+      return;
+    }
+    this.#pumping = true;
+    const done = () => {
+      this.#pumping = false;
+      if (this.#pumpAgain) {
+        this.#pumpAgain = false;
+        this.pump();
+      }
+    };
+    const failed = (error: unknown) => {
+      this.#storeError = error instanceof StoreUnavailableError
+        ? error
+        : new StoreUnavailableError("acquire", String(error), { cause: error });
+      this.#retryLater();
+      done();
+    };
+    const step = (): void => {
+      for (;;) {
+        this.#pumpAgain = false;
+        const head = this.#firstWaiting();
+        if (!head || this.#closed || !this.#options.isOpen()) return done();
+        let result: Awaitable<AcquireResult>;
+        try {
+          result = this.#options.take(head.request);
+        } catch (error) {
+          return failed(error);
+        }
+        if (result instanceof Promise) {
+          result.then((r) => this.#handOver(head, r) ? step() : done(), failed);
+          return;
+        }
+        if (!this.#handOver(head, result)) return done();
+      }
+    };
+    step();
+  }
+
+  /** Answers every waiting client `shutdown` and drops every place. */
+  close(): void {
+    this.#closed = true;
+    const clock = this.#options.clock;
+    if (this.#retryTimer !== undefined) clock.clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    for (const ticket of [...this.#tickets.values()]) {
+      if (ticket.waiter) this.#detach(ticket, ticket.waiter, this.#refusal("shutdown"));
+      this.#remove(ticket, "shutdown");
+    }
+  }
+
+  /** Gives a slot taken for `ticket` to its waiting client; false when no slot was free. */
+  #handOver(ticket: Ticket, result: AcquireResult): boolean {
+    this.#storeError = undefined;
+    if (!result.granted) return false;
+    const waiter = ticket.waiter;
+    if (!waiter || this.#tickets.get(ticket.seq) !== ticket || waiter.signal?.aborted) {
+      // The client went away while the slot was being taken: the slot returns to the pool.
+      if (!result.existing) this.#options.handBack(result.lease);
+      return true;
+    }
+    const waitedMs = this.#options.clock.now() - ticket.arrivedAt;
+    this.#detach(ticket, waiter, {
+      granted: true,
+      lease: result.lease,
+      existing: result.existing,
+      waitedMs,
+    });
+    this.#remove(ticket);
+    return true;
+  }
+
+  /** A waiter's request ended without a lock: its ticket stays for the grace, if it has an id. */
+  #leave(ticket: Ticket, waiter: Waiter, why: LeaveReason, result: WaitResult): void {
+    if (ticket.waiter !== waiter) return;
+    this.#detach(ticket, waiter, result);
+    if (ticket.id === undefined || this.#closed) {
+      this.#remove(ticket, why);
+      return;
+    }
+    ticket.awayBecause = why;
+    ticket.graceTimer = this.#options.clock.setTimeout(() => {
+      ticket.graceTimer = undefined;
+      this.#remove(ticket, why);
+    }, this.#options.graceMs);
+  }
+
+  /** Answers the request waiting on `ticket` and takes it off the ticket. */
+  #detach(ticket: Ticket, waiter: Waiter, result: WaitResult): void {
+    ticket.waiter = undefined;
+    this.#present--;
+    this.#options.clock.clearTimeout(waiter.timer);
+    waiter.signal?.removeEventListener("abort", waiter.onAbort);
+    waiter.resolve(result);
+  }
+
+  /** Drops a ticket; `why` set: it left without a lock, which is reported. */
+  #remove(ticket: Ticket, why?: LeaveReason): void {
+    if (this.#tickets.get(ticket.seq) !== ticket) return;
+    this.#tickets.delete(ticket.seq);
+    if (ticket.id !== undefined && this.#byId.get(ticket.id) === ticket) {
+      this.#byId.delete(ticket.id);
+    }
+    if (ticket.graceTimer !== undefined) this.#options.clock.clearTimeout(ticket.graceTimer);
+    ticket.graceTimer = undefined;
+    if (why && this.#events?.active) {
+      this.#events.emit({
+        type: "left_queue",
+        id: ticket.id,
+        why,
+        waitedMs: this.#options.clock.now() - ticket.arrivedAt,
+      });
+    }
+  }
+
+  #firstWaiting(): Ticket | undefined {
+    for (const ticket of this.#tickets.values()) if (ticket.waiter) return ticket;
+    return undefined;
+  }
+
+  /** 1-based place among the waiting clients. */
+  #positionOf(ticket: Ticket): number {
+    let position = 0;
+    for (const t of this.#tickets.values()) {
+      if (t.waiter) position++;
+      if (t === ticket) break;
+    }
+    return position;
+  }
+
+  #refusal(why: Extract<WaitResult, { granted: false }>["why"]): WaitResult {
+    return { granted: false, why, storeError: this.#storeError };
+  }
+
+  /** After a store failure: ask again later, so waiters are served once it is back. */
+  #retryLater(): void {
+    if (this.#retryTimer !== undefined || this.#closed) return;
+    this.#retryTimer = this.#options.clock.setTimeout(() => {
+      this.#retryTimer = undefined;
+      this.pump();
+    }, this.#options.storeRetryMs);
+  }
+}

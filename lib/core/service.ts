@@ -1,0 +1,509 @@
+/**
+ * The lock service: decides whether a request gets a slot, from the gates,
+ * the lock store and the waiting queue, and answers with data (a lease, or a
+ * denial with its reason and retry time). The HTTP layer renders the answers.
+ *
+ * Waiting clients are served first come, first served: while anyone waits, a
+ * request that does not wait is refused rather than jump ahead (an id that
+ * already holds a lock gets it back), and a freed slot goes to the queue.
+ *
+ * Every store call may fail. A failure is an answer (`store` denial, which
+ * the HTTP layer turns into `503`), never an unhandled rejection; the queue
+ * keeps its waiters and asks the store again; a grant whose client is gone is
+ * given back, and retried until the store takes it or the lease expires.
+ *
+ * @module
+ */
+import { type Clock, realClock, type TimerId } from "../clock.ts";
+import { describeError } from "../errors.ts";
+import { tokenPrefix } from "../token.ts";
+import type { Denial } from "./denial.ts";
+import { EventBus } from "./events.ts";
+import { Gates, type GateView } from "./gates.ts";
+import { STORE_RETRY_MS, WaitQueue, type WaitResult } from "./queue.ts";
+import {
+  type AcquireRequest,
+  type AcquireResult,
+  type Awaitable,
+  type Lease,
+  type LockStore,
+  nextFreeInMs,
+  type SlotsFreed,
+  StoreUnavailableError,
+} from "./store.ts";
+
+/** A granted request. */
+export interface Grant {
+  granted: true;
+  lease: Lease;
+  /** The id already held this lease: nothing new was granted. */
+  existing: boolean;
+  /** How long the lock is held from now. */
+  durationMs: number;
+  /** Set when the request asked for more than the longest allowed duration, which it got instead. */
+  requestedMs: number | undefined;
+}
+
+/** The answer to {@linkcode LockService.acquire}. */
+export type Outcome = Grant | { granted: false; denial: Denial };
+
+/** The answer to {@linkcode LockService.renew}. */
+export type Renewal =
+  | { renewed: true; lease: Lease; durationMs: number; requestedMs: number | undefined }
+  | { renewed: false };
+
+/** An acquire request, with how long the client is willing to wait. */
+export interface AcquireOptions extends AcquireRequest {
+  /** Wait in the queue for up to this long; 0 or absent: answer at once. */
+  waitMs?: number | undefined;
+  /** Aborts when the client goes away; a waiting client then leaves the queue. */
+  signal?: AbortSignal | undefined;
+}
+
+/** The service's state, as data, for `GET /status`. */
+export interface StatusData {
+  capacity: number;
+  /** Held leases, soonest expiry first; `undefined` when the store cannot say. */
+  leases: Lease[] | undefined;
+  /** Ids of waiting clients, in order (`undefined` for anonymous ones). */
+  waiting: (string | undefined)[];
+  /** Ids whose clients are away but keep their place for a short grace, in order. */
+  returning: string[];
+  gates: GateView[];
+  store: { up: boolean; error: string | undefined };
+  /** Why a request would be refused now; `undefined` when it would be granted. */
+  denial: Denial | undefined;
+}
+
+/** Options of {@linkcode LockService}. */
+export interface LockServiceOptions {
+  store: LockStore;
+  /** The longest lock; longer requests are granted this long and told so. */
+  maxDurationMs: number;
+  /** @default {no gates} */
+  gates?: Gates;
+  /** At most this many clients hold a place in the queue; beyond, `queue_full`. @default {Infinity} */
+  maxWaiters?: number;
+  /** How long a waiter's place is kept after its request ended. @default {DEFAULT_TICKET_GRACE_MS} */
+  ticketGraceMs?: number;
+  /** @default {realClock} */
+  clock?: Clock;
+  /** Where the service reports what happens. @default {a bus nobody listens to} */
+  events?: EventBus;
+}
+
+/**
+ * How soon a client refused for a full queue, a shutdown or a failing store
+ * should ask again, when nothing better is known.
+ */
+export const UNAVAILABLE_RETRY_MS = 1_000;
+
+/** The longest pause between tries to give back a slot while the store fails. */
+const MAX_HAND_BACK_RETRY_MS = 10_000;
+
+const SHUTTING_DOWN: Denial = { reason: "shutting_down", retryAfterMs: UNAVAILABLE_RETRY_MS };
+const CANCELLED: Denial = { reason: "cancelled", retryAfterMs: 0 };
+const SUPERSEDED: Denial = { reason: "superseded", retryAfterMs: 0 };
+
+/** Grants and refuses locks; see the module documentation. */
+export class LockService {
+  readonly store: LockStore;
+  readonly events: EventBus;
+  readonly #gates: Gates;
+  readonly #queue: WaitQueue;
+  readonly #clock: Clock;
+  readonly #maxDurationMs: number;
+  readonly #unsubscribe: (() => void)[] = [];
+  readonly #handBacks = new Set<TimerId>();
+  #storeError: string | undefined;
+  #closed = false;
+
+  constructor(options: LockServiceOptions) {
+    this.store = options.store;
+    this.events = options.events ?? new EventBus();
+    this.#gates = options.gates ?? new Gates([]);
+    this.#clock = options.clock ?? realClock;
+    this.#maxDurationMs = options.maxDurationMs;
+    this.#queue = new WaitQueue({
+      take: (request) => this.#call("acquire", () => this.store.acquire(request)),
+      isOpen: () => this.#gates.state().open,
+      handBack: (lease) => this.handBack(lease),
+      clock: this.#clock,
+      events: this.events,
+      ...(options.maxWaiters === undefined ? {} : { maxWaiters: options.maxWaiters }),
+      ...(options.ticketGraceMs === undefined ? {} : { graceMs: options.ticketGraceMs }),
+    });
+    this.#unsubscribe.push(
+      this.store.onFree((freed) => this.#onFree(freed)),
+      this.#gates.onChange(() => this.#queue.pump()),
+    );
+  }
+
+  /** How many clients wait now. */
+  get waiting(): number {
+    return this.#queue.waiting;
+  }
+
+  /**
+   * Takes a slot if every gate is open, one is free and nobody waits ahead;
+   * otherwise waits up to `waitMs` for one in arrival order.
+   */
+  acquire(options: AcquireOptions): Awaitable<Outcome> {
+    if (this.#closed) return this.#deny(options.id, SHUTTING_DOWN);
+    const durationMs = Math.min(options.durationMs, this.#maxDurationMs);
+    const requestedMs = options.durationMs > durationMs ? options.durationMs : undefined;
+    const request: AcquireRequest = { durationMs, id: options.id };
+    const id = options.id;
+    const failed = (error: unknown) => this.#storeDenial(error, id);
+    if (this.#gates.state().open && this.#queue.waiting === 0) {
+      // The hot path: with the memory store, no promise and no closure but `failed`.
+      let result: Awaitable<AcquireResult>;
+      try {
+        result = this.store.acquire(request);
+      } catch (error) {
+        return failed(this.#failure("acquire", error));
+      }
+      if (result instanceof Promise) {
+        return result.then((r) => {
+          this.#storeUp();
+          return this.#afterTry(r, options, request, requestedMs);
+        }, (error) => failed(this.#failure("acquire", error)));
+      }
+      if (this.#storeError !== undefined) this.#storeUp();
+      return this.#afterTry(result, options, request, requestedMs);
+    }
+    // Someone waits ahead, or a gate is closed: only an id that already holds a lock gets in.
+    if (id === undefined) return this.#waitOrDeny(options, request, requestedMs);
+    const then = (lease: Lease | undefined): Awaitable<Outcome> =>
+      lease
+        ? this.#granted(lease, true, request, requestedMs, 0)
+        : this.#waitOrDeny(options, request, requestedMs);
+    try {
+      const held = this.#call("look up", () => this.store.byId(id));
+      return held instanceof Promise ? held.then(then, failed) : then(held);
+    } catch (error) {
+      return failed(error);
+    }
+  }
+
+  /** Frees a lock now; `undefined` when the token is unknown or expired. */
+  release(token: string): Awaitable<Lease | undefined> {
+    const released = (lease: Lease | undefined) => {
+      if (lease && this.events.active) {
+        this.events.emit({
+          type: "released",
+          id: lease.id,
+          token: tokenPrefix(lease.token),
+          heldMs: this.#clock.wallNow() - lease.acquiredAt,
+        });
+      }
+      return lease;
+    };
+    const lease = this.#call("release", () => this.store.release(token));
+    return lease instanceof Promise ? lease.then(released) : released(lease);
+  }
+
+  /** Moves a lock's expiry to `durationMs` from now, at most the longest allowed duration. */
+  renew(token: string, durationMs: number): Awaitable<Renewal> {
+    const capped = Math.min(durationMs, this.#maxDurationMs);
+    const requestedMs = durationMs > capped ? durationMs : undefined;
+    const renewed = (lease: Lease | undefined): Renewal => {
+      if (!lease) return { renewed: false };
+      this.events.emit({
+        type: "renewed",
+        id: lease.id,
+        token: tokenPrefix(lease.token),
+        durationMs: capped,
+        requestedMs,
+      });
+      return { renewed: true, lease, durationMs: capped, requestedMs };
+    };
+    const lease = this.#call("renew", () => this.store.renew(token, capped));
+    return lease instanceof Promise ? lease.then(renewed) : renewed(lease);
+  }
+
+  /**
+   * Gives back a slot whose client never learned of it. Never throws: while
+   * the store fails, it tries again with growing pauses until the lease has
+   * expired anyway.
+   */
+  handBack(lease: Lease): void {
+    this.events.emit({ type: "handed_back", id: lease.id, token: tokenPrefix(lease.token) });
+    const attempt = (pauseMs: number) => {
+      const retry = () => {
+        if (this.#clock.wallNow() >= lease.expiresAt) return;
+        const timer = this.#clock.setTimeout(() => {
+          this.#handBacks.delete(timer);
+          attempt(Math.min(pauseMs * 2, MAX_HAND_BACK_RETRY_MS));
+        }, pauseMs);
+        this.#handBacks.add(timer);
+      };
+      try {
+        const released = this.#call("release", () => this.store.release(lease.token));
+        if (released instanceof Promise) released.catch(retry);
+      } catch {
+        retry();
+      }
+    };
+    attempt(STORE_RETRY_MS);
+  }
+
+  /** The state for `GET /status`. Asks the store for its leases; never rejects. */
+  async status(): Promise<StatusData> {
+    let leases: Lease[] | undefined;
+    try {
+      leases = await this.#call("list leases", () => this.store.leases());
+    } catch {
+      leases = undefined;
+    }
+    return {
+      capacity: this.store.capacity,
+      leases,
+      waiting: this.#queue.waitingIds(),
+      returning: this.#queue.returningIds(),
+      gates: this.#gates.list(),
+      store: { up: this.#storeError === undefined, error: this.#storeError },
+      denial: this.#currentDenial(leases),
+    };
+  }
+
+  /** Answers every waiting client `shutting_down`, refuses new requests and stops retries. */
+  close(): void {
+    this.#closed = true;
+    this.#queue.close();
+    for (const unsubscribe of this.#unsubscribe) unsubscribe();
+    for (const timer of this.#handBacks) this.#clock.clearTimeout(timer);
+    this.#handBacks.clear();
+  }
+
+  #onFree(freed: SlotsFreed): void {
+    if (this.events.active) {
+      for (const lease of freed.expired) {
+        this.events.emit({
+          type: "expired",
+          id: lease.id,
+          token: tokenPrefix(lease.token),
+          heldMs: lease.expiresAt - lease.acquiredAt,
+        });
+      }
+    }
+    this.#queue.pump();
+  }
+
+  #afterTry(
+    result: AcquireResult,
+    options: AcquireOptions,
+    request: AcquireRequest,
+    requestedMs: number | undefined,
+  ): Awaitable<Outcome> {
+    if (result.granted) {
+      return this.#granted(result.lease, result.existing, request, requestedMs, 0);
+    }
+    return this.#waitOrDeny(options, request, requestedMs, result.nextFreeInMs);
+  }
+
+  #granted(
+    lease: Lease,
+    existing: boolean,
+    request: AcquireRequest,
+    requestedMs: number | undefined,
+    waitedMs: number,
+  ): Grant {
+    if (request.id !== undefined) this.#queue.forget(request.id);
+    if (!existing && this.events.active) {
+      this.events.emit({
+        type: "granted",
+        id: lease.id,
+        token: tokenPrefix(lease.token),
+        durationMs: request.durationMs,
+        requestedMs,
+        waitedMs,
+      });
+    }
+    const durationMs = existing ? lease.remainingMs : request.durationMs;
+    return { granted: true, lease, existing, durationMs, requestedMs };
+  }
+
+  #waitOrDeny(
+    options: AcquireOptions,
+    request: AcquireRequest,
+    requestedMs: number | undefined,
+    nextFree?: number,
+  ): Awaitable<Outcome> {
+    if (!options.waitMs || options.waitMs <= 0) return this.#refuseNow(options.id, nextFree);
+    return this.#queue.wait(request, options.waitMs, options.signal).then((result) =>
+      this.#afterWait(result, options, request, requestedMs)
+    );
+  }
+
+  #afterWait(
+    result: WaitResult,
+    options: AcquireOptions,
+    request: AcquireRequest,
+    requestedMs: number | undefined,
+  ): Awaitable<Outcome> {
+    if (result.granted) {
+      if (!result.existing && options.signal?.aborted) {
+        this.handBack(result.lease); // Its client is gone: it would never learn its token.
+        return this.#deny(options.id, CANCELLED);
+      }
+      return this.#granted(result.lease, result.existing, request, requestedMs, result.waitedMs);
+    }
+    switch (result.why) {
+      case "cancelled":
+        return this.#deny(options.id, CANCELLED);
+      case "superseded":
+        return this.#deny(options.id, SUPERSEDED);
+      case "shutdown":
+        return this.#deny(options.id, SHUTTING_DOWN);
+      case "full":
+        return this.#fullQueue(options.id);
+      case "timeout":
+        if (result.storeError) return this.#storeDenial(result.storeError, options.id);
+        return this.#refuseNow(options.id, undefined);
+    }
+  }
+
+  /** The denial for a request that does not wait (or whose wait ran out), with the current reason. */
+  #refuseNow(id: string | undefined, nextFree: number | undefined): Awaitable<Outcome> {
+    const gate = this.#gates.state();
+    if (!gate.open) return this.#deny(id, gate.denial);
+    if (nextFree !== undefined && this.#queue.waiting === 0) {
+      return this.#deny(id, this.#busy(nextFree));
+    }
+    // The slots' expiries say when to try again.
+    return this.#withLeases((leases) => {
+      const next = leases && nextFreeInMs(leases, this.store.capacity);
+      const waiting = this.#queue.waiting;
+      if (waiting > 0) {
+        return this.#deny(id, {
+          reason: "queued",
+          waiting,
+          retryAfterMs: Math.max(UNAVAILABLE_RETRY_MS, next ?? 0),
+        });
+      }
+      return this.#deny(id, this.#busy(next));
+    });
+  }
+
+  #fullQueue(id: string | undefined): Awaitable<Outcome> {
+    return this.#withLeases((leases) =>
+      this.#deny(id, {
+        reason: "queue_full",
+        waiting: this.#queue.size,
+        retryAfterMs: Math.max(
+          UNAVAILABLE_RETRY_MS,
+          (leases && nextFreeInMs(leases, this.store.capacity)) ?? 0,
+        ),
+      })
+    );
+  }
+
+  #busy(next: number | undefined): Denial {
+    return {
+      reason: "busy",
+      capacity: this.store.capacity,
+      nextFreeInMs: next,
+      retryAfterMs: next ?? UNAVAILABLE_RETRY_MS,
+    };
+  }
+
+  /** Runs `then` with the store's leases, or `undefined` when the store cannot say. */
+  #withLeases<T>(then: (leases: Lease[] | undefined) => Awaitable<T>): Awaitable<T> {
+    try {
+      const leases = this.#call("list leases", () => this.store.leases());
+      return leases instanceof Promise ? leases.then(then, () => then(undefined)) : then(leases);
+    } catch {
+      return then(undefined);
+    }
+  }
+
+  /** Why a request would be refused now, or `undefined` if it would be granted. */
+  #currentDenial(leases: Lease[] | undefined): Denial | undefined {
+    const gate = this.#gates.state();
+    if (!gate.open) return gate.denial;
+    if (this.#closed) return SHUTTING_DOWN;
+    if (this.#storeError !== undefined || leases === undefined) {
+      return {
+        reason: "store",
+        error: this.#storeError ?? "unknown",
+        retryAfterMs: UNAVAILABLE_RETRY_MS,
+      };
+    }
+    const next = nextFreeInMs(leases, this.store.capacity);
+    const waiting = this.#queue.waiting;
+    if (waiting > 0) {
+      return {
+        reason: "queued",
+        waiting,
+        retryAfterMs: Math.max(UNAVAILABLE_RETRY_MS, next ?? 0),
+      };
+    }
+    return next === undefined ? undefined : this.#busy(next);
+  }
+
+  #deny(id: string | undefined, denial: Denial): Outcome {
+    if (this.events.active) {
+      this.events.emit({
+        type: "denied",
+        id,
+        reason: denial.reason,
+        retryAfterMs: denial.retryAfterMs,
+      });
+    }
+    return { granted: false, denial };
+  }
+
+  /** A store failure as an answer: `503` with the reason, never a rejection. */
+  #storeDenial(error: unknown, id: string | undefined): Outcome {
+    if (!(error instanceof StoreUnavailableError)) throw error;
+    return this.#deny(id, {
+      reason: "store",
+      error: error.message,
+      retryAfterMs: UNAVAILABLE_RETRY_MS,
+    });
+  }
+
+  /**
+   * Calls the store, turning any failure into a {@linkcode StoreUnavailableError}
+   * (thrown, or the promise rejects with it) and reporting when the store goes
+   * down and comes back.
+   */
+  #call<T>(operation: string, run: () => Awaitable<T>): Awaitable<T> {
+    let value: Awaitable<T>;
+    try {
+      value = run();
+    } catch (error) {
+      throw this.#failure(operation, error);
+    }
+    if (value instanceof Promise) {
+      return value.then((v) => {
+        this.#storeUp();
+        return v;
+      }, (error) => {
+        throw this.#failure(operation, error);
+      });
+    }
+    if (this.#storeError !== undefined) this.#storeUp();
+    return value;
+  }
+
+  /** Notes that the store answered. */
+  #storeUp(): void {
+    if (this.#storeError === undefined) return;
+    this.#storeError = undefined;
+    this.events.emit({ type: "store", up: true, error: undefined });
+  }
+
+  /** Notes that the store failed; returns the failure as a {@linkcode StoreUnavailableError}. */
+  #failure(operation: string, error: unknown): StoreUnavailableError {
+    const failure = error instanceof StoreUnavailableError
+      ? error
+      : new StoreUnavailableError(operation, describeError(error), { cause: error });
+    if (this.#storeError === undefined) {
+      this.events.emit({ type: "store", up: false, error: failure.message });
+    }
+    this.#storeError = failure.message;
+    return failure;
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * The lock store contract: what the service needs of the place where the slots
+ * live. The memory store keeps them in this process; a store shared by several
+ * replicas (Redis) keeps them elsewhere. Every operation is atomic, may answer
+ * with a promise, and may fail: a store that cannot answer throws (or rejects
+ * with) a {@linkcode StoreUnavailableError}, and every operation settles within
+ * the store's own timeout, so a hung store is a failure, never a hang.
+ *
+ * `tests/_store_contract.ts` is the suite every store must pass.
+ *
+ * @module
+ */
+
+/** A held slot. Times are wall-clock milliseconds, for display. */
+export interface Lease {
+  /** Unguessable: whoever holds it may release or renew the lock. */
+  token: string;
+  /** Who holds it (a pod or host name), when the client said. */
+  id: string | undefined;
+  acquiredAt: number;
+  expiresAt: number;
+  /** Milliseconds until it expires, as the store measures time. */
+  remainingMs: number;
+}
+
+/** What a client asks the store for. */
+export interface AcquireRequest {
+  durationMs: number;
+  id?: string | undefined;
+}
+
+/** The answer to {@linkcode LockStore.acquire}. */
+export type AcquireResult =
+  | { granted: true; lease: Lease; /** The id already held this lease. */ existing: boolean }
+  | { granted: false; /** When the first slot frees, at the latest. */ nextFreeInMs: number };
+
+/** What a store says when slots free. */
+export interface SlotsFreed {
+  /**
+   * The leases this store saw run out. Empty when slots freed by a release, or
+   * elsewhere (another replica), where the store may not know which.
+   */
+  expired: readonly Lease[];
+}
+
+/**
+ * A value or a promise of it. The memory store answers synchronously, which
+ * keeps promises off the hot path (measured: a few microseconds a request).
+ */
+export type Awaitable<T> = T | Promise<T>;
+
+/** The lock state, behind an interface any store implements. */
+export interface LockStore {
+  /** How many slots there are. */
+  readonly capacity: number;
+  /** Takes a free slot, or returns the lease `id` already holds. */
+  acquire(request: AcquireRequest): Awaitable<AcquireResult>;
+  /** Frees the slot now; `undefined` when the token is unknown or expired. */
+  release(token: string): Awaitable<Lease | undefined>;
+  /** Moves the expiry to `durationMs` from now; `undefined` when the token is unknown or expired. */
+  renew(token: string, durationMs: number): Awaitable<Lease | undefined>;
+  /** The lease `id` holds, if any. */
+  byId(id: string): Awaitable<Lease | undefined>;
+  /** The lease of `token`, if it is held. */
+  byToken(token: string): Awaitable<Lease | undefined>;
+  /** Every held slot, soonest expiry first. */
+  leases(): Awaitable<Lease[]>;
+  /**
+   * Calls `listener` whenever slots free, by release or expiry, here or in
+   * another process sharing the store. Returns an unsubscribe function.
+   */
+  onFree(listener: (freed: SlotsFreed) => void): () => void;
+  /** Stops timers and connections; the store answers nothing after. */
+  close(): Awaitable<void>;
+}
+
+/** The store could not answer: down, timed out, or refused. The service answers `503`. */
+export class StoreUnavailableError extends Error {
+  override name = "StoreUnavailableError";
+  /** The operation that failed, such as `acquire`. */
+  readonly operation: string;
+
+  constructor(operation: string, reason: string, options: { cause?: unknown } = {}) {
+    super(`the lock store failed to ${operation}: ${reason}`, options);
+    this.operation = operation;
+  }
+}
+
+/**
+ * When a slot will be free for a new grant, from `leases` (soonest expiry
+ * first); `undefined` when one is free now. With more holders than slots (the
+ * limit was lowered), as many must expire as there are too many.
+ */
+export function nextFreeInMs(leases: readonly Lease[], capacity: number): number | undefined {
+  if (leases.length < capacity) return undefined;
+  return leases[leases.length - capacity]?.remainingMs;
+}

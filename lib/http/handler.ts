@@ -1,0 +1,172 @@
+/**
+ * The HTTP API as a plain `(Request) => Response` function. `Deno.serve` is
+ * called in `server.ts` only; tests call the handler directly.
+ *
+ * The handler answers synchronously whenever the service does (the memory
+ * store always can), which keeps promises off the hot path.
+ *
+ * @module
+ */
+import {
+  type LockService,
+  type Outcome,
+  type Renewal,
+  UNAVAILABLE_RETRY_MS,
+} from "../core/service.ts";
+import { type Awaitable, type Lease, StoreUnavailableError } from "../core/store.ts";
+import { describeError, HttpError } from "../errors.ts";
+import type { DependencyState } from "../gates/dependencies.ts";
+import { TOKEN_PATTERN } from "../protocol.ts";
+import {
+  errorResponse,
+  granted,
+  lockNotFound,
+  refused,
+  renewed,
+  statusBody,
+  text,
+} from "./render.ts";
+import { readDuration, readId, readWait, requestTarget, wantsJson } from "./request.ts";
+
+/** Options of {@linkcode createHandler}. */
+export interface HandlerOptions {
+  service: LockService;
+  /** The lock duration when a request names none. */
+  defaultDurationMs: number;
+  /** The longest a request may wait in the queue; longer `?wait=` values are cut to this. @default {0} */
+  maxWaitMs?: number;
+  /** The dependencies' states, for `/status`. @default {none} */
+  dependencies?: () => readonly DependencyState[];
+  /** Called with errors that are bugs (answered `500`). @default {console.error} */
+  onError?: (message: string) => void;
+}
+
+/** What `Deno.serve` tells the handler besides the request. */
+export interface RequestInfo {
+  /** Settles when the response has been delivered; rejects when it could not be. */
+  completed?: Promise<void>;
+}
+
+/** An HTTP request handler; synchronous where it can be. */
+export type Handler = (request: Request, info?: RequestInfo) => Awaitable<Response>;
+
+const LOCK_PATH = new RegExp(`^/locks/(${TOKEN_PATTERN.source.slice(1, -1)})$`);
+
+type RouteHandler = (
+  request: Request,
+  query: URLSearchParams,
+  info: RequestInfo | undefined,
+  token: string,
+) => Awaitable<Response>;
+
+interface Route {
+  methods: Record<string, RouteHandler>;
+  allow: string;
+}
+
+function route(methods: Record<string, RouteHandler>): Route {
+  return { methods, allow: Object.keys(methods).join(", ") };
+}
+
+const NO_DEPENDENCIES = () => [];
+
+/** Builds the handler of the lock API. */
+export function createHandler(options: HandlerOptions): Handler {
+  const { service, defaultDurationMs } = options;
+  const maxWaitMs = options.maxWaitMs ?? 0;
+  const dependencies = options.dependencies ?? NO_DEPENDENCIES;
+  const onError = options.onError ?? ((message) => console.error(message));
+
+  /** The answer to an acquire request once the service has decided. */
+  const answerAcquire = (outcome: Outcome, json: boolean, info: RequestInfo | undefined) => {
+    if (!outcome.granted) return refused(outcome.denial, json);
+    const { lease } = outcome;
+    // If the answer never reaches the client, it never learns its token: give the slot back
+    // rather than leak it until expiry.
+    if (!outcome.existing) info?.completed?.catch(() => service.handBack(lease));
+    return granted(outcome, json);
+  };
+
+  const acquire: RouteHandler = (request, query, info) => {
+    const durationMs = readDuration(query) ?? defaultDurationMs;
+    const id = readId(query);
+    const waitMs = readWait(query, maxWaitMs);
+    const json = wantsJson(request);
+    const outcome = waitMs === 0
+      ? service.acquire({ durationMs, id })
+      : service.acquire({ durationMs, id, waitMs, signal: request.signal });
+    // The hot path: answered synchronously, with no closure or promise.
+    if (!(outcome instanceof Promise)) return answerAcquire(outcome, json, info);
+    return outcome.then((o) => answerAcquire(o, json, info));
+  };
+
+  const release: RouteHandler = (request, _query, _info, token) => {
+    const respond = (lease: Lease | undefined) =>
+      lease ? new Response(null, { status: 204 }) : lockNotFound(wantsJson(request));
+    const lease = service.release(token);
+    return lease instanceof Promise ? lease.then(respond) : respond(lease);
+  };
+
+  const renew: RouteHandler = (request, query, _info, token) => {
+    const durationMs = readDuration(query) ?? defaultDurationMs;
+    const json = wantsJson(request);
+    const respond = (r: Renewal) => r.renewed ? renewed(r, json) : lockNotFound(json);
+    const renewal = service.renew(token, durationMs);
+    return renewal instanceof Promise ? renewal.then(respond) : respond(renewal);
+  };
+
+  const status: RouteHandler = async () =>
+    Response.json(statusBody(await service.status(), dependencies()));
+  const healthz: RouteHandler = () => text(200, "OK\n");
+
+  const routes: Record<string, Route> = {
+    "/": route({ GET: acquire, POST: acquire }),
+    "/healthz": route({ GET: healthz, HEAD: healthz }),
+    "/status": route({ GET: status }),
+  };
+  const lockRoute = route({ DELETE: release, PUT: renew });
+
+  /** Maps every error to a response, in one place. */
+  const fail = (error: unknown, request: Request, path: string): Response => {
+    const json = wantsJson(request);
+    if (error instanceof HttpError) {
+      return errorResponse(error.status, error.message, json, error.headers);
+    }
+    if (error instanceof StoreUnavailableError) {
+      return refused(
+        { reason: "store", error: error.message, retryAfterMs: UNAVAILABLE_RETRY_MS },
+        json,
+      );
+    }
+    onError(`Unexpected error on ${request.method} ${path}: ${describeError(error)}`);
+    return text(500, "Internal error\n");
+  };
+
+  return (request, info) => {
+    let path = "";
+    try {
+      const target = requestTarget(request);
+      path = target.path;
+      let token = "";
+      let found = routes[path];
+      if (!found) {
+        const match = LOCK_PATH.exec(path);
+        if (!match) throw new HttpError(404, `Not found: ${path.slice(0, 200)}`);
+        found = lockRoute;
+        token = match[1]!;
+      }
+      const handle = found.methods[request.method];
+      if (!handle) {
+        throw new HttpError(405, `Method ${request.method} is not allowed on ${path}`, {
+          headers: { Allow: found.allow },
+        });
+      }
+      const response = handle(request, target.query, info, token);
+      return response instanceof Promise
+        ? response.catch((error) => fail(error, request, path))
+        : response;
+    } catch (error) {
+      return fail(error, request, path);
+    }
+  };
+}

@@ -1,0 +1,118 @@
+/**
+ * Reading a request: its target (path and query, never the `Host` header),
+ * and the query parameters of the lock API. Bad input is an
+ * {@linkcode HttpError} with the reason, which the handler answers with `400`.
+ *
+ * @module
+ */
+import { DurationTooLongError, parseDuration } from "../duration.ts";
+import { describeError, HttpError } from "../errors.ts";
+import { ID_HINT, isValidId, MAX_ID_LENGTH } from "../protocol.ts";
+
+const NO_QUERY = new URLSearchParams();
+const SLASH = 0x2f;
+const QUESTION_MARK = 0x3f;
+const HASH = 0x23;
+
+/**
+ * A `Host` header: a host name, an IPv4 address or a bracketed IPv6 address,
+ * and an optional port (RFC 9110 §7.2, RFC 3986 §3.2.2). Nothing that could
+ * end the authority part of a URL (`/`, `?`, `#`, `@`, `\`, spaces).
+ */
+const HOST_PATTERN = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::\d{0,5})?$/;
+
+/**
+ * The path and query a client asked for.
+ *
+ * Deno builds `request.url` from the `Host` header and the request target, so
+ * a `Host` such as `x/?duration=5` would turn `GET /healthz` into a lock
+ * request. The header is checked first: once it is a valid host[:port], the
+ * path starts at the first `/` after the scheme and authority. (An
+ * absolute-form target, `GET http://host/path`, is its own URL: its path is
+ * the one asked for.) Cheaper than `new URL()`, which showed in the
+ * throughput benchmark.
+ *
+ * @throws {HttpError} 400 for a `Host` header that is not a valid host[:port]
+ */
+export function requestTarget(request: Request): { path: string; query: URLSearchParams } {
+  const host = request.headers.get("host");
+  if (host !== null && host !== "" && !HOST_PATTERN.test(host)) {
+    throw new HttpError(
+      400,
+      `Invalid Host header "${
+        host.slice(0, 100)
+      }": expected a host name or address and an optional port`,
+    );
+  }
+  const url = request.url;
+  // The authority ends at the first "/", "?" or "#" after the scheme.
+  let start = url.indexOf("://") + 3;
+  while (start < url.length) {
+    const c = url.charCodeAt(start);
+    if (c === SLASH || c === QUESTION_MARK || c === HASH) break;
+    start++;
+  }
+  const q = url.indexOf("?", start);
+  const end = url.indexOf("#", start);
+  const pathEnd = q !== -1 ? q : end !== -1 ? end : url.length;
+  const path = pathEnd > start ? url.slice(start, pathEnd) : "/";
+  if (q === -1) return { path, query: NO_QUERY };
+  return { path, query: new URLSearchParams(url.slice(q + 1, end > q ? end : url.length)) };
+}
+
+/** A parameter's value; an empty one (a template whose variable was unset) counts as not given. */
+function param(query: URLSearchParams, name: string): string | undefined {
+  const value = query.get(name);
+  return value === null || value === "" ? undefined : value;
+}
+
+/**
+ * Reads a duration parameter (`?duration=`): `undefined` when absent or empty.
+ * A well-formed duration of any length is returned as asked; the service cuts
+ * it to the longest allowed and says so.
+ *
+ * @throws {HttpError} 400 for a malformed duration
+ */
+export function readDuration(query: URLSearchParams, name = "duration"): number | undefined {
+  const raw = param(query, name);
+  if (raw === undefined) return undefined;
+  try {
+    return parseDuration(raw);
+  } catch (error) {
+    if (error instanceof DurationTooLongError) return error.ms;
+    throw new HttpError(400, `Invalid ${name} "${raw.slice(0, 100)}": ${describeError(error)}`);
+  }
+}
+
+const ZERO_DURATION = /^\s*0+(\.0+)?(ms|s|m|h)?\s*$/;
+
+/**
+ * Reads `?wait=`: 0 when absent, empty or zero; cut to `maxMs` rather than
+ * refused when longer.
+ *
+ * @throws {HttpError} 400 for a malformed wait
+ */
+export function readWait(query: URLSearchParams, maxMs: number): number {
+  const raw = param(query, "wait");
+  if (raw === undefined || ZERO_DURATION.test(raw)) return 0;
+  return Math.min(readDuration(query, "wait") ?? 0, maxMs);
+}
+
+/**
+ * Reads `?id=`, a holder's name: `undefined` when absent or empty.
+ *
+ * @throws {HttpError} 400 for an id that is not 1 to 128 printable characters
+ */
+export function readId(query: URLSearchParams): string | undefined {
+  const id = param(query, "id");
+  if (id === undefined) return undefined;
+  if (!isValidId(id)) {
+    throw new HttpError(400, `Invalid id "${id.slice(0, MAX_ID_LENGTH)}": ${ID_HINT}`);
+  }
+  return id;
+}
+
+/** Whether the client asked for JSON. */
+export function wantsJson(request: Request): boolean {
+  return request.headers.get("accept")?.includes("application/json") ?? false;
+}

@@ -1,0 +1,106 @@
+/**
+ * The server's log: a subscriber that renders the core's events as text
+ * lines, one per event, at a level that fits. Flag names and units are
+ * written here, at the edge, not in the core.
+ *
+ * @module
+ */
+import type { EventBus, LockEvent } from "../core/events.ts";
+import { formatDuration } from "../duration.ts";
+import type { Logger } from "../log.ts";
+
+/** Writes the events of `events` to `log`; returns an unsubscribe function. */
+export function logEvents(events: EventBus, log: Logger): () => void {
+  return events.on((event) => writeEvent(event, log));
+}
+
+const holder = (id: string | undefined) => id ? ` of ${id}` : "";
+
+/** Writes one event, if its level is enabled. */
+export function writeEvent(event: LockEvent, log: Logger): void {
+  switch (event.type) {
+    case "granted": {
+      const to = event.id ? ` to ${event.id}` : "";
+      const waited = event.waitedMs > 0 ? ` after waiting ${formatDuration(event.waitedMs)}` : "";
+      if (event.requestedMs !== undefined) {
+        log.warn(
+          `Lock granted${to} for ${formatDuration(event.durationMs)}${waited}: it asked for ` +
+            `${formatDuration(event.requestedMs)}, longer than --maxDuration`,
+        );
+      } else if (log.enabled("info")) {
+        log.info(`Lock granted${to} for ${formatDuration(event.durationMs)}${waited}`);
+      }
+      return;
+    }
+    case "released":
+      if (log.enabled("info")) {
+        log.info(`Lock${holder(event.id)} released after ${formatDuration(event.heldMs)}`);
+      }
+      return;
+    case "expired":
+      if (log.enabled("info")) {
+        log.info(`Lock${holder(event.id)} expired after ${formatDuration(event.heldMs)}`);
+      }
+      return;
+    case "renewed":
+      if (event.requestedMs !== undefined) {
+        log.warn(
+          `Lock${holder(event.id)} renewed for ${formatDuration(event.durationMs)}: it asked for ` +
+            `${formatDuration(event.requestedMs)}, longer than --maxDuration`,
+        );
+      } else if (log.enabled("debug")) {
+        log.debug(`Lock${holder(event.id)} renewed for ${formatDuration(event.durationMs)}`);
+      }
+      return;
+    case "handed_back":
+      log.info(
+        `Lock${holder(event.id)} handed back: its client went away before it was answered`,
+      );
+      return;
+    case "denied":
+      if (log.enabled("debug")) {
+        log.debug(`Refused ${event.id ?? "a client"}: ${event.reason}`);
+      }
+      return;
+    case "queued":
+      if (log.enabled("debug")) {
+        log.debug(
+          `${event.id ?? "A client"} waits at place ${event.position} (${event.waiting} waiting)`,
+        );
+      }
+      return;
+    case "left_queue":
+      if (log.enabled("debug")) {
+        const why = event.why === "timeout"
+          ? "its wait ran out and it did not ask again"
+          : event.why === "disconnected"
+          ? "it went away and did not come back"
+          : "the server is shutting down";
+        log.debug(`${event.id ?? "A client"} left the queue: ${why}`);
+      }
+      return;
+    case "dependency":
+      if (event.up && event.was !== true) log.info(`Dependency ${event.endpoint} is up`);
+      else if (!event.up && event.was !== false) {
+        log.warn(`Dependency ${event.endpoint} is down: ${event.error}`);
+      } else if (!event.up && event.error !== event.previousError) {
+        log.debug(`Dependency ${event.endpoint} is still down: ${event.error}`);
+      }
+      return;
+    case "gate":
+      if (event.gate === "dependencies") {
+        if (event.open) log.info("All dependencies are up: locking is allowed");
+        else if (event.reason === "dependencies") {
+          log.warn("A dependency is down: locking is paused until every check passes");
+        }
+        return;
+      }
+      if (event.open) log.info(`The ${event.gate} gate is open: locking is allowed`);
+      else log.warn(`The ${event.gate} gate is closed (${event.reason}): locking is paused`);
+      return;
+    case "store":
+      if (event.up) log.info("The lock store answers again: locking resumes");
+      else log.error(`${event.error}: refusing locks until it answers`);
+      return;
+  }
+}
