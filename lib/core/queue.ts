@@ -265,6 +265,9 @@ export class WaitQueue {
     const waiter = ticket.waiter;
     if (!waiter || this.#tickets.get(ticket.seq) !== ticket || waiter.signal?.aborted) {
       // The client went away while the slot was being taken: the slot returns to the pool.
+      if (waiter?.signal?.aborted) {
+        this.#leave(ticket, waiter, "disconnected", this.#refusal("cancelled"));
+      }
       if (!result.existing) this.#options.handBack(result.lease);
       return true;
     }
