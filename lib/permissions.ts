@@ -7,8 +7,11 @@
  * @module
  */
 import { envNames } from "./args.ts";
-import { SERVER_FLAGS } from "./cli.ts";
-import { HEALTHCHECK_FLAGS, HOLD_FLAGS, RELEASE_FLAGS, RUN_FLAGS } from "./client/flags.ts";
+import { HEALTHCHECK_FLAGS } from "./commands/healthcheck.ts";
+import { HOLD_FLAGS } from "./commands/hold.ts";
+import { RELEASE_FLAGS } from "./commands/release.ts";
+import { RUN_FLAGS } from "./commands/run.ts";
+import { SERVER_FLAGS } from "./commands/serve.ts";
 
 /** The program's own environment variables: those of every flag of every command. */
 export const ENV_VARIABLES: readonly string[] = [

@@ -7,13 +7,74 @@
  *
  * @module
  */
-import { describeError } from "../errors.ts";
-import { aborted } from "./_time.ts";
-import { acquireLock, reportFailure } from "./acquire.ts";
-import type { HoldOptions } from "./flags.ts";
-import { EXIT, note, onStopSignals, type StopSignal } from "./output.ts";
-import { releaseWhenReady } from "./ready.ts";
-import { releaseHeldLock } from "./release.ts";
+import {
+  type Command,
+  type Env,
+  type FlagSpec,
+  HELP_FLAG,
+  type Parsed,
+  parseFlags,
+  parseInteger,
+  Reader,
+  renderUsage,
+} from "../args.ts";
+import { aborted } from "../client/_time.ts";
+import { acquireLock, type AcquireOptions, releaseHeldLock } from "../client/lock.ts";
+import { note, onStopSignals, type StopSignal } from "../client/output.ts";
+import { type ReadyOptions, releaseWhenReady } from "../client/ready.ts";
+import { describeError, UsageError } from "../errors.ts";
+import { EXIT } from "../exit.ts";
+import { ACQUIRE_FLAGS, readAcquire, reportFailure } from "./acquire.ts";
+import { readReady, READY_INTERVAL_FLAG, READY_URL_FLAG } from "./_client.ts";
+
+/** Where `hold` answers its probes: next to the server's 8888, on every interface so the kubelet reaches it. */
+export const DEFAULT_LISTEN = "0.0.0.0:8889";
+
+/** What `hold` needs. */
+export interface HoldOptions extends ReadyOptions {
+  acquire: AcquireOptions;
+  readyUrl: URL;
+  listen: { hostname: string; port: number };
+}
+
+/** The flags of `hold`. */
+export const HOLD_FLAGS: readonly FlagSpec[] = [
+  ...ACQUIRE_FLAGS,
+  { ...READY_URL_FLAG, description: READY_URL_FLAG.description + "; required" },
+  READY_INTERVAL_FLAG,
+  {
+    name: "listen",
+    kind: "value",
+    valueName: "HOST:PORT",
+    default: DEFAULT_LISTEN,
+    description: "Where to answer GET /acquired (503, then 200 once the lock is held) and /healthz",
+  },
+  HELP_FLAG,
+];
+
+/** `HOST:PORT`, `[IPv6]:PORT`, or `:PORT` for every interface. */
+export function parseListen(text: string): { hostname: string; port: number } {
+  const match = /^(\[[0-9A-Fa-f:.]+\]|[^\s:/[\]]*):(\d+)$/.exec(text.trim());
+  if (!match) throw new RangeError(`expected HOST:PORT such as ${DEFAULT_LISTEN} or [::]:8889`);
+  const host = match[1]!.replace(/^\[(.*)\]$/, "$1");
+  return { hostname: host || "0.0.0.0", port: parseInteger(match[2]!, 0, 65535) };
+}
+
+function parse(argv: readonly string[], env: Env): Parsed<HoldOptions> {
+  const raw = parseFlags(argv, HOLD_FLAGS, env);
+  if (raw.values.has("help")) return { action: "help" };
+  const read = new Reader(raw);
+  const acquire = readAcquire(read, env);
+  const { readyUrl, readyIntervalMs } = readReady(read);
+  if (!readyUrl) {
+    throw new UsageError(
+      "Missing --readyUrl URL (or STARTUP_LOCK_READY_URL): the app's readiness endpoint, " +
+        "such as http://localhost:8080/ready; hold releases the lock once it answers 2xx",
+    );
+  }
+  const listen = read.value("listen", parseListen(DEFAULT_LISTEN), parseListen);
+  return { action: "run", options: { acquire, readyUrl, readyIntervalMs, listen } };
+}
 
 /**
  * The sidecar's own endpoints: `GET /acquired` (503 before the lock is held,
@@ -34,8 +95,8 @@ export function createProbeHandler(isAcquired: () => boolean): (request: Request
   };
 }
 
-/** `startup-lock hold`: returns the exit code. */
-export async function holdCommand(options: HoldOptions): Promise<number> {
+/** Returns the exit code. */
+async function run(options: HoldOptions): Promise<number> {
   const stopping = new AbortController();
   let stopSignal: StopSignal | undefined;
   using _signals = onStopSignals((signal) => {
@@ -89,3 +150,22 @@ function text(status: number, body: string, headers: Record<string, string> = {}
     headers: { "Content-Type": "text/plain; charset=utf-8", ...headers },
   });
 }
+
+/** `startup-lock hold`: the sidecar; exits 0 on SIGTERM or SIGINT. */
+export const holdCommand: Command<HoldOptions> = {
+  name: "hold",
+  summary: "Kubernetes sidecar: acquire, release once the app is ready, then idle",
+  flags: HOLD_FLAGS,
+  usage: () =>
+    renderUsage({
+      synopsis: "startup-lock hold --server URL --readyUrl URL [FLAGS]",
+      about: [
+        "For a Kubernetes native sidecar: answers GET /acquired with 503 until the lock is",
+        "held and 200 after (point the startupProbe at it), releases the lock once",
+        "--readyUrl answers 2xx, then idles until SIGTERM or SIGINT and exits 0.",
+      ],
+      flags: HOLD_FLAGS,
+    }),
+  parse,
+  run,
+};

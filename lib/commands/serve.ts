@@ -1,0 +1,205 @@
+/**
+ * `startup-lock [serve]`: the lock server, the default command. Its flags,
+ * their environment variables, validation and `--help`; every value is checked
+ * before the server starts.
+ *
+ * @module
+ */
+import {
+  type Command,
+  type Env,
+  type FlagSpec,
+  HELP_FLAG,
+  type Parsed,
+  parseFlags,
+  parseInteger,
+  Reader,
+  renderUsage,
+} from "../args.ts";
+import * as defaults from "../config.ts";
+import type { ServerConfig } from "../config.ts";
+import { formatDuration, parseDuration } from "../duration.ts";
+import { UsageError } from "../errors.ts";
+import { EXIT } from "../exit.ts";
+import { LOG_LEVELS, type LogLevel } from "../log.ts";
+import { parseCheckTarget } from "../probes.ts";
+import { runServer } from "../server.ts";
+import { VERSION } from "../version.ts";
+
+const s = (ms: number) => formatDuration(ms);
+
+/** The server's flags, in `--help` order. */
+export const SERVER_FLAGS: readonly FlagSpec[] = [
+  {
+    name: "host",
+    kind: "value",
+    valueName: "HOST",
+    default: defaults.DEFAULT_HOST,
+    description: "Address to listen on",
+  },
+  {
+    name: "port",
+    kind: "value",
+    valueName: "PORT",
+    default: String(defaults.DEFAULT_PORT),
+    description: "Port to listen on (0 picks a free one)",
+  },
+  {
+    name: "locks",
+    kind: "value",
+    valueName: "N",
+    default: String(defaults.DEFAULT_LOCKS),
+    description: "How many locks can be held at the same time",
+  },
+  {
+    name: "timeout",
+    kind: "value",
+    valueName: "DURATION",
+    default: s(defaults.DEFAULT_LOCK_MS),
+    description: "How long a lock is held when the request names no ?duration=",
+  },
+  {
+    name: "check",
+    kind: "list",
+    valueName: "URL",
+    description:
+      "Dependency to check before granting locks: http(s)://… (2xx = up) or tcp://HOST:PORT " +
+      "(connects = up); repeatable, comma-separated in the variable",
+  },
+  {
+    name: "failHc",
+    kind: "value",
+    valueName: "DURATION",
+    default: s(defaults.DEFAULT_FAIL_INTERVAL_MS),
+    description: "Pause between check rounds after a failing round",
+  },
+  {
+    name: "passHc",
+    kind: "value",
+    valueName: "DURATION",
+    default: s(defaults.DEFAULT_PASS_INTERVAL_MS),
+    description: "Pause between check rounds after a passing round",
+  },
+  {
+    name: "checkTimeout",
+    kind: "value",
+    valueName: "DURATION",
+    default: s(defaults.DEFAULT_CHECK_TIMEOUT_MS),
+    description: "How long one check may take before it counts as down",
+  },
+  {
+    name: "maxDuration",
+    kind: "value",
+    valueName: "DURATION",
+    default: s(defaults.DEFAULT_MAX_DURATION_MS),
+    description: "The longest lock a request may ask for with ?duration=",
+  },
+  {
+    name: "maxWait",
+    kind: "value",
+    valueName: "DURATION",
+    default: s(defaults.DEFAULT_MAX_WAIT_MS),
+    description: "The longest a request may wait in the queue with ?wait=",
+  },
+  {
+    name: "maxWaiters",
+    kind: "value",
+    valueName: "N",
+    default: String(defaults.DEFAULT_MAX_WAITERS),
+    description: "How many requests may wait at once; beyond, they get 503",
+  },
+  {
+    name: "logLevel",
+    kind: "value",
+    valueName: "LEVEL",
+    default: defaults.DEFAULT_LOG_LEVEL,
+    description: `Least severe log lines to print: ${LOG_LEVELS.join(", ")}`,
+  },
+  HELP_FLAG,
+  { name: "version", kind: "boolean", description: "Print the version and exit" },
+];
+
+/** What `serve` is asked to do: print the version, or serve. */
+export type ServeOptions = { action: "version" } | { action: "serve"; config: ServerConfig };
+
+function usage(): string {
+  return renderUsage({
+    title: "startup-lock: a tiny HTTP lock service that spreads out application start-ups",
+    synopsis: "startup-lock [serve] [FLAGS]",
+    about: [],
+    flags: SERVER_FLAGS,
+  });
+}
+
+function parse(argv: readonly string[], env: Env): Parsed<ServeOptions> {
+  const raw = parseFlags(argv, SERVER_FLAGS, env);
+  if (raw.values.has("help")) return { action: "help" };
+  if (raw.values.has("version")) return { action: "run", options: { action: "version" } };
+  const read = new Reader(raw);
+
+  const config: ServerConfig = {
+    host: read.value("host", defaults.DEFAULT_HOST, parseHost),
+    port: read.value("port", defaults.DEFAULT_PORT, parsePort),
+    locks: read.value("locks", defaults.DEFAULT_LOCKS, parseLocks),
+    timeoutMs: read.value("timeout", defaults.DEFAULT_LOCK_MS, parseDuration),
+    checks: read.list("check", parseCheckTarget),
+    failHcMs: read.value("failHc", defaults.DEFAULT_FAIL_INTERVAL_MS, parseDuration),
+    passHcMs: read.value("passHc", defaults.DEFAULT_PASS_INTERVAL_MS, parseDuration),
+    checkTimeoutMs: read.value("checkTimeout", defaults.DEFAULT_CHECK_TIMEOUT_MS, parseDuration),
+    maxDurationMs: read.value("maxDuration", defaults.DEFAULT_MAX_DURATION_MS, parseDuration),
+    maxWaitMs: read.value("maxWait", defaults.DEFAULT_MAX_WAIT_MS, parseDuration),
+    maxWaiters: read.value("maxWaiters", defaults.DEFAULT_MAX_WAITERS, parseMaxWaiters),
+    logLevel: read.value("logLevel", defaults.DEFAULT_LOG_LEVEL, parseLogLevel),
+  };
+  if (config.timeoutMs > config.maxDurationMs) {
+    throw new UsageError(
+      `Invalid ${read.source("timeout")} "${read.text("timeout")}": the default lock duration ` +
+        `must not exceed --maxDuration (${formatDuration(config.maxDurationMs)})`,
+    );
+  }
+  return { action: "run", options: { action: "serve", config } };
+}
+
+async function run(options: ServeOptions): Promise<number> {
+  if (options.action === "version") {
+    console.log(`startup-lock ${VERSION} (deno ${Deno.version.deno})`);
+    return EXIT.OK;
+  }
+  return await runServer(options.config);
+}
+
+/** `startup-lock [serve]`: runs the lock server until SIGTERM or SIGINT. */
+export const serveCommand: Command<ServeOptions> = {
+  name: "serve",
+  summary: "Run the lock server (the default; the flags above)",
+  flags: SERVER_FLAGS,
+  usage,
+  parse,
+  run,
+};
+
+function parseHost(text: string): string {
+  const host = text.trim();
+  if (!host || /[\s/]/.test(host)) {
+    throw new RangeError("expected a host name or an IP address such as 0.0.0.0 or 127.0.0.1");
+  }
+  return host.replace(/^\[(.*)\]$/, "$1");
+}
+
+function parsePort(text: string): number {
+  return parseInteger(text, 0, 65535);
+}
+
+function parseLocks(text: string): number {
+  return parseInteger(text, 1, defaults.MAX_LOCKS);
+}
+
+function parseMaxWaiters(text: string): number {
+  return parseInteger(text, 0, defaults.MAX_WAITERS);
+}
+
+function parseLogLevel(text: string): LogLevel {
+  const level = LOG_LEVELS.find((l) => l === text.trim().toLowerCase());
+  if (!level) throw new RangeError(`expected one of ${LOG_LEVELS.join(", ")}`);
+  return level;
+}
