@@ -29,6 +29,7 @@ export const OTHER_ENV_VARIABLES: readonly string[] = ["HOSTNAME"];
  * at run time, and `healthcheck` to the URL it is given. `--allow-env`: only
  * the variables above. `--allow-run`: `run` starts any command.
  * `--allow-read`, `--allow-write`: token files at any path.
+ * `--allow-sys=hostname`: the host's name for the client's default `--id`.
  */
 export const PERMISSION_FLAGS: readonly string[] = [
   "--allow-net",
@@ -36,4 +37,5 @@ export const PERMISSION_FLAGS: readonly string[] = [
   "--allow-run",
   "--allow-read",
   "--allow-write",
+  "--allow-sys=hostname",
 ];
