@@ -1,7 +1,9 @@
 /**
- * Command-line flags with environment-variable fallbacks, on `node:util`
- * `parseArgs` (the stand-in for `@std/cli` while JSR is out of reach: this is
- * the one file to change when it becomes available).
+ * The command-line machinery every command shares: flags with
+ * environment-variable fallbacks on `node:util` `parseArgs` (the stand-in for
+ * `@std/cli` while JSR is out of reach: this is the one file to change when it
+ * becomes available), reading values through parsers that name the flag in
+ * their errors, `--help` rendering, and the shape of a command.
  *
  * Flags are camelCase (`--failHc`); kebab-case spellings (`--fail-hc`) are
  * accepted too. Every value flag can come from `STARTUP_LOCK_<SNAKE_NAME>`;
@@ -15,12 +17,17 @@ import { UsageError } from "./errors.ts";
 /** The prefix of every environment variable the program reads. */
 export const ENV_PREFIX = "STARTUP_LOCK_";
 
+/** The environment, as `Deno.env.get`. */
+export type Env = (name: string) => string | undefined;
+
 /** One flag of a command. */
 export interface FlagSpec {
   /** camelCase name, without dashes. */
   name: string;
   /** Boolean flags take no value and have no environment variable. */
   kind: "value" | "list" | "boolean";
+  /** A one-letter alias, such as `h` for `-h`. */
+  short?: string;
   /** Shown in `--help` after the flag, e.g. `SECONDS`. */
   valueName?: string;
   /** The default as the user would type it, shown in `--help`. */
@@ -30,6 +37,14 @@ export interface FlagSpec {
   /** Whether the flag can come from `STARTUP_LOCK_<NAME>`. @default {true} for value and list flags */
   env?: boolean;
 }
+
+/** `--help` and `-h`, which every command takes. */
+export const HELP_FLAG: FlagSpec = {
+  name: "help",
+  kind: "boolean",
+  short: "h",
+  description: "Print this help and exit (also -h)",
+};
 
 /** Raw flag values as strings, after environment fallbacks; boolean flags as `true`. */
 export interface RawArgs {
@@ -55,16 +70,69 @@ function hasEnv(spec: FlagSpec): boolean {
   return spec.kind !== "boolean" && spec.env !== false;
 }
 
-function kebabToCamel(token: string): string {
-  if (!token.startsWith("--") || token === "--") return token;
-  const eq = token.indexOf("=");
-  const name = eq === -1 ? token.slice(2) : token.slice(2, eq);
-  const rest = eq === -1 ? "" : token.slice(eq);
-  return `--${name.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase())}${rest}`;
+function kebabToCamel(name: string): string {
+  return name.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+}
+
+/** A command-line argument that is one of the command's own flags. */
+interface OwnFlag {
+  spec: FlagSpec;
+  /** The argument with the flag's camelCase name: `--fail-hc=5` → `--failHc=5`. */
+  token: string;
+  /** Whether the value is part of the argument (`--port=80`). */
+  inline: boolean;
 }
 
 /**
- * Parses `argv` against `specs`, then fills unset value flags from `env`.
+ * The flag `token` names, if it is exactly one of `specs` (`--server`,
+ * `--server=x`, `--fail-hc`, `-h`); anything else may be a value.
+ */
+function ownFlag(token: string, specs: readonly FlagSpec[]): OwnFlag | undefined {
+  if (token.startsWith("--")) {
+    const eq = token.indexOf("=");
+    const name = kebabToCamel(eq === -1 ? token.slice(2) : token.slice(2, eq));
+    const spec = specs.find((s) => s.name === name);
+    if (!spec) return undefined;
+    return { spec, token: `--${name}${eq === -1 ? "" : token.slice(eq)}`, inline: eq !== -1 };
+  }
+  const spec = /^-[A-Za-z]$/.test(token) ? specs.find((s) => s.short === token[1]) : undefined;
+  return spec && { spec, token, inline: false };
+}
+
+/**
+ * Joins every value flag with the argument after it (`--token -abc` →
+ * `--token=-abc`), unless that argument is one of the command's own flags:
+ * `parseArgs` would take any value starting with a dash for a flag, so a token
+ * or a negative number would be reported as a missing value. Flag names are
+ * turned camelCase; values are left as typed.
+ */
+function joinValues(tokens: readonly string[], specs: readonly FlagSpec[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < tokens.length; i++) {
+    const token = tokens[i]!;
+    const flag = ownFlag(token, specs);
+    if (!flag) {
+      out.push(token);
+      continue;
+    }
+    const next = tokens[i + 1];
+    const takesNext = flag.spec.kind !== "boolean" && !flag.inline && next !== undefined &&
+      ownFlag(next, specs) === undefined;
+    if (takesNext) {
+      const long = flag.token.startsWith("--") ? flag.token : `--${flag.spec.name}`;
+      out.push(`${long}=${next}`);
+      i++;
+    } else {
+      out.push(flag.token);
+    }
+  }
+  return out;
+}
+
+/**
+ * Parses `argv` against `specs`, then fills unset value flags from `env`. A
+ * value flag takes the next argument whatever it starts with, unless that is
+ * one of the command's own flags.
  *
  * @throws {UsageError} for an unknown flag, a missing value, a value given to a
  *   boolean flag, a positional argument when `positionals` is false, or a `--`
@@ -73,14 +141,13 @@ function kebabToCamel(token: string): string {
 export function parseFlags(
   argv: readonly string[],
   specs: readonly FlagSpec[],
-  env: (name: string) => string | undefined,
+  env: Env,
   options: { positionals?: boolean; rest?: boolean } = {},
 ): RawArgs {
   const terminator = argv.indexOf("--");
   const typed = terminator === -1 ? argv : argv.slice(0, terminator);
   const rest = terminator === -1 ? [] : argv.slice(terminator + 1);
-  const known = new Map(specs.map((s) => [s.name, s]));
-  const flagPart = joinNegativeValues(typed.map(kebabToCamel), known);
+  const flagPart = joinValues(typed, specs);
 
   let parsed;
   try {
@@ -89,12 +156,13 @@ export function parseFlags(
       options: Object.fromEntries(specs.map((s) => [s.name, {
         type: s.kind === "boolean" ? "boolean" as const : "string" as const,
         multiple: s.kind === "list",
+        ...(s.short ? { short: s.short } : {}),
       }])),
       strict: true,
       allowPositionals: true,
     });
   } catch (error) {
-    throw new UsageError(explainParseError(error, flagPart, known, typed));
+    throw new UsageError(explainParseError(error, flagPart, specs));
   }
 
   if (!options.rest && terminator !== -1) {
@@ -130,48 +198,95 @@ export function parseFlags(
   return { values, sources, rest, positionals: parsed.positionals };
 }
 
-/**
- * `--port -1` → `--port=-1`: `parseArgs` takes a value starting with a dash for a
- * flag, so a negative number would be reported as a missing value instead of
- * reaching validation, which names the value and what is allowed.
- */
-function joinNegativeValues(tokens: readonly string[], known: Map<string, FlagSpec>): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < tokens.length; i++) {
-    const token = tokens[i]!;
-    const next = tokens[i + 1];
-    const spec = token.startsWith("--") ? known.get(token.slice(2)) : undefined;
-    if (spec && spec.kind !== "boolean" && next !== undefined && /^-[\d.]/.test(next)) {
-      out.push(`${token}=${next}`);
-      i++;
-    } else {
-      out.push(token);
-    }
-  }
-  return out;
-}
-
 function explainParseError(
   error: unknown,
   args: readonly string[],
-  known: Map<string, FlagSpec>,
-  typed: readonly string[],
+  specs: readonly FlagSpec[],
 ): string {
   const code = (error as { code?: string }).code;
   const message = error instanceof Error ? error.message : String(error);
-  const flag = /'(-{1,2}[^' =]+)/.exec(message)?.[1] ?? "";
-  const name = flag.replace(/^-+/, "");
+  // The flag as `parseArgs` quotes it: '--port', or '-h, --help' when it has a short form.
+  const flag = /'(?:-[^-' ,], )?(-{1,2}[^' =]+)/.exec(message)?.[1] ?? "";
   if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
-    // Name the flag as typed (`--no-such`), not as converted to camelCase (`--noSuch`).
-    const asTyped = typed.find((t) => kebabToCamel(t).split("=")[0] === flag)?.split("=")[0];
-    return `Unknown flag "${asTyped ?? flag}": see --help for the flags this command takes`;
+    return `Unknown flag "${flag}": see --help for the flags this command takes`;
   }
   if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
-    const spec = known.get(name);
-    if (spec?.kind === "boolean") return `Flag --${name} takes no value`;
-    return `Flag --${name} needs a value: ${spec?.valueName ?? "VALUE"}`;
+    const name = flag.replace(/^-+/, "");
+    const spec = specs.find((s) => s.name === name || s.short === name);
+    if (spec?.kind === "boolean") return `Flag --${spec.name} takes no value`;
+    return `Flag --${spec?.name ?? name} needs a value: ${spec?.valueName ?? "VALUE"}`;
   }
   return `Invalid arguments "${args.join(" ")}": ${message}`;
+}
+
+/**
+ * Reads raw flag values through parsers, turning a parser's `RangeError` into a
+ * {@linkcode UsageError} that names the flag (or variable) and the value.
+ */
+export class Reader {
+  readonly #raw: RawArgs;
+
+  constructor(raw: RawArgs) {
+    this.#raw = raw;
+  }
+
+  /** Where a flag's value came from: `--port` or `STARTUP_LOCK_PORT`. */
+  source(name: string): string {
+    return this.#raw.sources.get(name) ?? `--${name}`;
+  }
+
+  /**
+   * A value as the user gave it, for messages: `--duration 2h` or
+   * `STARTUP_LOCK_DURATION=2h`; only the flag when it was not given.
+   */
+  said(name: string): string {
+    const source = this.source(name);
+    const text = this.text(name);
+    if (text === undefined) return source;
+    return source.startsWith("--") ? `${source} ${text}` : `${source}=${text}`;
+  }
+
+  /** The raw text of a value flag. */
+  text(name: string): string | undefined {
+    const v = this.#raw.values.get(name);
+    return typeof v === "string" ? v : undefined;
+  }
+
+  /** Whether a flag was given, on the command line or in the environment. */
+  has(name: string): boolean {
+    return this.#raw.values.has(name);
+  }
+
+  /** A value flag parsed with `parse`, or `fallback` when absent. */
+  value<T>(name: string, fallback: T, parse: (text: string) => T): T {
+    const text = this.text(name);
+    return text === undefined ? fallback : this.#parse(name, text, parse);
+  }
+
+  /** A repeatable flag, each value parsed with `parse`. */
+  list<T>(name: string, parse: (text: string) => T): T[] {
+    const v = this.#raw.values.get(name);
+    const items = Array.isArray(v) ? v : typeof v === "string" ? [v] : [];
+    return items.map((text) => this.#parse(name, text, parse));
+  }
+
+  #parse<T>(name: string, text: string, parse: (text: string) => T): T {
+    try {
+      return parse(text);
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new UsageError(`Invalid ${this.source(name)} "${text}": ${reason}`);
+    }
+  }
+}
+
+/** An integer from `min` to `max`, written in decimal digits only. */
+export function parseInteger(text: string, min: number, max: number): number {
+  const n = /^\d+$/.test(text.trim()) ? Number(text.trim()) : NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new RangeError(`expected an integer from ${min} to ${max}`);
+  }
+  return n;
 }
 
 /** Renders the flag table of `--help`. */
@@ -186,4 +301,63 @@ export function formatFlags(specs: readonly FlagSpec[]): string {
   });
   const width = Math.max(...rows.map((r) => r.left.length)) + 2;
   return rows.map((r) => r.left.padEnd(width) + r.right).join("\n");
+}
+
+/** What a command's `--help` says besides its flags. */
+export interface UsageText {
+  /** A line before the synopsis. */
+  title?: string;
+  /** The command line, after `Usage: `. */
+  synopsis: string;
+  /** Lines on what the command does and how it exits. */
+  about: readonly string[];
+  flags: readonly FlagSpec[];
+}
+
+/**
+ * Renders a command's `--help`. How to write durations is explained only
+ * where a flag takes one.
+ */
+export function renderUsage(text: UsageText): string {
+  const takesDurations = text.flags.some((f) => f.valueName === "DURATION");
+  const takesValues = text.flags.some((f) => hasEnv(f));
+  return [
+    ...(text.title ? [text.title, ""] : []),
+    `Usage: ${text.synopsis}`,
+    "",
+    ...text.about,
+    ...(text.about.length > 0 ? [""] : []),
+    ...(takesDurations
+      ? ["Durations are whole seconds (60) or a number with a unit: 500ms, 90s, 2m, 1h."]
+      : []),
+    ...(takesValues ? ["Flags on the command line win over their environment variables.", ""] : []),
+    "Flags:",
+    formatFlags(text.flags),
+  ].join("\n");
+}
+
+/** A parsed command line: print the help, or run with these options. */
+export type Parsed<T> = { action: "help" } | { action: "run"; options: T };
+
+/**
+ * A command of the program: its flags, its `--help`, its parser (which checks
+ * every value before anything runs) and what it does. `run` returns the exit
+ * code; only `main.ts` exits.
+ */
+export interface Command<T> {
+  /** The word that selects it: `acquire`. */
+  readonly name: string;
+  /** One line for the top-level `--help`. */
+  readonly summary: string;
+  readonly flags: readonly FlagSpec[];
+  /** The text of `--help`. */
+  usage(): string;
+  /**
+   * Parses and validates the command line and environment.
+   *
+   * @throws {UsageError} naming the flag or variable, the value and what is allowed
+   */
+  parse(argv: readonly string[], env: Env): Parsed<T>;
+  /** Does the work; returns the exit code. */
+  run(options: T): Promise<number>;
 }

@@ -7,8 +7,11 @@
  * @module
  */
 import { envNames } from "./args.ts";
-import { SERVER_FLAGS } from "./cli.ts";
-import { HEALTHCHECK_FLAGS, HOLD_FLAGS, RELEASE_FLAGS, RUN_FLAGS } from "./client/flags.ts";
+import { HEALTHCHECK_FLAGS } from "./commands/healthcheck.ts";
+import { HOLD_FLAGS } from "./commands/hold.ts";
+import { RELEASE_FLAGS } from "./commands/release.ts";
+import { RUN_FLAGS } from "./commands/run.ts";
+import { SERVER_FLAGS } from "./commands/serve.ts";
 
 /** The program's own environment variables: those of every flag of every command. */
 export const ENV_VARIABLES: readonly string[] = [
@@ -26,6 +29,7 @@ export const OTHER_ENV_VARIABLES: readonly string[] = ["HOSTNAME"];
  * at run time, and `healthcheck` to the URL it is given. `--allow-env`: only
  * the variables above. `--allow-run`: `run` starts any command.
  * `--allow-read`, `--allow-write`: token files at any path.
+ * `--allow-sys=hostname`: the host's name for the client's default `--id`.
  */
 export const PERMISSION_FLAGS: readonly string[] = [
   "--allow-net",
@@ -33,4 +37,5 @@ export const PERMISSION_FLAGS: readonly string[] = [
   "--allow-run",
   "--allow-read",
   "--allow-write",
+  "--allow-sys=hostname",
 ];

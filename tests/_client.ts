@@ -113,31 +113,47 @@ export function startClient(args: string[], env: Record<string, string> = {}): R
   };
 }
 
-/** A stand-in for the original server: `GET /` answers 423 (plain text) `lockedFor` times, then 200. */
-export interface OriginalServer extends AsyncDisposable {
+/** A stand-in server that records every request. */
+export interface StandIn extends AsyncDisposable {
   url: string;
   /** The URL of every request, in order. */
   requests: URL[];
+  /** The method of every request, in order. */
+  methods: string[];
 }
 
-/** Starts a server that speaks only the original protocol, on a free port. */
-export function startOriginalServer(lockedFor: number): OriginalServer {
+/** Serves `respond` on a free port of 127.0.0.1, recording every request. */
+export function startStandIn(
+  respond: (request: Request, index: number) => Response | Promise<Response>,
+): StandIn {
   const requests: URL[] = [];
+  const methods: string[] = [];
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (request) => {
-    const url = new URL(request.url);
-    if (url.pathname !== "/") return new Response("404 page not found\n", { status: 404 });
-    requests.push(url);
-    return requests.length <= lockedFor
-      ? new Response("Locked", { status: 423 })
-      : new Response("Lock acquired", { status: 200 });
+    requests.push(new URL(request.url));
+    methods.push(request.method);
+    return respond(request, requests.length - 1);
   });
   return {
     url: `http://127.0.0.1:${server.addr.port}`,
     requests,
+    methods,
     async [Symbol.asyncDispose]() {
       await server.shutdown();
     },
   };
+}
+
+/**
+ * A stand-in for the original server: every request, whatever its method and
+ * path (as the original's handler on "/" does), answers 423 (plain text)
+ * `lockedFor` times, then 200.
+ */
+export function startOriginalServer(lockedFor: number): StandIn {
+  return startStandIn((_request, index) =>
+    index < lockedFor
+      ? new Response("Locked", { status: 423 })
+      : new Response("Lock acquired", { status: 200 })
+  );
 }
 
 /** A port nothing listens on (free at the time of the call). */

@@ -1,49 +1,23 @@
 /**
  * A command line of the program as a deployment file writes it (a systemd
  * `ExecStart=`, a container's `command` and `args`), checked with the
- * program's own flag specs and parsers, for the tests of `deploy/`.
+ * program's own dispatcher, flag specs and parsers, for the tests of `deploy/`.
  *
  * @module
  */
-import { envName, type FlagSpec } from "../lib/args.ts";
-import { parseServerArgs, SERVER_FLAGS } from "../lib/cli.ts";
-import {
-  ACQUIRE_FLAGS,
-  type AcquireOptions,
-  type ClientCommandName,
-  HEALTHCHECK_FLAGS,
-  type HealthcheckOptions,
-  HOLD_FLAGS,
-  type HoldOptions,
-  isClientCommand,
-  parseAcquireArgs,
-  type Parsed,
-  parseHealthcheckArgs,
-  parseHoldArgs,
-  parseReleaseArgs,
-  parseRunArgs,
-  RELEASE_FLAGS,
-  type ReleaseOptions,
-  RUN_FLAGS,
-  type RunOptions,
-} from "../lib/client/flags.ts";
+import { envName, type Parsed } from "../lib/args.ts";
+import { acquireCommand } from "../lib/commands/acquire.ts";
+import type { AcquireOptions } from "../lib/client/lock.ts";
+import { healthcheckCommand, type HealthcheckOptions } from "../lib/commands/healthcheck.ts";
+import { holdCommand, type HoldOptions } from "../lib/commands/hold.ts";
+import { releaseCommand, type ReleaseOptions } from "../lib/commands/release.ts";
+import { runCommand, type RunOptions } from "../lib/commands/run.ts";
+import { serveCommand } from "../lib/commands/serve.ts";
 import type { ServerConfig } from "../lib/config.ts";
+import { selectCommand } from "../main.ts";
 
 /** Where the deployment files install the executable. */
 export const EXECUTABLE = "/usr/local/bin/startup-lock";
-
-/** A command of the program: `serve` or a client command. */
-export type CommandName = "serve" | ClientCommandName;
-
-/** Each command's flags, as the program parses them. */
-export const COMMAND_FLAGS: Readonly<Record<CommandName, readonly FlagSpec[]>> = {
-  serve: SERVER_FLAGS,
-  acquire: ACQUIRE_FLAGS,
-  release: RELEASE_FLAGS,
-  run: RUN_FLAGS,
-  hold: HOLD_FLAGS,
-  healthcheck: HEALTHCHECK_FLAGS,
-};
 
 /** A command line the program accepted, with what it would do. */
 export type ParsedCommandLine =
@@ -53,21 +27,6 @@ export type ParsedCommandLine =
   | { command: "run"; options: RunOptions }
   | { command: "hold"; options: HoldOptions }
   | { command: "healthcheck"; options: HealthcheckOptions };
-
-/**
- * Splits the arguments after the executable into the command and its
- * arguments, the way `main.ts` dispatches: a client command, `serve`, or flags
- * of the server.
- *
- * @throws {Error} for a word that is no command
- */
-export function splitCommand(args: readonly string[]): { command: CommandName; rest: string[] } {
-  const [first = "", ...rest] = args;
-  if (isClientCommand(first)) return { command: first, rest };
-  if (first === "serve") return { command: "serve", rest };
-  if (first === "" || first.startsWith("-")) return { command: "serve", rest: [...args] };
-  throw new Error(`Unknown command "${first}": expected serve or a client command`);
-}
 
 /** The flags named before any `--`, camelCase as in the flag specs. */
 export function flagNames(args: readonly string[]): string[] {
@@ -91,44 +50,46 @@ export function parseCommandLine(
   args: readonly string[],
   env: Readonly<Record<string, string>> = {},
 ): ParsedCommandLine {
-  const { command, rest } = splitCommand(args);
-  const specs = COMMAND_FLAGS[command];
-  const known = new Set(specs.map((s) => s.name));
+  const selected = selectCommand(args);
+  if (selected.action === "help") throw new Error(`"${args.join(" ")}" asks for help`);
+  const { command, args: rest } = selected;
+  const known = new Set(command.flags.map((s) => s.name));
   for (const name of flagNames(rest)) {
     if (!known.has(name)) {
       throw new Error(
-        `Unknown flag --${name} for "startup-lock ${command}": it takes ` +
+        `Unknown flag --${name} for "startup-lock ${command.name}": it takes ` +
           [...known].map((n) => `--${n}`).join(", "),
       );
     }
   }
-  const variables = new Set(specs.map((s) => envName(s.name)));
+  const variables = new Set(command.flags.map((s) => envName(s.name)));
   for (const name of Object.keys(env)) {
     if (name.startsWith("STARTUP_LOCK_") && !variables.has(name)) {
-      throw new Error(`"startup-lock ${command}" reads no variable ${name}`);
+      throw new Error(`"startup-lock ${command.name}" reads no variable ${name}`);
     }
   }
   const read = (name: string) => env[name];
-  switch (command) {
+  switch (command.name) {
     case "serve": {
-      const parsed = parseServerArgs(rest, read);
-      if (parsed.action !== "serve") throw new Error(`"${args.join(" ")}" does not serve`);
-      return { command, config: parsed.config };
+      const options = run(serveCommand.parse(rest, read));
+      if (options.action !== "serve") throw new Error(`"${args.join(" ")}" does not serve`);
+      return { command: "serve", config: options.config };
     }
     case "acquire":
-      return { command, options: go(parseAcquireArgs(rest, read)) };
+      return { command: "acquire", options: run(acquireCommand.parse(rest, read)) };
     case "release":
-      return { command, options: go(parseReleaseArgs(rest, read)) };
+      return { command: "release", options: run(releaseCommand.parse(rest, read)) };
     case "run":
-      return { command, options: go(parseRunArgs(rest, read)) };
+      return { command: "run", options: run(runCommand.parse(rest, read)) };
     case "hold":
-      return { command, options: go(parseHoldArgs(rest, read)) };
+      return { command: "hold", options: run(holdCommand.parse(rest, read)) };
     case "healthcheck":
-      return { command, options: go(parseHealthcheckArgs(rest, read)) };
+      return { command: "healthcheck", options: run(healthcheckCommand.parse(rest, read)) };
   }
+  throw new Error(`No parser for "startup-lock ${command.name}"`);
 }
 
-function go<T>(parsed: Parsed<T>): T {
-  if (parsed.action !== "go") throw new Error("The command line asks for --help");
+function run<T>(parsed: Parsed<T>): T {
+  if (parsed.action !== "run") throw new Error("The command line asks for --help");
   return parsed.options;
 }

@@ -2,9 +2,11 @@ import assert from "node:assert/strict";
 import {
   describeFetchError,
   durationParam,
+  ForeignServerError,
   isReady,
   type LockAnswer,
   releaseLock,
+  renewLock,
   requestLock,
 } from "../lib/client/http.ts";
 import { freePort } from "./_client.ts";
@@ -43,6 +45,8 @@ Deno.test("requestLock() sends duration, id and wait, and reads the token and ex
         kind: "acquired",
         token: "fromHeader",
         expiresAt: Date.parse(expiresAt),
+        durationMs: undefined,
+        requestedMs: undefined,
       });
       const query = Object.fromEntries(seen[0]!.searchParams);
       assert.deepEqual(query, { duration: "1500ms", id: "web-1", wait: "30" });
@@ -52,7 +56,13 @@ Deno.test("requestLock() sends duration, id and wait, and reads the token and ex
 
 Deno.test("requestLock() takes a 200 without a token from the original server", async () => {
   await withServer(() => new Response("Lock acquired"), async (base) => {
-    assert.deepEqual(await ask(base), { kind: "acquired", token: undefined, expiresAt: undefined });
+    assert.deepEqual(await ask(base), {
+      kind: "acquired",
+      token: undefined,
+      expiresAt: undefined,
+      durationMs: undefined,
+      requestedMs: undefined,
+    });
   });
 });
 
@@ -94,16 +104,89 @@ Deno.test("requestLock() reports a 400 as refused, with the server's message", a
   );
 });
 
-Deno.test("releaseLock() answers released on 204, gone on 404, and throws otherwise", async () => {
-  let status = 204;
-  await withServer(() => new Response(null, { status }), async (base, seen) => {
+Deno.test("requestLock() reads the duration granted and the one asked for when it was cut", async (t) => {
+  await t.step("from the headers", async () => {
+    await withServer(
+      () =>
+        Response.json({ status: "acquired", token: "t", duration: 9, requestedDuration: 9 }, {
+          headers: { "Lock-Duration": "3600", "Lock-Duration-Requested": "7200" },
+        }),
+      async (base) => {
+        const answer = await ask(base);
+        assert.ok(answer.kind === "acquired");
+        assert.equal(answer.durationMs, 3_600_000);
+        assert.equal(answer.requestedMs, 7_200_000);
+      },
+    );
+  });
+  await t.step("from the JSON fields when there are no headers", async () => {
+    await withServer(
+      () => Response.json({ status: "acquired", token: "t", duration: 1.5, requestedDuration: 60 }),
+      async (base) => {
+        const answer = await ask(base);
+        assert.ok(answer.kind === "acquired");
+        assert.equal(answer.durationMs, 1_500);
+        assert.equal(answer.requestedMs, 60_000);
+      },
+    );
+  });
+});
+
+Deno.test("releaseLock() answers released on 204, gone on this server's 404, and throws otherwise", async () => {
+  let respond = () => new Response(null, { status: 204 });
+  await withServer(() => respond(), async (base, seen) => {
     assert.equal(await releaseLock(base, "tok_en-1", signal()), "released");
     assert.equal(seen[0]!.pathname, "/locks/tok_en-1");
-    status = 404;
+    respond = () => Response.json({ status: "error", message: "No such lock" }, { status: 404 });
     assert.equal(await releaseLock(base, "tok_en-1", signal()), "gone");
-    status = 500;
-    await assert.rejects(releaseLock(base, "tok_en-1", signal()), /^Error: HTTP 500/);
+    respond = () => new Response("oops", { status: 500 });
+    await assert.rejects(releaseLock(base, "tok_en-1", signal()), /^Error: HTTP 500: oops/);
   });
+});
+
+Deno.test("releaseLock() recognises answers no startup-lock server gives", async (t) => {
+  const cases: [string, () => Response, RegExp][] = [
+    ["the original's grant", () => new Response("Lock acquired"), /^answered 200 "Lock acquired"/],
+    ["the original's 423", () => new Response("Locked", { status: 423 }), /^answered 423 "Locked"/],
+    [
+      "a page that is not there",
+      () => new Response("404 page not found\n", { status: 404 }),
+      /^answered 404 "404 page not found" to DELETE: not a startup-lock server/,
+    ],
+  ];
+  for (const [what, respond, message] of cases) {
+    await t.step(what, async () => {
+      await withServer(respond, async (base) => {
+        await assert.rejects(releaseLock(base, "t", signal()), (error: unknown) => {
+          assert.ok(error instanceof ForeignServerError);
+          assert.match(error.message, message);
+          return true;
+        });
+      });
+    });
+  }
+});
+
+Deno.test("renewLock() sends the duration and reads what was granted", async () => {
+  let status = 200;
+  await withServer(
+    () =>
+      status === 404
+        ? Response.json({ status: "error", message: "No such lock" }, { status: 404 })
+        : Response.json({ status: "renewed", expiresAt: "2026-01-01T00:00:00.000Z" }, {
+          headers: { "Lock-Duration": "60" },
+        }),
+    async (base, seen) => {
+      assert.deepEqual(await renewLock(base, "tok", 90_000, signal()), {
+        expiresAt: Date.parse("2026-01-01T00:00:00.000Z"),
+        durationMs: 60_000,
+      });
+      assert.equal(seen[0]!.pathname, "/locks/tok");
+      assert.equal(seen[0]!.searchParams.get("duration"), "90");
+      status = 404;
+      assert.equal(await renewLock(base, "tok", 90_000, signal()), "gone");
+    },
+  );
 });
 
 Deno.test("isReady() is true for 2xx only, and false when nothing answers", async () => {

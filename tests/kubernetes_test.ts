@@ -19,7 +19,7 @@ import {
   Service,
 } from "npm:kubernetes-models@5.1.0/v1";
 import { parseAllDocuments } from "npm:yaml@2.9.1";
-import { createProbeHandler } from "../lib/client/hold.ts";
+import { createProbeHandler } from "../lib/commands/hold.ts";
 import { silentLogger } from "../lib/log.ts";
 import { buildServer } from "../lib/server.ts";
 import { VERSION } from "../lib/version.ts";

@@ -1,92 +1,127 @@
+/**
+ * The dispatcher: which command runs, help in every spelling users try, and
+ * usage errors as exit code 2 with one line, for every command.
+ */
 import assert from "node:assert/strict";
 import { envName } from "../lib/args.ts";
-import { SERVER_FLAGS } from "../lib/cli.ts";
-import { VERSION } from "../lib/version.ts";
+import { UsageError } from "../lib/errors.ts";
+import { COMMANDS, selectCommand } from "../main.ts";
 import { runProgram } from "./_program.ts";
 
-/** Asserts `stderr` is exactly one line, starting `prefix`, with no stack trace. */
-function assertOneLine(stderr: string, prefix: string | RegExp): string {
+const SERVER = "http://lock:8888";
+
+/** Asserts `stderr` is exactly one line starting `startup-lock: `, with no stack trace. */
+function assertOneLine(stderr: string): string {
   const lines = stderr.split("\n").filter((l) => l !== "");
   assert.equal(lines.length, 1, `one line on stderr, got:\n${stderr}`);
-  const line = lines[0]!;
-  if (typeof prefix === "string") assert.ok(line.startsWith(prefix), line);
-  else assert.match(line, prefix);
+  assert.ok(lines[0]!.startsWith("startup-lock: "), lines[0]);
   assert.doesNotMatch(stderr, /^\s*at /m, "no stack trace");
-  assert.doesNotMatch(stderr, /\berror: Uncaught\b/i, "no uncaught error");
-  return line;
+  return lines[0]!;
 }
 
-Deno.test("startup-lock --help exits 0 and lists every flag with its environment variable", async () => {
-  const { code, stdout, stderr } = await runProgram(["--help"]);
-  assert.equal(code, 0, stderr);
-  assert.equal(stderr, "");
-  assert.match(stdout, /^Usage: startup-lock /m);
-  const lines = stdout.split("\n");
-  for (const flag of SERVER_FLAGS) {
-    const line = lines.find((l) => new RegExp(`^\\s+--${flag.name}(\\s|$)`).test(l));
-    assert.ok(line, `--${flag.name} is listed`);
-    if (flag.kind !== "boolean") {
-      assert.ok(line.includes(`env: ${envName(flag.name)}`), `${envName(flag.name)} in: ${line}`);
-    }
+Deno.test("selectCommand() picks a command by its first word, else serve", () => {
+  for (const command of COMMANDS) {
+    const selected = selectCommand([command.name, "--x"]);
+    assert.deepEqual(selected, { action: "run", command, args: ["--x"] });
+  }
+  const serve = COMMANDS.find((c) => c.name === "serve");
+  assert.deepEqual(selectCommand([]), { action: "run", command: serve, args: [] });
+  assert.deepEqual(selectCommand(["--port", "1"]), {
+    action: "run",
+    command: serve,
+    args: ["--port", "1"],
+  });
+});
+
+Deno.test("selectCommand() reads help, help COMMAND and COMMAND help as asking for help", () => {
+  const acquire = COMMANDS.find((c) => c.name === "acquire");
+  const serve = COMMANDS.find((c) => c.name === "serve");
+  assert.deepEqual(selectCommand(["help"]), { action: "help", command: serve });
+  assert.deepEqual(selectCommand(["help", "acquire"]), { action: "help", command: acquire });
+  assert.deepEqual(selectCommand(["acquire", "help"]), { action: "help", command: acquire });
+  assert.throws(() => selectCommand(["help", "bogus"]), UsageError);
+  assert.throws(() => selectCommand(["help", "acquire", "run"]), UsageError);
+  assert.throws(() => selectCommand(["aquire"]), /Unexpected argument "aquire"/);
+});
+
+Deno.test("startup-lock prints help and exits 0 for -h, --help, help and help COMMAND", async (t) => {
+  const top = await runProgram(["--help"]);
+  assert.equal(top.code, 0, top.stderr);
+  const acquire = await runProgram(["acquire", "--help"]);
+  assert.equal(acquire.code, 0, acquire.stderr);
+  assert.notEqual(top.stdout, acquire.stdout);
+  const cases: { args: string[]; same: string }[] = [
+    { args: ["-h"], same: top.stdout },
+    { args: ["help"], same: top.stdout },
+    { args: ["serve", "-h"], same: top.stdout },
+    { args: ["help", "serve"], same: top.stdout },
+    { args: ["help", "acquire"], same: acquire.stdout },
+    { args: ["acquire", "-h"], same: acquire.stdout },
+    { args: ["acquire", "help"], same: acquire.stdout },
+    { args: ["acquire", "--server", SERVER, "-h"], same: acquire.stdout },
+  ];
+  for (const { args, same } of cases) {
+    await t.step(args.join(" "), async () => {
+      const { code, stdout, stderr } = await runProgram(args);
+      assert.equal(code, 0, stderr);
+      assert.equal(stderr, "");
+      assert.equal(stdout, same);
+    });
   }
 });
 
-Deno.test("startup-lock serve --help exits 0 like --help", async () => {
-  const { code, stdout } = await runProgram(["serve", "--help"]);
-  assert.equal(code, 0);
-  assert.match(stdout, /^Usage: startup-lock /m);
-});
-
-Deno.test("startup-lock --version prints the version and exits 0", async () => {
-  const { code, stdout, stderr } = await runProgram(["--version"]);
-  assert.equal(code, 0, stderr);
-  assert.equal(stderr, "");
-  assert.match(stdout, new RegExp(`^startup-lock ${VERSION.replaceAll(".", "\\.")} `));
-  assert.equal(stdout.trim().split("\n").length, 1);
-});
-
-Deno.test("startup-lock exits 2 with one line on stderr for a usage error", async (t) => {
+Deno.test("the client commands exit 2 with one line on stderr for a usage error", async (t) => {
   const cases: { args: string[]; says: string }[] = [
-    { args: ["--port", "x"], says: 'Invalid --port "x": expected an integer from 0 to 65535' },
-    { args: ["--port", "-1"], says: 'Invalid --port "-1"' },
-    { args: ["--locks", "0"], says: 'Invalid --locks "0"' },
-    { args: ["--timeout", "2h"], says: "must not exceed --maxDuration" },
-    { args: ["--check", "ftp://x"], says: 'unsupported scheme "ftp"' },
-    { args: ["--bogus"], says: 'Unknown flag "--bogus"' },
-    { args: ["--port"], says: "Flag --port needs a value" },
-    { args: ["--help=yes"], says: "Flag --help takes no value" },
-    { args: ["start"], says: 'Unexpected argument "start"' },
-    { args: ["serve", "--locks", "x"], says: 'Invalid --locks "x"' },
+    { args: ["acquire"], says: "Missing --server URL (or STARTUP_LOCK_SERVER)" },
+    { args: ["acquire", "--server", SERVER, "--wait", "x"], says: 'Invalid --wait "x"' },
+    { args: ["acquire", "--server", SERVER, "--duration", "0"], says: 'Invalid --duration "0"' },
+    { args: ["acquire", "--server", SERVER, "--bogus"], says: 'Unknown flag "--bogus"' },
+    { args: ["release", "--server", SERVER], says: "Missing --token TOKEN or --tokenFile PATH" },
+    { args: ["run", "--server", SERVER], says: "Missing command" },
+    { args: ["run", "--server", SERVER, "--", ""], says: "Missing command" },
+    { args: ["hold", "--server", SERVER], says: "Missing --readyUrl URL" },
+    {
+      args: ["hold", "--server", SERVER, "--readyUrl", "http://x/", "--listen", "x"],
+      says: 'Invalid --listen "x": expected HOST:PORT',
+    },
+    { args: ["aquire"], says: 'Unexpected argument "aquire": expected a command (serve, acquire' },
+    { args: ["help", "aquire"], says: 'Unexpected argument "aquire" after help' },
   ];
   for (const { args, says } of cases) {
     await t.step(args.join(" "), async () => {
       const { code, stdout, stderr } = await runProgram(args);
       assert.equal(code, 2, stderr);
       assert.equal(stdout, "");
-      const line = assertOneLine(stderr, "startup-lock: ");
+      const line = assertOneLine(stderr);
       assert.ok(line.includes(says), line);
     });
   }
 });
 
-Deno.test("startup-lock exits 2 naming the variable for an invalid environment variable", async () => {
-  const { code, stdout, stderr } = await runProgram([], { env: { STARTUP_LOCK_PORT: "abc" } });
-  assert.equal(code, 2, stderr);
-  assert.equal(stdout, "");
-  const line = assertOneLine(stderr, "startup-lock: ");
-  assert.ok(line.includes('Invalid STARTUP_LOCK_PORT "abc"'), line);
+Deno.test("startup-lock --help lists the client commands", async () => {
+  const { code, stdout } = await runProgram(["--help"]);
+  assert.equal(code, 0);
+  for (const { name } of COMMANDS) {
+    assert.match(stdout, new RegExp(`^  ${name} +\\S`, "m"), name);
+  }
 });
 
-Deno.test("startup-lock exits non-zero with one clear line when the port is already in use", async () => {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  try {
-    const { port } = listener.addr;
-    const { code, stderr } = await runProgram(["--host", "127.0.0.1", "--port", String(port)]);
-    assert.notEqual(code, 0);
-    const line = assertOneLine(stderr, /Cannot listen on 127\.0\.0\.1:\d+/);
-    assert.ok(line.includes(`127.0.0.1:${port}`), line);
-    assert.ok(line.includes("already in use"), line);
-  } finally {
-    listener.close();
+Deno.test("startup-lock COMMAND --help lists the command's flags with their variables", async (t) => {
+  for (const { name, flags } of COMMANDS.filter((c) => c.name !== "serve")) {
+    await t.step(name, async () => {
+      const { code, stdout, stderr } = await runProgram([name, "--help"]);
+      assert.equal(code, 0, stderr);
+      assert.equal(stderr, "");
+      assert.match(stdout, new RegExp(`^Usage: startup-lock ${name} `));
+      for (const flag of flags) {
+        const line = stdout.split("\n").find((l) =>
+          new RegExp(`^\\s+--${flag.name}(\\s|$)`).test(l)
+        );
+        assert.ok(line, `--${flag.name} is listed`);
+        if (flag.kind !== "boolean" && flag.env !== false) {
+          assert.ok(line.includes(`env: ${envName(flag.name)}`), line);
+        }
+      }
+    });
   }
 });

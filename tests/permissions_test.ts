@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
 import { envNames } from "../lib/args.ts";
-import { SERVER_FLAGS } from "../lib/cli.ts";
-import { ACQUIRE_FLAGS, HOLD_FLAGS, RELEASE_FLAGS, RUN_FLAGS } from "../lib/client/flags.ts";
+import { ACQUIRE_FLAGS } from "../lib/commands/acquire.ts";
+import { HOLD_FLAGS } from "../lib/commands/hold.ts";
+import { RELEASE_FLAGS } from "../lib/commands/release.ts";
+import { RUN_FLAGS } from "../lib/commands/run.ts";
+import { SERVER_FLAGS } from "../lib/commands/serve.ts";
 import { ENV_VARIABLES, OTHER_ENV_VARIABLES, PERMISSION_FLAGS } from "../lib/permissions.ts";
 import { VERSION } from "../lib/version.ts";
 import { compileArgs } from "../scripts/compile.ts";

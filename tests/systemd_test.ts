@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { envName, envNames } from "../lib/args.ts";
-import { parseServerArgs, SERVER_FLAGS } from "../lib/cli.ts";
+import { serveCommand, SERVER_FLAGS } from "../lib/commands/serve.ts";
 import { ENV_VARIABLES } from "../lib/permissions.ts";
 import { EXECUTABLE, parseCommandLine } from "./_command_line.ts";
 
@@ -203,7 +203,7 @@ Deno.test("startup-lock.default lists every server variable, commented out, with
   }
   // Uncommented, the file changes nothing: the values shown are the defaults.
   const env = Object.fromEntries(settings);
-  assert.deepEqual(parseServerArgs([], (n) => env[n]), parseServerArgs([], () => undefined));
+  assert.deepEqual(serveCommand.parse([], (n) => env[n]), serveCommand.parse([], () => undefined));
 });
 
 Deno.test("the units' command lines use the program's commands, flags and variables", async (t) => {

@@ -28,6 +28,10 @@ export type LockAnswer =
     token: string | undefined;
     /** Wall-clock expiry from the answer's `expiresAt`, when given. */
     expiresAt: number | undefined;
+    /** The duration granted (`Lock-Duration`, or JSON `duration`), when the server says. */
+    durationMs: number | undefined;
+    /** The duration asked for, when the server granted less (`Lock-Duration-Requested`). */
+    requestedMs: number | undefined;
   }
   | {
     /** Not now: 423, or 503 and the like; worth asking again. */
@@ -43,6 +47,11 @@ export type LockAnswer =
     status: number;
     message: string;
   };
+
+/** The granted duration in seconds, on every grant of a server that may cut `?duration=`. */
+const DURATION_HEADER = "Lock-Duration";
+/** The duration asked for in seconds, only when the server granted less. */
+const REQUESTED_DURATION_HEADER = "Lock-Duration-Requested";
 
 /** Statuses that mean "not now" rather than "never". */
 const RETRY_STATUSES = new Set([408, 423, 425, 429]);
@@ -76,6 +85,10 @@ export async function requestLock(
       kind: "acquired",
       token: token || undefined,
       expiresAt: Number.isNaN(expiresAt) ? undefined : expiresAt,
+      durationMs: secondsMs(response.headers.get(DURATION_HEADER)) ??
+        secondsMs(numberField(body.json, "duration")),
+      requestedMs: secondsMs(response.headers.get(REQUESTED_DURATION_HEADER)) ??
+        secondsMs(numberField(body.json, "requestedDuration")),
     };
   }
   const message = body.message || `HTTP ${response.status} ${response.statusText}`.trim();
@@ -89,9 +102,21 @@ export async function requestLock(
 export type ReleaseAnswer = "released" | "gone";
 
 /**
+ * An answer no startup-lock server gives, such as the original's `200 Lock
+ * acquired` to a `DELETE`: the URL points at another kind of server.
+ */
+export class ForeignServerError extends Error {
+  override name = "ForeignServerError";
+}
+
+/**
  * Gives a lock back with `DELETE /locks/{token}`: `released` on 204, `gone` on
- * 404 (released before, or expired). Throws on any other answer, and what
- * `fetch` throws when the server cannot be reached.
+ * this server's 404 (released before, or expired).
+ *
+ * @throws {ForeignServerError} for an answer only another kind of server gives
+ *   (the original answers every request as a lock request)
+ * @throws {Error} for any other answer, and what `fetch` throws when the server
+ *   cannot be reached
  */
 export async function releaseLock(
   server: URL,
@@ -105,9 +130,59 @@ export async function releaseLock(
     signal,
   });
   const body = await readBody(response);
-  if (response.status === 204 || response.status === 200) return "released";
+  const ours = body.json !== undefined;
+  if (response.status === 204 || (response.ok && ours)) return "released";
+  if (response.status === 404 && ours) return "gone";
+  if (response.ok || response.status === 423 || response.status === 404) {
+    throw new ForeignServerError(
+      `answered ${response.status} "${body.message || response.statusText}" to DELETE: ` +
+        "not a startup-lock server (the original server has no release; its locks expire)",
+    );
+  }
+  throw httpError(response, body);
+}
+
+/** A renewed lock. */
+export interface Renewal {
+  /** Wall-clock expiry from the answer's `expiresAt`, when given. */
+  expiresAt: number | undefined;
+  /** The duration granted, when the server says (it may cut what was asked). */
+  durationMs: number | undefined;
+}
+
+/**
+ * Moves a lock's expiry with `PUT /locks/{token}?duration=`: the renewal, or
+ * `gone` when the lock was released or has expired.
+ *
+ * @throws {Error} for any other answer, and what `fetch` throws when the server
+ *   cannot be reached
+ */
+export async function renewLock(
+  server: URL,
+  token: string,
+  durationMs: number,
+  signal: AbortSignal,
+): Promise<Renewal | "gone"> {
+  const url = new URL(`locks/${encodeURIComponent(token)}`, server);
+  url.searchParams.set("duration", durationParam(durationMs));
+  const response = await fetch(url, {
+    method: "PUT",
+    headers: { Accept: "application/json" },
+    signal,
+  });
+  const body = await readBody(response);
   if (response.status === 404) return "gone";
-  throw new Error(
+  if (!response.ok) throw httpError(response, body);
+  const expiresAt = Date.parse(stringField(body.json, "expiresAt") ?? "");
+  return {
+    expiresAt: Number.isNaN(expiresAt) ? undefined : expiresAt,
+    durationMs: secondsMs(response.headers.get(DURATION_HEADER)) ??
+      secondsMs(numberField(body.json, "duration")),
+  };
+}
+
+function httpError(response: Response, body: Body): Error {
+  return new Error(
     `HTTP ${response.status}${body.message ? `: ${body.message}` : ` ${response.statusText}`}`,
   );
 }
@@ -156,6 +231,19 @@ async function readBody(response: Response): Promise<Body> {
   const firstLine = text.split("\n").map((l) => l.trim()).find((l) => l !== "") ?? "";
   const message = stringField(json, "message") ?? firstLine;
   return { json, message: message.slice(0, MAX_MESSAGE_LENGTH) };
+}
+
+/** Seconds from a header or a JSON field, in milliseconds; `undefined` unless a positive number. */
+function secondsMs(value: string | number | null | undefined): number | undefined {
+  if (value === null || value === undefined || value === "") return undefined;
+  const seconds = Number(value);
+  return Number.isFinite(seconds) && seconds > 0 ? Math.round(seconds * 1000) : undefined;
+}
+
+function numberField(json: unknown, name: string): number | undefined {
+  if (typeof json !== "object" || json === null) return undefined;
+  const value = (json as Record<string, unknown>)[name];
+  return typeof value === "number" ? value : undefined;
 }
 
 function stringField(json: unknown, name: string): string | undefined {

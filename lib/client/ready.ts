@@ -6,14 +6,20 @@
  */
 import { type Clock, realClock } from "../clock.ts";
 import { aborted, sleep } from "./_time.ts";
-import type { HeldLock } from "./acquire.ts";
-import type { ReadyOptions } from "./flags.ts";
 import { isReady } from "./http.ts";
+import { type HeldLock, releaseHeldLock } from "./lock.ts";
 import { note } from "./output.ts";
-import { releaseHeldLock } from "./release.ts";
 
 /** How long one request to the ready URL may take; an app that hangs counts as not ready. */
 export const READY_PROBE_TIMEOUT_MS = 5_000;
+
+/** Watching the app's readiness, for `run` and `hold`. */
+export interface ReadyOptions {
+  /** The app's ready URL: the lock is released once it answers 2xx. */
+  readyUrl: URL | undefined;
+  /** The pause between requests to `readyUrl`. */
+  readyIntervalMs: number;
+}
 
 /** How watching ended. */
 export type WatchOutcome = "released" | "expired" | "stopped";

@@ -7,17 +7,17 @@ import {
   DEFAULT_HEALTHCHECK_TIMEOUT_MS,
   DEFAULT_HEALTHCHECK_URL,
   HEALTHCHECK_FLAGS,
+  healthcheckCommand,
   type HealthcheckOptions,
-  parseHealthcheckArgs,
-} from "../lib/client/flags.ts";
+} from "../lib/commands/healthcheck.ts";
 import { UsageError } from "../lib/errors.ts";
 import { freePort } from "./_client.ts";
 import { runProgram, startProgram } from "./_program.ts";
 
 function parse(argv: string[], vars: Record<string, string> = {}): HealthcheckOptions {
-  const parsed = parseHealthcheckArgs(argv, (name) => vars[name]);
-  assert.equal(parsed.action, "go");
-  if (parsed.action !== "go") throw new Error("unreachable");
+  const parsed = healthcheckCommand.parse(argv, (name) => vars[name]);
+  assert.equal(parsed.action, "run");
+  if (parsed.action !== "run") throw new Error("unreachable");
   return parsed.options;
 }
 
@@ -29,7 +29,7 @@ function oneLine(stderr: string): string {
   return lines[0]!;
 }
 
-Deno.test("parseHealthcheckArgs() defaults to the server's /healthz on 127.0.0.1:8888 and 5s", () => {
+Deno.test("healthcheckCommand.parse() defaults to the server's /healthz on 127.0.0.1:8888 and 5s", () => {
   const options = parse([]);
   assert.equal(options.url.href, DEFAULT_HEALTHCHECK_URL);
   assert.equal(options.url.href, "http://127.0.0.1:8888/healthz");
@@ -37,7 +37,7 @@ Deno.test("parseHealthcheckArgs() defaults to the server's /healthz on 127.0.0.1
   assert.equal(options.timeoutMs, 5_000);
 });
 
-Deno.test("parseHealthcheckArgs() reads --url, STARTUP_LOCK_URL and --timeout", async (t) => {
+Deno.test("healthcheckCommand.parse() reads --url, STARTUP_LOCK_URL and --timeout", async (t) => {
   await t.step("--url and --timeout", () => {
     const options = parse(["--url", "https://lock.internal/healthz", "--timeout", "500ms"]);
     assert.equal(options.url.href, "https://lock.internal/healthz");
@@ -63,7 +63,7 @@ Deno.test("parseHealthcheckArgs() reads --url, STARTUP_LOCK_URL and --timeout", 
   });
 });
 
-Deno.test("parseHealthcheckArgs() throws a UsageError naming the flag and the value", async (t) => {
+Deno.test("healthcheckCommand.parse() throws a UsageError naming the flag and the value", async (t) => {
   const cases: { argv: string[]; env?: Record<string, string>; says: string }[] = [
     { argv: ["--url", "ftp://x/healthz"], says: 'Invalid --url "ftp://x/healthz": unsupported' },
     { argv: ["--url", "not a url"], says: 'Invalid --url "not a url": expected an http://' },
@@ -78,7 +78,7 @@ Deno.test("parseHealthcheckArgs() throws a UsageError naming the flag and the va
   for (const { argv, env = {}, says } of cases) {
     await t.step([...argv, ...Object.entries(env).map(([k, v]) => `${k}=${v}`)].join(" "), () => {
       assert.throws(
-        () => parseHealthcheckArgs(argv, (name) => env[name]),
+        () => healthcheckCommand.parse(argv, (name) => env[name]),
         (error: unknown) => {
           assert.ok(error instanceof UsageError);
           assert.ok(error.message.includes(says), error.message);

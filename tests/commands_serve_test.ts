@@ -1,11 +1,13 @@
 import assert from "node:assert/strict";
 import { envName } from "../lib/args.ts";
-import { parseServerArgs, SERVER_FLAGS, serverUsage } from "../lib/cli.ts";
+import { serveCommand, SERVER_FLAGS } from "../lib/commands/serve.ts";
 import * as defaults from "../lib/config.ts";
 import type { ServerConfig } from "../lib/config.ts";
 import { DURATION_HINT } from "../lib/duration.ts";
 import { UsageError } from "../lib/errors.ts";
 import { parseCheckTarget } from "../lib/probes.ts";
+import { VERSION } from "../lib/version.ts";
+import { runProgram } from "./_program.ts";
 
 const noEnv = () => undefined;
 
@@ -15,10 +17,12 @@ function envOf(vars: Record<string, string>): (name: string) => string | undefin
 
 /** The config of a `serve` command; fails the test for `help` or `version`. */
 function serve(argv: string[], env: Record<string, string> = {}): ServerConfig {
-  const command = parseServerArgs(argv, envOf(env));
-  assert.equal(command.action, "serve");
-  if (command.action !== "serve") throw new Error("unreachable");
-  return command.config;
+  const parsed = serveCommand.parse(argv, envOf(env));
+  assert.equal(parsed.action, "run");
+  if (parsed.action !== "run" || parsed.options.action !== "serve") {
+    throw new Error(`not serving: ${JSON.stringify(parsed)}`);
+  }
+  return parsed.options.config;
 }
 
 const DEFAULT_CONFIG: ServerConfig = {
@@ -36,16 +40,19 @@ const DEFAULT_CONFIG: ServerConfig = {
   logLevel: defaults.DEFAULT_LOG_LEVEL,
 };
 
-Deno.test("parseServerArgs() uses every DEFAULT_* constant when nothing is given", () => {
-  assert.deepEqual(parseServerArgs([], noEnv), { action: "serve", config: DEFAULT_CONFIG });
+Deno.test("serveCommand.parse() uses every DEFAULT_* constant when nothing is given", () => {
+  assert.deepEqual(serveCommand.parse([], noEnv), {
+    action: "run",
+    options: { action: "serve", config: DEFAULT_CONFIG },
+  });
 });
 
-Deno.test("parseServerArgs() ignores environment variables that are empty or blank", () => {
+Deno.test("serveCommand.parse() ignores environment variables that are empty or blank", () => {
   const env = Object.fromEntries(SERVER_FLAGS.map((f) => [envName(f.name), " "]));
   assert.deepEqual(serve([], env), DEFAULT_CONFIG);
 });
 
-Deno.test("parseServerArgs() reads every value flag", () => {
+Deno.test("serveCommand.parse() reads every value flag", () => {
   const config = serve([
     "--host",
     "127.0.0.1",
@@ -88,7 +95,7 @@ Deno.test("parseServerArgs() reads every value flag", () => {
   });
 });
 
-Deno.test("parseServerArgs() accepts --flag=value", () => {
+Deno.test("serveCommand.parse() accepts --flag=value", () => {
   const config = serve(["--port=9000", "--timeout=1m", "--check=tcp://db:5432"]);
   assert.equal(config.port, 9000);
   assert.equal(config.timeoutMs, 60_000);
@@ -97,7 +104,7 @@ Deno.test("parseServerArgs() accepts --flag=value", () => {
   ]);
 });
 
-Deno.test("parseServerArgs() accepts kebab-case spellings of camelCase flags", () => {
+Deno.test("serveCommand.parse() accepts kebab-case spellings of camelCase flags", () => {
   const config = serve([
     "--fail-hc",
     "5",
@@ -115,15 +122,15 @@ Deno.test("parseServerArgs() accepts kebab-case spellings of camelCase flags", (
   assert.equal(config.logLevel, "warn");
 });
 
-Deno.test("parseServerArgs() accepts port 0 to pick a free port", () => {
+Deno.test("serveCommand.parse() accepts port 0 to pick a free port", () => {
   assert.equal(serve(["--port", "0"]).port, 0);
 });
 
-Deno.test("parseServerArgs() takes the last of a repeated value flag", () => {
+Deno.test("serveCommand.parse() takes the last of a repeated value flag", () => {
   assert.equal(serve(["--port", "1", "--port", "2"]).port, 2);
 });
 
-Deno.test("parseServerArgs() collects a repeated --check in order", () => {
+Deno.test("serveCommand.parse() collects a repeated --check in order", () => {
   assert.deepEqual(
     serve(["--check", "http://a/health", "--check=tcp://b:27017", "--check", "https://c/"]).checks,
     [
@@ -134,22 +141,22 @@ Deno.test("parseServerArgs() collects a repeated --check in order", () => {
   );
 });
 
-Deno.test("parseServerArgs() strips brackets from an IPv6 --host", () => {
+Deno.test("serveCommand.parse() strips brackets from an IPv6 --host", () => {
   assert.equal(serve(["--host", "[::1]"]).host, "::1");
   assert.equal(serve(["--host", "::"]).host, "::");
 });
 
-Deno.test("parseServerArgs() accepts the log level in any case", () => {
+Deno.test("serveCommand.parse() accepts the log level in any case", () => {
   assert.equal(serve(["--logLevel", "ERROR"]).logLevel, "error");
 });
 
-Deno.test("parseServerArgs() accepts --timeout equal to --maxDuration", () => {
+Deno.test("serveCommand.parse() accepts --timeout equal to --maxDuration", () => {
   const config = serve(["--timeout", "1m", "--maxDuration", "60s"]);
   assert.equal(config.timeoutMs, 60_000);
   assert.equal(config.maxDurationMs, 60_000);
 });
 
-Deno.test("parseServerArgs() reads every value flag from its STARTUP_LOCK_* variable", () => {
+Deno.test("serveCommand.parse() reads every value flag from its STARTUP_LOCK_* variable", () => {
   const config = serve([], {
     STARTUP_LOCK_HOST: "127.0.0.1",
     STARTUP_LOCK_PORT: "9100",
@@ -180,7 +187,7 @@ Deno.test("parseServerArgs() reads every value flag from its STARTUP_LOCK_* vari
   });
 });
 
-Deno.test("parseServerArgs() splits STARTUP_LOCK_CHECK on commas, skipping blanks", () => {
+Deno.test("serveCommand.parse() splits STARTUP_LOCK_CHECK on commas, skipping blanks", () => {
   const config = serve([], { STARTUP_LOCK_CHECK: " http://a/ , tcp://b:1,, ,https://c/x" });
   assert.deepEqual(config.checks, [
     { kind: "http", url: "http://a/" },
@@ -189,7 +196,7 @@ Deno.test("parseServerArgs() splits STARTUP_LOCK_CHECK on commas, skipping blank
   ]);
 });
 
-Deno.test("parseServerArgs() lets a flag win over its environment variable", async (t) => {
+Deno.test("serveCommand.parse() lets a flag win over its environment variable", async (t) => {
   await t.step("value flag", () => {
     const config = serve(["--port", "9000", "--fail-hc=7"], {
       STARTUP_LOCK_PORT: "9100",
@@ -211,26 +218,30 @@ Deno.test("parseServerArgs() lets a flag win over its environment variable", asy
   });
 });
 
-Deno.test("parseServerArgs() returns the help and version actions", async (t) => {
-  await t.step("--help", () => {
-    assert.deepEqual(parseServerArgs(["--help"], noEnv), { action: "help" });
+Deno.test("serveCommand.parse() returns the help and version actions", async (t) => {
+  await t.step("--help and -h", () => {
+    assert.deepEqual(serveCommand.parse(["--help"], noEnv), { action: "help" });
+    assert.deepEqual(serveCommand.parse(["-h"], noEnv), { action: "help" });
   });
   await t.step("--version", () => {
-    assert.deepEqual(parseServerArgs(["--version"], noEnv), { action: "version" });
+    assert.deepEqual(serveCommand.parse(["--version"], noEnv), {
+      action: "run",
+      options: { action: "version" },
+    });
   });
   await t.step("--help wins over --version", () => {
-    assert.deepEqual(parseServerArgs(["--version", "--help"], noEnv), { action: "help" });
+    assert.deepEqual(serveCommand.parse(["--version", "--help"], noEnv), { action: "help" });
   });
   await t.step("--help wins over invalid values", () => {
     assert.deepEqual(
-      parseServerArgs(["--port", "x", "--help"], envOf({ STARTUP_LOCK_LOCKS: "0" })),
+      serveCommand.parse(["--port", "x", "--help"], envOf({ STARTUP_LOCK_LOCKS: "0" })),
       { action: "help" },
     );
   });
 });
 
-Deno.test("serverUsage() lists every flag with its default and environment variable", () => {
-  const usage = serverUsage();
+Deno.test("serveCommand.usage() lists every flag with its default and environment variable", () => {
+  const usage = serveCommand.usage();
   for (const flag of SERVER_FLAGS) {
     const line = usage.split("\n").find((l) =>
       l.trimStart().startsWith(`--${flag.name} `) ||
@@ -594,12 +605,12 @@ const INVALID: Invalid[] = [
   },
 ];
 
-Deno.test("parseServerArgs() rejects invalid input with a message naming the flag, the value and what is allowed", async (t) => {
+Deno.test("serveCommand.parse() rejects invalid input with a message naming the flag, the value and what is allowed", async (t) => {
   for (const row of INVALID) {
     await t.step(`rejects ${row.what}`, () => {
       let thrown: unknown;
       try {
-        parseServerArgs(row.argv, envOf(row.env ?? {}));
+        serveCommand.parse(row.argv, envOf(row.env ?? {}));
       } catch (error) {
         thrown = error;
       }
@@ -648,4 +659,91 @@ Deno.test("parseCheckTarget() throws a RangeError that does not repeat the input
     assert.ok(!error.message.includes("ftp://x"), error.message);
     return true;
   });
+});
+
+/** Asserts `stderr` is exactly one line, starting `prefix`, with no stack trace. */
+function assertOneLine(stderr: string, prefix: string | RegExp): string {
+  const lines = stderr.split("\n").filter((l) => l !== "");
+  assert.equal(lines.length, 1, `one line on stderr, got:\n${stderr}`);
+  const line = lines[0]!;
+  if (typeof prefix === "string") assert.ok(line.startsWith(prefix), line);
+  else assert.match(line, prefix);
+  assert.doesNotMatch(stderr, /^\s*at /m, "no stack trace");
+  assert.doesNotMatch(stderr, /\berror: Uncaught\b/i, "no uncaught error");
+  return line;
+}
+
+Deno.test("startup-lock --help exits 0 and lists every flag with its environment variable", async () => {
+  const { code, stdout, stderr } = await runProgram(["--help"]);
+  assert.equal(code, 0, stderr);
+  assert.equal(stderr, "");
+  assert.match(stdout, /^Usage: startup-lock /m);
+  const lines = stdout.split("\n");
+  for (const flag of SERVER_FLAGS) {
+    const line = lines.find((l) => new RegExp(`^\\s+--${flag.name}(\\s|$)`).test(l));
+    assert.ok(line, `--${flag.name} is listed`);
+    if (flag.kind !== "boolean") {
+      assert.ok(line.includes(`env: ${envName(flag.name)}`), `${envName(flag.name)} in: ${line}`);
+    }
+  }
+});
+
+Deno.test("startup-lock serve --help exits 0 like --help", async () => {
+  const { code, stdout } = await runProgram(["serve", "--help"]);
+  assert.equal(code, 0);
+  assert.match(stdout, /^Usage: startup-lock /m);
+});
+
+Deno.test("startup-lock --version prints the version and exits 0", async () => {
+  const { code, stdout, stderr } = await runProgram(["--version"]);
+  assert.equal(code, 0, stderr);
+  assert.equal(stderr, "");
+  assert.match(stdout, new RegExp(`^startup-lock ${VERSION.replaceAll(".", "\\.")} `));
+  assert.equal(stdout.trim().split("\n").length, 1);
+});
+
+Deno.test("startup-lock exits 2 with one line on stderr for a usage error", async (t) => {
+  const cases: { args: string[]; says: string }[] = [
+    { args: ["--port", "x"], says: 'Invalid --port "x": expected an integer from 0 to 65535' },
+    { args: ["--port", "-1"], says: 'Invalid --port "-1"' },
+    { args: ["--locks", "0"], says: 'Invalid --locks "0"' },
+    { args: ["--timeout", "2h"], says: "must not exceed --maxDuration" },
+    { args: ["--check", "ftp://x"], says: 'unsupported scheme "ftp"' },
+    { args: ["--bogus"], says: 'Unknown flag "--bogus"' },
+    { args: ["--port"], says: "Flag --port needs a value" },
+    { args: ["--help=yes"], says: "Flag --help takes no value" },
+    { args: ["start"], says: 'Unexpected argument "start"' },
+    { args: ["serve", "--locks", "x"], says: 'Invalid --locks "x"' },
+  ];
+  for (const { args, says } of cases) {
+    await t.step(args.join(" "), async () => {
+      const { code, stdout, stderr } = await runProgram(args);
+      assert.equal(code, 2, stderr);
+      assert.equal(stdout, "");
+      const line = assertOneLine(stderr, "startup-lock: ");
+      assert.ok(line.includes(says), line);
+    });
+  }
+});
+
+Deno.test("startup-lock exits 2 naming the variable for an invalid environment variable", async () => {
+  const { code, stdout, stderr } = await runProgram([], { env: { STARTUP_LOCK_PORT: "abc" } });
+  assert.equal(code, 2, stderr);
+  assert.equal(stdout, "");
+  const line = assertOneLine(stderr, "startup-lock: ");
+  assert.ok(line.includes('Invalid STARTUP_LOCK_PORT "abc"'), line);
+});
+
+Deno.test("startup-lock exits non-zero with one clear line when the port is already in use", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const { port } = listener.addr;
+    const { code, stderr } = await runProgram(["--host", "127.0.0.1", "--port", String(port)]);
+    assert.notEqual(code, 0);
+    const line = assertOneLine(stderr, /Cannot listen on 127\.0\.0\.1:\d+/);
+    assert.ok(line.includes(`127.0.0.1:${port}`), line);
+    assert.ok(line.includes("already in use"), line);
+  } finally {
+    listener.close();
+  }
 });

@@ -3,10 +3,32 @@
  * as a sidecar against the real server.
  */
 import assert from "node:assert/strict";
-import { createProbeHandler } from "../lib/client/hold.ts";
+import { createProbeHandler, holdCommand, parseListen } from "../lib/commands/hold.ts";
 import { startClient } from "./_client.ts";
 import { runProgram, startProgram } from "./_program.ts";
 import { eventually } from "./_wait.ts";
+
+const SERVER = "http://lock:8888";
+
+Deno.test("holdCommand.parse() needs --readyUrl and listens on 0.0.0.0:8889 by default", () => {
+  const noEnv = () => undefined;
+  const parsed = holdCommand.parse(
+    ["--server", SERVER, "--readyUrl", "http://localhost:8080/ready"],
+    noEnv,
+  );
+  assert.ok(parsed.action === "run");
+  assert.deepEqual(parsed.options.listen, { hostname: "0.0.0.0", port: 8889 });
+  assert.throws(() => holdCommand.parse(["--server", SERVER], noEnv), /Missing --readyUrl URL/);
+});
+
+Deno.test("parseListen() reads HOST:PORT, [IPv6]:PORT and :PORT", () => {
+  assert.deepEqual(parseListen("127.0.0.1:0"), { hostname: "127.0.0.1", port: 0 });
+  assert.deepEqual(parseListen("[::1]:9000"), { hostname: "::1", port: 9000 });
+  assert.deepEqual(parseListen(":9000"), { hostname: "0.0.0.0", port: 9000 });
+  for (const bad of ["9000", "host:", "host:70000", "a b:1"]) {
+    assert.throws(() => parseListen(bad), RangeError, bad);
+  }
+});
 
 Deno.test("createProbeHandler() answers /acquired 503 until the lock is held, then 200", async () => {
   let acquired = false;

@@ -3,8 +3,37 @@
  * Deno app, against the real server.
  */
 import assert from "node:assert/strict";
-import { freePort, startClient, TOKEN } from "./_client.ts";
+import { DEFAULT_READY_INTERVAL_MS } from "../lib/commands/_client.ts";
+import { runCommand, type RunOptions } from "../lib/commands/run.ts";
+import { freePort, startClient, startStandIn, TOKEN } from "./_client.ts";
 import { runProgram, startProgram } from "./_program.ts";
+
+const SERVER = "http://lock:8888";
+
+function parse(argv: string[]): RunOptions {
+  const parsed = runCommand.parse(argv, () => undefined);
+  assert.equal(parsed.action, "run");
+  if (parsed.action !== "run") throw new Error("unreachable");
+  return parsed.options;
+}
+
+Deno.test("runCommand.parse() takes the command after --, untouched", () => {
+  const options = parse(
+    ["--server", SERVER, "--readyUrl", "http://localhost:8080/ready", "--", "app", "--port", "1"],
+  );
+  assert.equal(options.command, "app");
+  assert.deepEqual(options.args, ["--port", "1"]);
+  assert.equal(options.readyUrl?.href, "http://localhost:8080/ready");
+  assert.equal(options.readyIntervalMs, DEFAULT_READY_INTERVAL_MS);
+  assert.equal(options.acquire.server.href, "http://lock:8888/");
+  const noEnv = () => undefined;
+  assert.throws(() => runCommand.parse(["--server", SERVER], noEnv), /Missing command: put the/);
+  assert.throws(() => runCommand.parse(["--server", SERVER, "--"], noEnv), /Missing command/);
+  assert.throws(
+    () => runCommand.parse(["--server", SERVER, "app"], noEnv),
+    /Unexpected argument "app": put the command after "--"/,
+  );
+});
 
 /**
  * The app: prints the token it got, serves `/ready` (503, then 200 after
@@ -161,4 +190,46 @@ Deno.test("run exits 124 without starting the command when --wait runs out", asy
   ]);
   assert.equal(code, 124);
   assert.equal(stdout, "", "the command never ran");
+});
+
+Deno.test("run counts the lock's expiry from the duration the server granted, not the one asked", async () => {
+  // A server that grants 1 s whatever is asked, as when it cuts ?duration= to its --maxDuration.
+  await using stub = startStandIn((request) => {
+    if (request.method === "DELETE") return new Response(null, { status: 204 });
+    return Response.json({
+      status: "acquired",
+      token: "AAAAAAAAAAAAAAAAAAAAAA",
+      expiresAt: new Date(Date.now() + 1_000).toISOString(),
+      duration: 1,
+      requestedDuration: 7200,
+    }, { headers: { "Lock-Duration": "1", "Lock-Duration-Requested": "7200" } });
+  });
+  // The app answers /ready 503 for an hour.
+  const port = freePort();
+  await using run = startClient([
+    "run",
+    "--server",
+    stub.url,
+    "--duration",
+    "2h",
+    "--readyUrl",
+    `http://127.0.0.1:${port}/ready`,
+    "--readyInterval",
+    "100ms",
+    "--",
+    ...app(port, 3_600_000, -1),
+  ]);
+  try {
+    await run.waitForLine("stderr", /The server granted 1s, less than --duration 2h/);
+    // Asked for 2 h: only the granted second explains an expiry within the test.
+    await run.waitForLine(
+      "stderr",
+      /The lock expired before http:\/\/127\.0\.0\.1:\d+\/ready answered 2xx/,
+    );
+  } finally {
+    // run forwards it to the app, which would otherwise outlive a failed test.
+    run.kill("SIGTERM");
+    await run.exited();
+  }
+  assert.equal(await run.exited(), 42, "the app's exit code on SIGTERM");
 });

@@ -1,17 +1,30 @@
 /**
- * The server's command line: flags, their environment variables, validation
- * and `--help`. Nothing here touches the network; every value is checked
+ * `startup-lock [serve]`: the lock server, the default command. Its flags,
+ * their environment variables, validation and `--help`; every value is checked
  * before the server starts.
  *
  * @module
  */
-import { type FlagSpec, formatFlags, parseFlags, type RawArgs } from "./args.ts";
-import * as defaults from "./config.ts";
-import type { ServerConfig } from "./config.ts";
-import { formatDuration, parseDuration } from "./duration.ts";
-import { UsageError } from "./errors.ts";
-import { LOG_LEVELS, type LogLevel } from "./log.ts";
-import { parseCheckTarget } from "./probes.ts";
+import {
+  type Command,
+  type Env,
+  type FlagSpec,
+  HELP_FLAG,
+  type Parsed,
+  parseFlags,
+  parseInteger,
+  Reader,
+  renderUsage,
+} from "../args.ts";
+import * as defaults from "../config.ts";
+import type { ServerConfig } from "../config.ts";
+import { formatDuration, parseDuration } from "../duration.ts";
+import { UsageError } from "../errors.ts";
+import { EXIT } from "../exit.ts";
+import { LOG_LEVELS, type LogLevel } from "../log.ts";
+import { parseCheckTarget } from "../probes.ts";
+import { runServer } from "../server.ts";
+import { VERSION } from "../version.ts";
 
 const s = (ms: number) => formatDuration(ms);
 
@@ -102,43 +115,26 @@ export const SERVER_FLAGS: readonly FlagSpec[] = [
     default: defaults.DEFAULT_LOG_LEVEL,
     description: `Least severe log lines to print: ${LOG_LEVELS.join(", ")}`,
   },
-  { name: "help", kind: "boolean", description: "Print this help and exit" },
+  HELP_FLAG,
   { name: "version", kind: "boolean", description: "Print the version and exit" },
 ];
 
-/** What the command line asks for. */
-export type ServerCommand =
-  | { action: "help" }
-  | { action: "version" }
-  | { action: "serve"; config: ServerConfig };
+/** What `serve` is asked to do: print the version, or serve. */
+export type ServeOptions = { action: "version" } | { action: "serve"; config: ServerConfig };
 
-/** The usage text of the server. */
-export function serverUsage(): string {
-  return [
-    "startup-lock: a tiny HTTP lock service that spreads out application start-ups",
-    "",
-    "Usage: startup-lock [serve] [FLAGS]",
-    "",
-    "Durations are whole seconds (60) or a number with a unit: 500ms, 90s, 2m, 1h.",
-    "Flags on the command line win over their environment variables.",
-    "",
-    "Flags:",
-    formatFlags(SERVER_FLAGS),
-  ].join("\n");
+function usage(): string {
+  return renderUsage({
+    title: "startup-lock: a tiny HTTP lock service that spreads out application start-ups",
+    synopsis: "startup-lock [serve] [FLAGS]",
+    about: [],
+    flags: SERVER_FLAGS,
+  });
 }
 
-/**
- * Parses and validates the server's command line and environment.
- *
- * @throws {UsageError} naming the flag or variable, the value and what is allowed
- */
-export function parseServerArgs(
-  argv: readonly string[],
-  env: (name: string) => string | undefined,
-): ServerCommand {
+function parse(argv: readonly string[], env: Env): Parsed<ServeOptions> {
   const raw = parseFlags(argv, SERVER_FLAGS, env);
   if (raw.values.has("help")) return { action: "help" };
-  if (raw.values.has("version")) return { action: "version" };
+  if (raw.values.has("version")) return { action: "run", options: { action: "version" } };
   const read = new Reader(raw);
 
   const config: ServerConfig = {
@@ -161,58 +157,26 @@ export function parseServerArgs(
         `must not exceed --maxDuration (${formatDuration(config.maxDurationMs)})`,
     );
   }
-  return { action: "serve", config };
+  return { action: "run", options: { action: "serve", config } };
 }
 
-/**
- * Reads raw flag values through parsers, turning a parser's `RangeError` into a
- * {@linkcode UsageError} that names the flag (or variable) and the value.
- */
-export class Reader {
-  readonly #raw: RawArgs;
-
-  constructor(raw: RawArgs) {
-    this.#raw = raw;
+async function run(options: ServeOptions): Promise<number> {
+  if (options.action === "version") {
+    console.log(`startup-lock ${VERSION} (deno ${Deno.version.deno})`);
+    return EXIT.OK;
   }
-
-  /** Where a flag's value came from: `--port` or `STARTUP_LOCK_PORT`. */
-  source(name: string): string {
-    return this.#raw.sources.get(name) ?? `--${name}`;
-  }
-
-  /** The raw text of a value flag. */
-  text(name: string): string | undefined {
-    const v = this.#raw.values.get(name);
-    return typeof v === "string" ? v : undefined;
-  }
-
-  /** Whether a flag was given, on the command line or in the environment. */
-  has(name: string): boolean {
-    return this.#raw.values.has(name);
-  }
-
-  /** A value flag parsed with `parse`, or `fallback` when absent. */
-  value<T>(name: string, fallback: T, parse: (text: string) => T): T {
-    const text = this.text(name);
-    return text === undefined ? fallback : this.#parse(name, text, parse);
-  }
-
-  /** A repeatable flag, each value parsed with `parse`. */
-  list<T>(name: string, parse: (text: string) => T): T[] {
-    const v = this.#raw.values.get(name);
-    const items = Array.isArray(v) ? v : typeof v === "string" ? [v] : [];
-    return items.map((text) => this.#parse(name, text, parse));
-  }
-
-  #parse<T>(name: string, text: string, parse: (text: string) => T): T {
-    try {
-      return parse(text);
-    } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
-      throw new UsageError(`Invalid ${this.source(name)} "${text}": ${reason}`);
-    }
-  }
+  return await runServer(options.config);
 }
+
+/** `startup-lock [serve]`: runs the lock server until SIGTERM or SIGINT. */
+export const serveCommand: Command<ServeOptions> = {
+  name: "serve",
+  summary: "Run the lock server (the default; the flags above)",
+  flags: SERVER_FLAGS,
+  usage,
+  parse,
+  run,
+};
 
 function parseHost(text: string): string {
   const host = text.trim();
@@ -220,15 +184,6 @@ function parseHost(text: string): string {
     throw new RangeError("expected a host name or an IP address such as 0.0.0.0 or 127.0.0.1");
   }
   return host.replace(/^\[(.*)\]$/, "$1");
-}
-
-/** An integer from `min` to `max`, written in decimal digits only. */
-export function parseInteger(text: string, min: number, max: number): number {
-  const n = /^\d+$/.test(text.trim()) ? Number(text.trim()) : NaN;
-  if (!Number.isSafeInteger(n) || n < min || n > max) {
-    throw new RangeError(`expected an integer from ${min} to ${max}`);
-  }
-  return n;
 }
 
 function parsePort(text: string): number {

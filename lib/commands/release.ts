@@ -1,0 +1,150 @@
+/**
+ * `startup-lock release`: gives a lock back by its token.
+ *
+ * A lock that is already gone (released before, or expired) counts as success,
+ * so that a systemd `ExecStartPost=` never fails for it.
+ *
+ * @module
+ */
+import {
+  type Command,
+  type Env,
+  type FlagSpec,
+  HELP_FLAG,
+  type Parsed,
+  parseFlags,
+  Reader,
+  renderUsage,
+} from "../args.ts";
+import { describeFetchError, releaseLock } from "../client/http.ts";
+import { GONE_NOTE, RELEASE_TIMEOUT_MS } from "../client/lock.ts";
+import { note } from "../client/output.ts";
+import { describeError, UsageError } from "../errors.ts";
+import { EXIT } from "../exit.ts";
+import { TOKEN_PATTERN } from "../protocol.ts";
+import { parsePath, readServer, SERVER_FLAG, TOKEN_FILE_FLAG } from "./_client.ts";
+
+/** Where `release` finds the token, and how messages name that flag or variable. */
+export type TokenSource =
+  | { token: string }
+  | { tokenFile: string; /** `--tokenFile` or `STARTUP_LOCK_TOKEN_FILE`. */ name: string };
+
+/** What `release` needs. */
+export interface ReleaseOptions {
+  server: URL;
+  from: TokenSource;
+}
+
+/** The flags of `release`. */
+export const RELEASE_FLAGS: readonly FlagSpec[] = [
+  SERVER_FLAG,
+  {
+    name: "token",
+    kind: "value",
+    valueName: "TOKEN",
+    description: "The token printed by acquire (run sets STARTUP_LOCK_TOKEN for its command)",
+  },
+  { ...TOKEN_FILE_FLAG, description: "Read the token from this file (as written by acquire)" },
+  HELP_FLAG,
+];
+
+/** Checks a token as given on the command line or read from a file. */
+export function parseToken(text: string): string {
+  const token = text.trim();
+  if (!TOKEN_PATTERN.test(token)) {
+    throw new RangeError('expected a token as printed by acquire (letters, digits, "-", "_")');
+  }
+  return token;
+}
+
+/**
+ * `--token` or `--tokenFile`. When both are set and exactly one came from the
+ * command line, that one wins, as flags win over variables everywhere.
+ */
+function readTokenSource(read: Reader): TokenSource {
+  const onCommandLine = (name: string) => read.source(name).startsWith("--");
+  let useToken = read.has("token");
+  if (read.has("token") && read.has("tokenFile")) {
+    if (onCommandLine("token") === onCommandLine("tokenFile")) {
+      throw new UsageError(
+        `Both ${read.source("token")} and ${read.source("tokenFile")} are set: give only one`,
+      );
+    }
+    useToken = onCommandLine("token");
+  }
+  if (useToken) return { token: read.value("token", "", parseToken) };
+  if (read.has("tokenFile")) {
+    return { tokenFile: read.value("tokenFile", "", parsePath), name: read.source("tokenFile") };
+  }
+  throw new UsageError(
+    "Missing --token TOKEN or --tokenFile PATH (or STARTUP_LOCK_TOKEN, STARTUP_LOCK_TOKEN_FILE): " +
+      "the lock to release",
+  );
+}
+
+function parse(argv: readonly string[], env: Env): Parsed<ReleaseOptions> {
+  const raw = parseFlags(argv, RELEASE_FLAGS, env);
+  if (raw.values.has("help")) return { action: "help" };
+  const read = new Reader(raw);
+  return { action: "run", options: { server: readServer(read), from: readTokenSource(read) } };
+}
+
+/** The token from the options or the file; a number is the exit code when there is none. */
+async function findToken(from: TokenSource): Promise<string | number> {
+  if ("token" in from) return from.token;
+  const { tokenFile: path, name } = from;
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    note(`Cannot read ${name} "${path}": ${describeError(error)}`);
+    return EXIT.FAILURE;
+  }
+  if (text.trim() === "") {
+    // acquire writes an empty file when the server gave no token (the original server).
+    note(`No token in ${name} "${path}": the server gave none, so the lock only expires`);
+    return EXIT.OK;
+  }
+  try {
+    return parseToken(text);
+  } catch (error) {
+    note(`Invalid token in ${name} "${path}": ${describeError(error)}`);
+    return EXIT.FAILURE;
+  }
+}
+
+async function run(options: ReleaseOptions): Promise<number> {
+  const token = await findToken(options.from);
+  if (typeof token === "number") return token;
+  try {
+    const answer = await releaseLock(
+      options.server,
+      token,
+      AbortSignal.timeout(RELEASE_TIMEOUT_MS),
+    );
+    if (answer === "gone") note(GONE_NOTE);
+    return EXIT.OK;
+  } catch (error) {
+    note(`Cannot release the lock at ${options.server.href}: ${describeFetchError(error)}`);
+    return EXIT.FAILURE;
+  }
+}
+
+/** `startup-lock release`: exits 0 when the lock is released or already gone. */
+export const releaseCommand: Command<ReleaseOptions> = {
+  name: "release",
+  summary: "Give a lock back",
+  flags: RELEASE_FLAGS,
+  usage: () =>
+    renderUsage({
+      synopsis: "startup-lock release --server URL (--token TOKEN | --tokenFile PATH)",
+      about: [
+        "Gives a lock back. Exits 0 when it was released, and also when it had already",
+        "been released or had expired; 1 when the server cannot be reached or is not a",
+        "startup-lock server; 2 usage error.",
+      ],
+      flags: RELEASE_FLAGS,
+    }),
+  parse,
+  run,
+};
