@@ -17,7 +17,7 @@ export type GateDenial =
   /** The first dependency check round has not finished. */
   | { reason: "starting"; retryAfterMs: number }
   /** A dependency failed its last check. */
-  | { reason: "dependencies"; failing: FailingDependency[]; retryAfterMs: number };
+  | { reason: "dependencies"; failing: readonly FailingDependency[]; retryAfterMs: number };
 
 /** Why a request was not granted, and when to try again. */
 export type Denial =

@@ -229,9 +229,12 @@ export class LockService {
    */
   handBack(lease: Lease): void {
     this.events.emit({ type: "handed_back", id: lease.id, token: tokenPrefix(lease.token) });
+    // On the monotonic clock: a wall-clock jump must not end the retries early.
+    const expiresAt = this.#clock.now() + lease.remainingMs;
     const attempt = (pauseMs: number) => {
       const retry = () => {
-        if (this.#clock.wallNow() >= lease.expiresAt) return;
+        // A release that fails after close() must not start a timer nobody will stop.
+        if (this.#closed || this.#clock.now() >= expiresAt) return;
         const timer = this.#clock.setTimeout(() => {
           this.#handBacks.delete(timer);
           attempt(Math.min(pauseMs * 2, MAX_HAND_BACK_RETRY_MS));

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { DependencyChecker } from "../lib/checker.ts";
+import { EventBus, type LockEvent } from "../lib/core/events.ts";
+import { DependencyChecker } from "../lib/gates/dependencies.ts";
 import { parseCheckTarget } from "../lib/probes.ts";
 import { ManualClock } from "./_clock.ts";
 
@@ -57,7 +58,7 @@ function checker(urls: string[], clock: ManualClock, timeoutMs = 2_000) {
 Deno.test("DependencyChecker is open at once when no dependency is configured", () => {
   const c = checker([], new ManualClock());
   c.start();
-  assert.deepEqual(c.gate, { open: true });
+  assert.deepEqual(c.state(), { open: true });
   c.stop();
 });
 
@@ -65,12 +66,13 @@ Deno.test("DependencyChecker stays closed until the first round finishes", async
   await using endpoint = httpEndpoint(200);
   const clock = new ManualClock();
   const c = checker([endpoint.url], clock);
-  assert.equal(c.gate.open, false);
+  assert.equal(c.state().open, false);
   c.start();
-  assert.equal(c.gate.open, false);
-  assert.equal(c.gate.open === false && c.gate.reason, "starting");
+  assert.equal(c.state().open, false);
+  const state = c.state();
+  assert.equal(!state.open && state.denial.reason, "starting");
   await c.settled();
-  assert.deepEqual(c.gate, { open: true });
+  assert.deepEqual(c.state(), { open: true });
   const [dep] = c.dependencies;
   assert.equal(dep?.up, true);
   assert.equal(dep?.lastError, undefined);
@@ -83,10 +85,10 @@ Deno.test("DependencyChecker treats a non-2xx answer as down and reports it", as
   const c = checker([endpoint.url], new ManualClock());
   c.start();
   await c.settled();
-  const gate = c.gate;
-  assert.ok(!gate.open && gate.reason === "dependencies");
-  assert.equal(gate.failing[0]?.url, endpoint.url);
-  assert.match(gate.failing[0]?.lastError ?? "", /HTTP 503/);
+  const gate = c.state();
+  assert.ok(!gate.open && gate.denial.reason === "dependencies");
+  assert.equal(gate.denial.failing[0]?.url, endpoint.url);
+  assert.match(gate.denial.failing[0]?.error ?? "", /HTTP 503/);
   c.stop();
 });
 
@@ -96,7 +98,7 @@ Deno.test("DependencyChecker probes tcp endpoints by connecting", async (t) => {
     const c = checker([`tcp://127.0.0.1:${endpoint.port}`], new ManualClock());
     c.start();
     await c.settled();
-    assert.deepEqual(c.gate, { open: true });
+    assert.deepEqual(c.state(), { open: true });
     c.stop();
   });
   await t.step("a closed port is down with the connection error", async () => {
@@ -128,7 +130,7 @@ Deno.test("DependencyChecker runs every check of a round and needs all to pass",
   c.start();
   await c.settled();
   assert.deepEqual(c.dependencies.map((d) => d.up), [true, false]);
-  assert.equal(c.gate.open, false);
+  assert.equal(c.state().open, false);
   c.stop();
 });
 
@@ -150,7 +152,7 @@ Deno.test("DependencyChecker schedules the next round by the last round's result
   clock.advance(1);
   await c.settled();
   assert.equal(c.rounds, 2);
-  assert.equal(c.gate.open, false, "a dependency going down closes the gate");
+  assert.equal(c.state().open, false, "a dependency going down closes the gate");
   assert.equal(changes, 2);
 
   endpoint.setStatus(200);
@@ -160,7 +162,7 @@ Deno.test("DependencyChecker schedules the next round by the last round's result
   clock.advance(1);
   await c.settled();
   assert.equal(c.rounds, 3);
-  assert.deepEqual(c.gate, { open: true }, "coming back up opens it again");
+  assert.deepEqual(c.state(), { open: true }, "coming back up opens it again");
   assert.equal(changes, 3);
   c.stop();
 });
@@ -183,4 +185,32 @@ Deno.test("DependencyChecker.stop() aborts a probe in flight", async () => {
   c.stop();
   await c.settled();
   assert.equal(c.rounds, 0);
+});
+
+Deno.test("DependencyChecker reports every probe as a dependency event, with the state before it", async () => {
+  await using endpoint = httpEndpoint(503);
+  const clock = new ManualClock();
+  const events = new EventBus();
+  const seen: LockEvent[] = [];
+  events.on((e) => seen.push(e));
+  const c = new DependencyChecker({
+    targets: [parseCheckTarget(endpoint.url)],
+    passIntervalMs: 60_000,
+    failIntervalMs: 10_000,
+    timeoutMs: 2_000,
+    clock,
+    events,
+  });
+  c.start();
+  await c.settled();
+  endpoint.setStatus(200);
+  clock.advance(10_000);
+  await c.settled();
+  c.stop();
+  const probes = seen.map((e) => e.type === "dependency" && [e.endpoint, e.up, e.was, e.error]);
+  assert.deepEqual(probes, [
+    [endpoint.url, false, undefined, "HTTP 503 Service Unavailable"],
+    [endpoint.url, true, false, undefined],
+  ]);
+  assert.ok(seen.every((e) => e.type === "dependency" && e.durationMs >= 0));
 });
