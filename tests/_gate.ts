@@ -32,6 +32,11 @@ export class ManualGate implements Gate {
     this.announce();
   }
 
+  /** Opens the gate without telling the listeners yet, as a round that has not announced itself. */
+  openQuietly(): void {
+    this.#state = OPEN;
+  }
+
   /** Closes the gate with `denial` and tells the listeners. */
   close(denial: GateDenial): void {
     this.#state = { open: false, denial };

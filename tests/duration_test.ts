@@ -49,7 +49,7 @@ Deno.test("parseDuration() accepts exactly MAX_TIMER_MS and refuses one more", (
   });
   assert.equal(parseDuration("596h"), 596 * 3_600_000);
   assert.throws(() => parseDuration("597h"), DurationTooLongError);
-  assert.ok(new DurationTooLongError("x") instanceof RangeError);
+  assert.ok(new DurationTooLongError("x", 1) instanceof RangeError);
   assert.throws(() => parseDuration("99999999999999999999"), RangeError);
 });
 

@@ -234,3 +234,21 @@ Deno.test("LockService.close() answers every waiter and refuses new requests", a
   const late = await s.service.acquire({ durationMs: 1_000 });
   assert.ok(!late.granted && late.denial.reason === "shutting_down");
 });
+
+Deno.test("LockService refuses a request that does not wait while a client waits, even when a slot is free at that instant", async () => {
+  // The gate has opened but not yet said so (a check round finishing): the slot is free
+  // and a client waits for it.
+  const gate = new ManualGate();
+  using s = setup({ gate });
+  const waiter = s.service.acquire({ durationMs: 1_000, id: "first", waitMs: 30_000 });
+  gate.openQuietly();
+  const impatient = await s.service.acquire({ durationMs: 1_000, id: "impatient" });
+  assert.deepEqual(impatient, {
+    granted: false,
+    denial: { reason: "queued", waiting: 1, retryAfterMs: 1_000 },
+  });
+  assert.equal(s.store.held, 0, "the slot is free");
+  gate.announce();
+  const granted = await waiter;
+  assert.ok(granted.granted && granted.lease.id === "first");
+});
