@@ -8,6 +8,15 @@
 /** The response header that carries a granted lock's token. */
 export const TOKEN_HEADER = "Lock-Token";
 
+/** The response header that says how long a granted or renewed lock is held from now, in seconds. */
+export const DURATION_HEADER = "Lock-Duration";
+
+/**
+ * On a grant or renewal cut to the server's longest duration: the duration
+ * the request asked for, in seconds.
+ */
+export const REQUESTED_DURATION_HEADER = "Lock-Duration-Requested";
+
 /** Tokens are base64url; the server makes 22-character ones (128 bits). */
 export const TOKEN_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { TOKEN_HEADER } from "../protocol.ts";
+import { DURATION_HEADER, REQUESTED_DURATION_HEADER, TOKEN_HEADER } from "../protocol.ts";
 
 /** Longest message taken from a response body, so a stray HTML page cannot flood the log. */
 const MAX_MESSAGE_LENGTH = 200;
@@ -47,11 +47,6 @@ export type LockAnswer =
     status: number;
     message: string;
   };
-
-/** The granted duration in seconds, on every grant of a server that may cut `?duration=`. */
-const DURATION_HEADER = "Lock-Duration";
-/** The duration asked for in seconds, only when the server granted less. */
-const REQUESTED_DURATION_HEADER = "Lock-Duration-Requested";
 
 /** Statuses that mean "not now" rather than "never". */
 const RETRY_STATUSES = new Set([408, 423, 425, 429]);

@@ -10,12 +10,7 @@ import type { StatusData } from "../core/service.ts";
 import type { Lease } from "../core/store.ts";
 import { formatDuration, retryAfterSeconds } from "../duration.ts";
 import type { DependencyState } from "../gates/dependencies.ts";
-import { TOKEN_HEADER } from "../protocol.ts";
-
-/** The header that says how long a granted or renewed lock is held from now, in seconds. */
-export const DURATION_HEADER = "Lock-Duration";
-/** Present when the request asked for longer than the server grants: what it asked for, in seconds. */
-export const REQUESTED_DURATION_HEADER = "Lock-Duration-Requested";
+import { DURATION_HEADER, REQUESTED_DURATION_HEADER, TOKEN_HEADER } from "../protocol.ts";
 
 /** A plain-text response. */
 export function text(status: number, body: string, headers: Record<string, string> = {}): Response {
