@@ -2,23 +2,101 @@ import assert from "node:assert/strict";
 import { envNames } from "../lib/args.ts";
 import { SERVER_FLAGS } from "../lib/cli.ts";
 import { ACQUIRE_FLAGS, HOLD_FLAGS, RELEASE_FLAGS, RUN_FLAGS } from "../lib/client/flags.ts";
-import { ENV_VARIABLES, OTHER_ENV_VARIABLES, PERMISSION_FLAGS } from "../lib/permissions.ts";
+import {
+  ENV_VARIABLES,
+  OTHER_ENV_VARIABLES,
+  PERMISSION_FLAGS,
+  PERMISSION_SET,
+  PROGRAM_PERMISSIONS,
+} from "../lib/permissions.ts";
 import { VERSION } from "../lib/version.ts";
 import { compileArgs } from "../scripts/compile.ts";
+import { programCommand } from "./_program.ts";
 
-const config = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
+const CONFIG = new URL("../deno.json", import.meta.url);
+const config = JSON.parse(await Deno.readTextFile(CONFIG));
 
-Deno.test("the start task runs with exactly the program's permissions", () => {
-  const start: string = config.tasks.start;
-  const flags = start.split(/\s+/).filter((w) => w.startsWith("--allow") || w === "-A");
-  assert.deepEqual(flags, [...PERMISSION_FLAGS]);
-  assert.ok(!start.includes(" -A") && !start.includes("--allow-all"));
+/** Permission flags and `-A` among `words`. */
+function permissionWords(words: readonly string[]): string[] {
+  return words.filter((w) => /^(-A|-P|--allow|--permission-set|--deny)/.test(w));
+}
+
+Deno.test("deno.json's permission set holds exactly what the program needs", () => {
+  assert.deepEqual(
+    config.permissions?.[PERMISSION_SET],
+    PROGRAM_PERMISSIONS,
+    `deno.json's "permissions" must read:\n${
+      JSON.stringify({ [PERMISSION_SET]: PROGRAM_PERMISSIONS }, null, 2)
+    }`,
+  );
+  assert.deepEqual(Object.keys(config.permissions), [PERMISSION_SET], "no other set");
 });
 
-Deno.test("the compile task bakes in exactly the program's permissions", () => {
-  const args = compileArgs("out");
-  const flags = args.filter((a) => a.startsWith("--allow") || a === "-A");
-  assert.deepEqual(flags, [...PERMISSION_FLAGS]);
+Deno.test("the start task, the compile task and the tests' program use that permission set", async (t) => {
+  await t.step("the start task", () => {
+    const start: string = config.tasks.start;
+    assert.deepEqual(permissionWords(start.split(/\s+/)), [...PERMISSION_FLAGS]);
+  });
+  await t.step("deno compile, with deno.json as its config", () => {
+    const args = compileArgs("out");
+    assert.deepEqual(permissionWords(args), [...PERMISSION_FLAGS]);
+    assert.equal(args[args.indexOf("--config") + 1], CONFIG.pathname);
+  });
+  await t.step("the black-box tests' deno run, with deno.json as its config", () => {
+    const { args } = programCommand();
+    if (args.length === 0) return; // the compiled executable: compileArgs above built it
+    assert.deepEqual(permissionWords(args), [...PERMISSION_FLAGS]);
+    assert.equal(args[args.indexOf("--config") + 1], CONFIG.pathname);
+  });
+});
+
+Deno.test("deno run with the permission set grants exactly those permissions", async () => {
+  // A script that reports what it was granted, run as the program is run.
+  const dir = await Deno.makeTempDir({ prefix: "startup-lock-permissions-" });
+  try {
+    const script = `${dir}/granted.ts`;
+    await Deno.writeTextFile(
+      script,
+      `const descriptors = JSON.parse(Deno.args[0]);
+console.log(JSON.stringify(descriptors.map((d) => Deno.permissions.querySync(d).state)));`,
+    );
+    const descriptors: Deno.PermissionDescriptor[] = [
+      { name: "net" },
+      { name: "run" },
+      { name: "read" },
+      { name: "write" },
+      { name: "sys", kind: "hostname" },
+      ...PROGRAM_PERMISSIONS.env.map((variable) => ({ name: "env" as const, variable })),
+      // Not granted:
+      { name: "env", variable: "PATH" },
+      { name: "env" },
+      { name: "sys", kind: "osRelease" },
+      { name: "ffi" },
+    ];
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--quiet",
+        "--no-prompt",
+        "--config",
+        CONFIG.pathname,
+        ...PERMISSION_FLAGS,
+        script,
+        JSON.stringify(descriptors),
+      ],
+      env: { NO_COLOR: "1" },
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, stderr);
+    assert.equal(stderr, "", "--quiet hides the warning that permission sets are experimental");
+    const granted = PROGRAM_PERMISSIONS.env.length + 5;
+    assert.deepEqual(JSON.parse(new TextDecoder().decode(out.stdout)), [
+      ...Array(granted).fill("granted"),
+      ...Array(descriptors.length - granted).fill("prompt"),
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("the program may read exactly its own environment variables", () => {
@@ -30,9 +108,7 @@ Deno.test("the program may read exactly its own environment variables", () => {
 });
 
 Deno.test("the program may read the variable of every flag of every command, and HOSTNAME", () => {
-  const allowEnv = PERMISSION_FLAGS.find((f) => f.startsWith("--allow-env="));
-  assert.ok(allowEnv, "--allow-env is scoped to a list");
-  const allowed = new Set(allowEnv.slice("--allow-env=".length).split(","));
+  const allowed = new Set(PROGRAM_PERMISSIONS.env);
   for (const specs of [SERVER_FLAGS, ACQUIRE_FLAGS, RELEASE_FLAGS, RUN_FLAGS, HOLD_FLAGS]) {
     for (const name of envNames(specs)) assert.ok(allowed.has(name), name);
   }
@@ -42,9 +118,9 @@ Deno.test("the program may read the variable of every flag of every command, and
   assert.deepEqual([...allowed], [...ENV_VARIABLES, ...OTHER_ENV_VARIABLES]);
 });
 
-Deno.test("the program may run commands and read and write files, for run and token files", () => {
-  for (const flag of ["--allow-net", "--allow-run", "--allow-read", "--allow-write"]) {
-    assert.ok(PERMISSION_FLAGS.includes(flag), flag);
+Deno.test("no task runs with -A", () => {
+  for (const [name, task] of Object.entries<string>(config.tasks)) {
+    assert.ok(!/(^|\s)(-A|--allow-all)(\s|$)/.test(task), name);
   }
 });
 
