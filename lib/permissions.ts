@@ -61,3 +61,13 @@ export const PROGRAM_PERMISSIONS: PermissionSet = {
  * working directory may be elsewhere.
  */
 export const PERMISSION_FLAGS: readonly string[] = [`--permission-set=${PERMISSION_SET}`];
+
+/**
+ * `--allow-*` flags that grant what `set` grants, for a `deno run` whose
+ * `deno.json` has no such set (the benchmark's run of another checkout).
+ */
+export function allowFlags(set: PermissionSet): string[] {
+  return Object.entries(set).map(([kind, value]) =>
+    value === true ? `--allow-${kind}` : `--allow-${kind}=${value.join(",")}`
+  );
+}

@@ -3,6 +3,7 @@ import { envNames } from "../lib/args.ts";
 import { SERVER_FLAGS } from "../lib/cli.ts";
 import { ACQUIRE_FLAGS, HOLD_FLAGS, RELEASE_FLAGS, RUN_FLAGS } from "../lib/client/flags.ts";
 import {
+  allowFlags,
   ENV_VARIABLES,
   OTHER_ENV_VARIABLES,
   PERMISSION_FLAGS,
@@ -50,8 +51,11 @@ Deno.test("the start task, the compile task and the tests' program use that perm
   });
 });
 
-Deno.test("deno run with the permission set grants exactly those permissions", async () => {
-  // A script that reports what it was granted, run as the program is run.
+/** What `deno run` with `flags` (and deno.json as its config) reports for `descriptors`. */
+async function grantedStates(
+  flags: readonly string[],
+  descriptors: readonly Deno.PermissionDescriptor[],
+): Promise<{ states: string[]; stderr: string }> {
   const dir = await Deno.makeTempDir({ prefix: "startup-lock-permissions-" });
   try {
     const script = `${dir}/granted.ts`;
@@ -60,19 +64,6 @@ Deno.test("deno run with the permission set grants exactly those permissions", a
       `const descriptors = JSON.parse(Deno.args[0]);
 console.log(JSON.stringify(descriptors.map((d) => Deno.permissions.querySync(d).state)));`,
     );
-    const descriptors: Deno.PermissionDescriptor[] = [
-      { name: "net" },
-      { name: "run" },
-      { name: "read" },
-      { name: "write" },
-      { name: "sys", kind: "hostname" },
-      ...PROGRAM_PERMISSIONS.env.map((variable) => ({ name: "env" as const, variable })),
-      // Not granted:
-      { name: "env", variable: "PATH" },
-      { name: "env" },
-      { name: "sys", kind: "osRelease" },
-      { name: "ffi" },
-    ];
     const out = await new Deno.Command(Deno.execPath(), {
       args: [
         "run",
@@ -80,7 +71,7 @@ console.log(JSON.stringify(descriptors.map((d) => Deno.permissions.querySync(d).
         "--no-prompt",
         "--config",
         CONFIG.pathname,
-        ...PERMISSION_FLAGS,
+        ...flags,
         script,
         JSON.stringify(descriptors),
       ],
@@ -88,15 +79,38 @@ console.log(JSON.stringify(descriptors.map((d) => Deno.permissions.querySync(d).
     }).output();
     const stderr = new TextDecoder().decode(out.stderr);
     assert.equal(out.code, 0, stderr);
-    assert.equal(stderr, "", "--quiet hides the warning that permission sets are experimental");
-    const granted = PROGRAM_PERMISSIONS.env.length + 5;
-    assert.deepEqual(JSON.parse(new TextDecoder().decode(out.stdout)), [
-      ...Array(granted).fill("granted"),
-      ...Array(descriptors.length - granted).fill("prompt"),
-    ]);
+    return { states: JSON.parse(new TextDecoder().decode(out.stdout)), stderr };
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+}
+
+Deno.test("deno run with the permission set grants exactly those permissions", async (t) => {
+  const granted: Deno.PermissionDescriptor[] = [
+    { name: "net" },
+    { name: "run" },
+    { name: "read" },
+    { name: "write" },
+    { name: "sys", kind: "hostname" },
+    ...PROGRAM_PERMISSIONS.env.map((variable) => ({ name: "env" as const, variable })),
+  ];
+  const notGranted: Deno.PermissionDescriptor[] = [
+    { name: "env", variable: "PATH" },
+    { name: "env" },
+    { name: "sys", kind: "osRelease" },
+    { name: "ffi" },
+  ];
+  const expected = [...granted.map(() => "granted"), ...notGranted.map(() => "prompt")];
+  await t.step("the set from deno.json", async () => {
+    const { states, stderr } = await grantedStates(PERMISSION_FLAGS, [...granted, ...notGranted]);
+    assert.deepEqual(states, expected);
+    assert.equal(stderr, "", "--quiet hides the warning that permission sets are experimental");
+  });
+  await t.step("the same as --allow flags, for a checkout without the set", async () => {
+    const flags = allowFlags(PROGRAM_PERMISSIONS);
+    const { states } = await grantedStates(flags, [...granted, ...notGranted]);
+    assert.deepEqual(states, expected);
+  });
 });
 
 Deno.test("the program may read exactly its own environment variables", () => {
