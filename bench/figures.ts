@@ -14,6 +14,8 @@ export interface Target {
 
 /** One measured figure. */
 export interface Figure {
+  /** The program measured, when several are (`startup-lock`, `baseline`). */
+  program?: string;
   /** The benchmark, such as `Handoff latency`. */
   benchmark: string;
   /** What was measured, such as `p99, release → waiter's 200`. */
@@ -32,6 +34,11 @@ export function percentile(values: readonly number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   const rank = Math.min(sorted.length, Math.max(1, Math.ceil((p / 100) * sorted.length)));
   return sorted[rank - 1] ?? NaN;
+}
+
+/** ` (label)` for a heading, or nothing. */
+export function labelText(label: string | undefined): string {
+  return label ? ` (${label})` : "";
 }
 
 /** Milliseconds with two decimals below 10, one above. */
@@ -54,9 +61,9 @@ export function targetLines(figures: readonly Figure[]): string[] {
   return figures.flatMap((f) =>
     f.target
       ? [
-        `${f.benchmark}, ${f.measure}: ${f.value} (target ${f.target.text}): ${
-          f.target.met ? "met" : "NOT met"
-        }`,
+        `${f.benchmark}${
+          labelText(f.program)
+        }, ${f.measure}: ${f.value} (target ${f.target.text}): ${f.target.met ? "met" : "NOT met"}`,
       ]
       : []
   );

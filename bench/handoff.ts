@@ -11,16 +11,21 @@
  *
  * @module
  */
-import { atMost, type Figure, formatMs, percentile } from "./figures.ts";
+import { atMost, type Figure, formatMs, labelText, percentile } from "./figures.ts";
 import { acquire, checkStatus, grantedToken, untilStatus } from "./lock_api.ts";
 import type { ChildProcess } from "./process.ts";
 import { launchLockServer } from "./process.ts";
+import type { Program } from "./program.ts";
 
 /** The p99 handoff latency to reach, in milliseconds. */
 export const HANDOFF_TARGET_P99_MS = 5;
 
 /** Options of {@linkcode runHandoff}. */
 export interface HandoffOptions {
+  /** The startup-lock to measure. */
+  program: Program;
+  /** Named in the heading when set: which of several programs this is. */
+  label?: string;
   /** Measured handoffs (and `GET /healthz` round trips). */
   handoffs: number;
   /** Handoffs (and round trips) before measuring, to warm up both processes. */
@@ -36,8 +41,11 @@ const SERVER_FLAGS = ["--locks", "1", "--timeout", "1m", "--maxWait", "1m", "--l
 /** Runs the benchmark, printing as it goes; returns its figures. */
 export async function runHandoff(options: HandoffOptions): Promise<Figure[]> {
   const { handoffs, warmup } = options;
-  console.log(`\nHandoff latency: --locks 1, ${handoffs} handoffs after ${warmup} of warm-up`);
-  const server = await launchLockServer(SERVER_FLAGS);
+  console.log(
+    `\nHandoff latency${labelText(options.label)}: --locks 1, ${handoffs} handoffs after ` +
+      `${warmup} of warm-up`,
+  );
+  const server = await launchLockServer(options.program, SERVER_FLAGS);
   options.track(server);
   const clients = [Deno.createHttpClient({}), Deno.createHttpClient({})] as const;
   const probe = Deno.createHttpClient({});

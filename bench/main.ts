@@ -17,6 +17,14 @@
  *
  * All run by default; name some to run only those:
  * `deno task bench -- handoff,rollout` or `BENCH_ONLY=memory deno task bench`.
+ *
+ * `--baseline DIR` (or `BENCH_BASELINE=DIR`) also measures the program of
+ * another checkout in the same run, such as the main branch before a
+ * redesign: every part runs for both, the throughput rounds alternate between
+ * all the servers, and a closing comparison sets the figures side by side.
+ * Both programs then run the same way, `deno run` of their own `main.ts` and
+ * `deno.json` with the same permission flags (`program.ts`).
+ *
  * Environment overrides: `BENCH_HANDOFFS` (1000), `BENCH_WAITERS` (10000),
  * and for `http` `BENCH_SECONDS` (5), `BENCH_ROUNDS` (3),
  * `BENCH_WARMUP_SECONDS` (1), `BENCH_THREADS` (2) and `BENCH_CONNECTIONS`
@@ -24,11 +32,12 @@
  *
  * @module
  */
-import { programCommand, USING_COMPILED } from "../tests/_program.ts";
+import { comparisonLines, figuresComparisonMarkdown } from "./compare.ts";
 import { type Figure, figuresMarkdown, targetLines as figureTargetLines } from "./figures.ts";
 import { runHandoff } from "./handoff.ts";
 import { runMemory } from "./memory.ts";
 import type { ChildProcess } from "./process.ts";
+import { defaultProgram, type Program, programsToCompare } from "./program.ts";
 import { runRollout } from "./rollout.ts";
 import {
   BARE_NAME,
@@ -89,6 +98,63 @@ export function readConfig(get: (name: string) => string | undefined): BenchConf
   };
 }
 
+/** What the command line and the environment ask for. */
+export interface BenchOptions {
+  parts: Part[];
+  /** The directory of the other checkout to measure too, if any. */
+  baseline: string | undefined;
+}
+
+/**
+ * Reads `--baseline DIR` (else `BENCH_BASELINE`) and the names of the parts
+ * to run (see {@linkcode selectParts}) from `args`.
+ *
+ * @throws {RangeError} for an unknown option, a missing value or an unknown part
+ */
+export function parseBenchArgs(
+  args: readonly string[],
+  get: (name: string) => string | undefined,
+): BenchOptions {
+  const names: string[] = [];
+  let baseline = get("BENCH_BASELINE") || undefined;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] ?? "";
+    if (arg === "--baseline" || arg.startsWith("--baseline=")) {
+      const value = arg === "--baseline" ? args[++i] : arg.slice("--baseline=".length);
+      if (!value) {
+        throw new RangeError(
+          "Missing value of --baseline: expected the directory of another startup-lock checkout",
+        );
+      }
+      baseline = value;
+    } else if (arg.startsWith("-") && arg !== "--") {
+      throw new RangeError(
+        `Unknown option "${arg}": expected --baseline DIR and names of benchmarks ` +
+          `(${PARTS.join(", ")})`,
+      );
+    } else {
+      names.push(arg);
+    }
+  }
+  return { parts: selectParts(names, get("BENCH_ONLY")), baseline };
+}
+
+/**
+ * The programs to measure: this checkout's as users run it, or, with a
+ * baseline, this checkout's and the baseline's, started the same way.
+ *
+ * @throws {RangeError} when `baseline` is not a startup-lock checkout
+ */
+export function selectPrograms(baseline: string | undefined): Program[] {
+  if (baseline === undefined) return [defaultProgram()];
+  try {
+    return programsToCompare(baseline);
+  } catch (error) {
+    if (!(error instanceof RangeError)) throw error;
+    throw new RangeError(`Invalid --baseline "${baseline}": ${error.message}`);
+  }
+}
+
 /**
  * The parts named in `args` (`deno task bench -- handoff,memory`), else in
  * `only` (`BENCH_ONLY`), else all; throws `RangeError` on an unknown name.
@@ -114,24 +180,46 @@ function integer(name: string, raw: string, min: number): number {
   return value;
 }
 
-async function machineLines(wrk: string | undefined, config: BenchConfig): Promise<string[]> {
+async function machineLines(
+  wrk: string | undefined,
+  config: BenchConfig,
+  programs: readonly Program[],
+): Promise<string[]> {
   // Deno asks for --allow-all to read /proc, so a shell reads it.
   const cpu = await shell("sed -n 's/^model name[[:space:]]*: *//p' /proc/cpuinfo | head -n 1");
-  const { command, args } = programCommand();
-  const program = USING_COMPILED ? command : `deno ${args.join(" ")}`;
+  const programLines = programs.length === 1
+    ? [`Program: ${programs[0]?.description}`]
+    : await Promise.all(programs.map(async (p) => {
+      const commit = await lastCommit(p.dir);
+      return `Program: ${p.name} (${commit ?? p.dir}): ${p.description}`;
+    }));
   const rounds = `${config.rounds} alternating round${config.rounds === 1 ? "" : "s"}`;
   return [
     `CPU:     ${cpu || "unknown"} (${navigator.hardwareConcurrency} cores)`,
     `System:  ${Deno.build.os} ${Deno.build.arch}, kernel ${await shell("uname -r")}, ` +
     `open files up to ${await shell("ulimit -Hn")}`,
     `Deno:    ${Deno.version.deno} (V8 ${Deno.version.v8})`,
-    `Program: ${program}`,
+    ...programLines,
     ...(wrk === undefined ? [] : [
       `wrk:     ${wrk}, -t${config.threads}`,
       `Runs:    ${rounds} of ${config.seconds} s per server and concurrency ` +
       `(after ${config.warmupSeconds} s of warm-up); medians shown`,
     ]),
   ];
+}
+
+/** `abc1234 subject` of the last commit in `dir`, if it is a git checkout. */
+async function lastCommit(dir: string): Promise<string | undefined> {
+  try {
+    const out = await new Deno.Command("git", {
+      args: ["-C", dir, "log", "-1", "--format=%h %s"],
+      stdin: "null",
+      stderr: "null",
+    }).output();
+    return out.success ? new TextDecoder().decode(out.stdout).trim() : undefined;
+  } catch {
+    return undefined; // no git
+  }
 }
 
 /** The trimmed stdout of a shell command; empty when it fails. */
@@ -145,18 +233,26 @@ interface Stoppable {
   stop(): Promise<void>;
 }
 
-async function startTargets(started: Stoppable[]): Promise<Target[]> {
+async function startTargets(
+  programs: readonly Program[],
+  started: Stoppable[],
+): Promise<Target[]> {
   const start = async (name: string, launch: () => Promise<BenchServer>): Promise<Target> => {
     const server = await launch();
     started.push(server);
     return { name, server };
   };
-  return [
+  const targets = [
     await start(BARE_NAME, () => startBareServer()),
     await start("bare Deno.serve reading the request (423)", () => startBareServer(true)),
-    await start("startup-lock deny (423)", () => startLockServer("deny")),
-    await start("startup-lock acquire (200)", () => startLockServer("acquire")),
   ];
+  for (const program of programs) {
+    targets.push(
+      await start(`${program.name} deny (423)`, () => startLockServer(program, "deny")),
+      await start(`${program.name} acquire (200)`, () => startLockServer(program, "acquire")),
+    );
+  }
+  return targets;
 }
 
 /** Measures every target at one concurrency; returns each target's rounds. */
@@ -201,8 +297,12 @@ function summarizeAll(
   return targets.map((t, i) => summarize(t.name, connections, runs[i] ?? [], bare));
 }
 
-async function bench(config: BenchConfig, started: Stoppable[]): Promise<Summary[]> {
-  const targets = await startTargets(started);
+async function bench(
+  config: BenchConfig,
+  programs: readonly Program[],
+  started: Stoppable[],
+): Promise<Summary[]> {
+  const targets = await startTargets(programs, started);
   const rows: Summary[] = [];
   for (const connections of config.connections) {
     console.log(`\n${connections} connections:`);
@@ -221,11 +321,15 @@ function printResults(rows: readonly Summary[]): void {
 }
 
 /** Prints the figures of the handoff, rollout and memory parts together. */
-function printFigures(figures: readonly Figure[]): void {
+function printFigures(figures: readonly Figure[], programs: readonly Program[]): void {
   console.log("\nTargets (handoff, rollout, memory):");
   for (const line of figureTargetLines(figures)) console.log(`  ${line}`);
   console.log("\nFor the README:\n");
-  console.log(figuresMarkdown(figures));
+  console.log(
+    programs.length === 1
+      ? figuresMarkdown(figures)
+      : figuresComparisonMarkdown(figures, programs.map((p) => p.name)),
+  );
 }
 
 async function stopAll(servers: readonly Stoppable[]): Promise<void> {
@@ -236,9 +340,13 @@ async function stopAll(servers: readonly Stoppable[]): Promise<void> {
 export async function main(args: readonly string[] = Deno.args): Promise<number> {
   let config: BenchConfig;
   let parts: Part[];
+  let programs: Program[];
   try {
-    config = readConfig((name) => Deno.env.get(name));
-    parts = selectParts(args, Deno.env.get("BENCH_ONLY"));
+    const get = (name: string) => Deno.env.get(name);
+    config = readConfig(get);
+    const options = parseBenchArgs(args, get);
+    parts = options.parts;
+    programs = selectPrograms(options.baseline);
   } catch (error) {
     if (!(error instanceof RangeError)) throw error;
     console.error(error.message);
@@ -248,29 +356,50 @@ export async function main(args: readonly string[] = Deno.args): Promise<number>
   // Without wrk the other parts still run; the exit code tells that one was skipped.
   const wrkMissing = parts.includes("http") && wrk === undefined;
   if (wrkMissing) console.error(WRK_MISSING);
-  for (const line of await machineLines(wrk, config)) console.log(line);
+  for (const line of await machineLines(wrk, config, programs)) console.log(line);
   const started: Stoppable[] = [];
   const track = (child: ChildProcess) => started.push(child);
   const figures: Figure[] = [];
   const onSignal = () => stopAll(started).finally(() => Deno.exit(130));
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
+  let rows: Summary[] = [];
   try {
     for (const part of parts) {
-      if (part === "handoff") {
-        figures.push(
-          ...await runHandoff({ handoffs: config.handoffs, warmup: HANDOFF_WARMUP, track }),
-        );
-      } else if (part === "rollout") {
-        figures.push(...await runRollout({ track }));
-      } else if (part === "memory") {
-        figures.push(...await runMemory({ waiters: config.waiters, track }));
-      } else if (wrk !== undefined) {
+      if (part === "http") {
+        if (wrk === undefined) continue;
         console.log("\nHTTP throughput (wrk):");
-        printResults(await bench(config, started));
+        rows = await bench(config, programs, started);
+        printResults(rows);
+        continue;
+      }
+      for (const [i, program] of programs.entries()) {
+        const common = {
+          program,
+          track,
+          ...(programs.length > 1 ? { label: program.name } : {}),
+        };
+        const measured = part === "handoff"
+          ? await runHandoff({ ...common, handoffs: config.handoffs, warmup: HANDOFF_WARMUP })
+          : part === "rollout"
+          ? await runRollout(common)
+          // The bare Deno.serve baseline is the same for every program: measured once.
+          : await runMemory({ ...common, waiters: config.waiters, bare: i === 0 });
+        figures.push(
+          ...programs.length > 1
+            ? measured.map((f) => ({ ...f, program: program.name }))
+            : measured,
+        );
       }
     }
-    if (figures.length > 0) printFigures(figures);
+    if (figures.length > 0) printFigures(figures, programs);
+    if (programs.length > 1) {
+      const [ours, theirs] = programs as [Program, Program];
+      console.log(`\nThis checkout against the baseline checkout ${theirs.dir}, in the same run:`);
+      for (const line of comparisonLines(rows, figures, ours.name, theirs.name)) {
+        console.log(`  ${line}`);
+      }
+    }
     return wrkMissing ? 1 : 0;
   } finally {
     await stopAll(started);

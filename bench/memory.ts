@@ -14,9 +14,10 @@
  *
  * @module
  */
-import { atMost, type Figure } from "./figures.ts";
+import { atMost, type Figure, labelText } from "./figures.ts";
 import { acquire, untilStatus } from "./lock_api.ts";
 import { type ChildProcess, launchLockServer, spawnChild } from "./process.ts";
+import type { Program } from "./program.ts";
 
 /** The RSS with every client waiting should stay at or under this, in MB. */
 export const MEMORY_TARGET_MB = 150;
@@ -33,6 +34,12 @@ const NAME = "Memory (RSS)";
 
 /** Options of {@linkcode runMemory}. */
 export interface MemoryOptions {
+  /** The startup-lock to measure. */
+  program: Program;
+  /** Named in the heading when set: which of several programs this is. */
+  label?: string;
+  /** Also measure the bare `Deno.serve` baseline. @default {true} */
+  bare?: boolean;
   /** Waiting clients to open. */
   waiters: number;
   /** Gets each process started, so that an interrupted run can stop it. */
@@ -81,14 +88,16 @@ interface Subject {
 export async function runMemory(options: MemoryOptions): Promise<Figure[]> {
   const { waiters } = options;
   console.log(
-    `\nMemory: RSS of the server idle, then with ${waiters.toLocaleString("en-US")} ` +
+    `\nMemory${labelText(options.label)}: RSS of the server idle, then with ${
+      waiters.toLocaleString("en-US")
+    } ` +
       `clients waiting (?wait=${WAIT}) on one held slot`,
   );
   if (Deno.build.os !== "linux") {
     console.log("  skipped: reads /proc, Linux only");
     return [];
   }
-  const lock = await launchLockServer([
+  const lock = await launchLockServer(options.program, [
     ...["--locks", "1", "--timeout", "1h", "--maxWait", "2m"],
     ...["--maxWaiters", String(waiters), "--logLevel", "warn"],
   ], { raiseFileLimit: true });
@@ -96,27 +105,17 @@ export async function runMemory(options: MemoryOptions): Promise<Figure[]> {
   let measured: Measured;
   try {
     if (!await acquire(lock.url, { id: "holder" })) throw new Error("The holder was refused");
-    measured = await measure(lock, "startup-lock", options);
+    measured = await measure(lock, options.program.name, options);
   } finally {
     await lock.stop();
   }
 
-  const bare = spawnChild(Deno.execPath(), ["run", "--quiet", "--allow-net", PENDING_SERVER], {
-    raiseFileLimit: true,
-  });
-  options.track(bare);
-  let baseline: Measured;
-  try {
-    const port = await bare.waitForLine(/^\d+$/);
-    baseline = await measure({ url: `http://127.0.0.1:${port}/`, pid: bare.pid }, BARE, options);
-  } finally {
-    await bare.stop();
-  }
+  const baseline = options.bare ?? true ? await measureBare(options) : undefined;
 
   const perWaiter = (m: Measured) =>
     `${((m.loaded.rss - m.idle.rss) / m.waiters / 1024).toFixed(1)} KiB`;
   const count = measured.waiters.toLocaleString("en-US");
-  return [
+  const figures: Figure[] = [
     {
       benchmark: NAME,
       measure: "startup-lock idle, one slot held",
@@ -129,14 +128,31 @@ export async function runMemory(options: MemoryOptions): Promise<Figure[]> {
       target: atMost(measured.loaded.rss / 1e6, MEMORY_TARGET_MB, `${MEMORY_TARGET_MB} MB`),
     },
     { benchmark: NAME, measure: "startup-lock per waiting client", value: perWaiter(measured) },
-    {
+  ];
+  if (baseline) {
+    figures.push({
       benchmark: NAME,
       measure: `baseline: ${BARE} with ${
         baseline.waiters.toLocaleString("en-US")
       } pending requests`,
       value: `${megabytes(baseline.loaded.rss)} (${perWaiter(baseline)} each)`,
-    },
-  ];
+    });
+  }
+  return figures;
+}
+
+/** Measures `pending_server.ts`, a bare `Deno.serve` handler, the same way. */
+async function measureBare(options: MemoryOptions): Promise<Measured> {
+  const bare = spawnChild(Deno.execPath(), ["run", "--quiet", "--allow-net", PENDING_SERVER], {
+    raiseFileLimit: true,
+  });
+  options.track(bare);
+  try {
+    const port = await bare.waitForLine(/^\d+$/);
+    return await measure({ url: `http://127.0.0.1:${port}/`, pid: bare.pid }, BARE, options);
+  } finally {
+    await bare.stop();
+  }
 }
 
 /** Reads the RSS of `subject` idle, with every client waiting, and after they left. */

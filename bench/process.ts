@@ -1,12 +1,11 @@
 /**
- * Child processes of the handoff, rollout and memory benchmarks: startup-lock
- * started with any flags (through `programCommand()`, like the black-box
- * tests), and helper scripts. Either may run with the open-file limit raised to
+ * Child processes of the benchmarks: startup-lock started with any flags (a
+ * {@linkcode Program} of `program.ts`), and helper scripts. Either may run with the open-file limit raised to
  * the hard limit, since every waiting client is a file descriptor.
  *
  * @module
  */
-import { programCommand } from "../tests/_program.ts";
+import type { Program } from "./program.ts";
 
 /** A running child process. */
 export interface ChildProcess {
@@ -40,15 +39,16 @@ const STOP_TIMEOUT_MS = 10_000;
 const RAISE_FILE_LIMIT = 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@"';
 
 /**
- * Starts startup-lock on a free port of 127.0.0.1 with `flags` and waits until
+ * Starts `program` on a free port of 127.0.0.1 with `flags` and waits until
  * `/healthz` answers. At `--logLevel warn` it prints no `Listening on` line, so
  * the port is picked here.
  */
 export async function launchLockServer(
+  program: Program,
   flags: readonly string[],
   options: SpawnOptions = {},
 ): Promise<LockProcess> {
-  const { command, args } = programCommand();
+  const { command, args } = program;
   const port = freePort();
   const child = spawnChild(
     command,

@@ -22,9 +22,10 @@
  *
  * @module
  */
-import { atMost, type Figure, formatSeconds } from "./figures.ts";
+import { atMost, type Figure, formatSeconds, labelText } from "./figures.ts";
 import { acquire, checkStatus, release, untilStatus } from "./lock_api.ts";
 import { type ChildProcess, delay, launchLockServer } from "./process.ts";
+import type { Program } from "./program.ts";
 
 /** How many times faster than real life the rollout runs. */
 export const TIME_SCALE = 100;
@@ -52,6 +53,10 @@ const NAME = "Rollout";
 
 /** Options of {@linkcode runRollout}. */
 export interface RolloutOptions {
+  /** The startup-lock to measure. */
+  program: Program;
+  /** Named in the heading when set: which of several programs this is. */
+  label?: string;
   /** Gets each process started, so that an interrupted run can stop it. */
   track: (child: ChildProcess) => void;
 }
@@ -104,7 +109,9 @@ export async function runRollout(options: RolloutOptions): Promise<Figure[]> {
   const durationMs = (Math.floor((sorted.at(-1) ?? 0) / DURATION_STEP_MS) + 1) * DURATION_STEP_MS;
   const ideal = listScheduleMakespan(startups, SLOTS);
   console.log(
-    `\nRollout: ${APPS} apps, --locks ${SLOTS}, times scaled 1:${TIME_SCALE} ` +
+    `\nRollout${
+      labelText(options.label)
+    }: ${APPS} apps, --locks ${SLOTS}, times scaled 1:${TIME_SCALE} ` +
       `(1 real second = ${1000 / TIME_SCALE} ms)`,
   );
   console.log(
@@ -169,7 +176,7 @@ async function withServer(
   durationMs: number,
   roll: (url: string) => Promise<Rollout>,
 ): Promise<Rollout> {
-  const server = await launchLockServer([
+  const server = await launchLockServer(options.program, [
     ...["--locks", String(SLOTS), "--timeout", `${durationMs}ms`],
     ...["--maxWait", "1m", "--logLevel", "warn"],
   ]);

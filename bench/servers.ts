@@ -1,12 +1,13 @@
 /**
  * The servers of the throughput benchmark, as child processes on 127.0.0.1:
- * startup-lock in one of two modes, and the bare `Deno.serve` baseline of
+ * startup-lock (this checkout's, or another's) in one of two modes, and the bare `Deno.serve` baseline of
  * `bare_server.ts`. Process handling is shared with the other benchmarks
  * (`process.ts`).
  *
  * @module
  */
 import { launchLockServer, spawnChild } from "./process.ts";
+import type { Program } from "./program.ts";
 
 /** A server under test, running in a child process. */
 export interface BenchServer {
@@ -29,9 +30,9 @@ export const MODE_FLAGS: Record<LockMode, readonly string[]> = {
 
 const BARE_SERVER = new URL("bare_server.ts", import.meta.url).pathname;
 
-/** Starts startup-lock in `mode` and waits until it answers. */
-export async function startLockServer(mode: LockMode): Promise<BenchServer> {
-  const server = await launchLockServer(MODE_FLAGS[mode]);
+/** Starts `program` in `mode` and waits until it answers. */
+export async function startLockServer(program: Program, mode: LockMode): Promise<BenchServer> {
+  const server = await launchLockServer(program, MODE_FLAGS[mode]);
   try {
     if (mode === "deny") await takeOnlySlot(server.url);
   } catch (error) {

@@ -1,8 +1,10 @@
 /**
- * The permissions the program runs with, in one place: `deno task compile`
- * bakes these into the executable, and the tests run `deno run` with the same
- * flags. `tests/permissions_test.ts` checks that the `start` task in
- * `deno.json` matches.
+ * The permissions the program runs with. They live in one place, the
+ * `startup-lock` permission set in `deno.json`, which Deno reads for
+ * `--permission-set=startup-lock`: the `start` task, `deno task compile`
+ * (which bakes them into the executable) and the tests' `deno run` all pass
+ * that flag. This module says what the set must hold, computed from the flag
+ * specs, and `tests/permissions_test.ts` checks that `deno.json` agrees.
  *
  * @module
  */
@@ -23,19 +25,52 @@ export const ENV_VARIABLES: readonly string[] = [
 /** Other variables the program reads: `HOSTNAME` names the client in its default `--id`. */
 export const OTHER_ENV_VARIABLES: readonly string[] = ["HOSTNAME"];
 
+/** The name of the program's permission set in `deno.json`. */
+export const PERMISSION_SET = "startup-lock";
+
 /**
- * `--allow-net`: the server listens on a configurable address and checks
- * endpoints named at run time; the client talks to a server and an app named
- * at run time, and `healthcheck` to the URL it is given. `--allow-env`: only
- * the variables above. `--allow-run`: `run` starts any command.
- * `--allow-read`, `--allow-write`: token files at any path.
- * `--allow-sys=hostname`: the host's name for the client's default `--id`.
+ * A permission set as `deno.json` spells it under `"permissions"`: `true`
+ * grants all of a kind, a list only those names.
  */
-export const PERMISSION_FLAGS: readonly string[] = [
-  "--allow-net",
-  `--allow-env=${[...ENV_VARIABLES, ...OTHER_ENV_VARIABLES].join(",")}`,
-  "--allow-run",
-  "--allow-read",
-  "--allow-write",
-  "--allow-sys=hostname",
-];
+export interface PermissionSet {
+  net: true;
+  env: readonly string[];
+  sys: readonly string[];
+  run: true;
+  read: true;
+  write: true;
+}
+
+/**
+ * What the `startup-lock` set must hold. `net`: the server listens on a
+ * configurable address and checks endpoints named at run time; the client
+ * talks to a server and an app named at run time, and `healthcheck` to the URL
+ * it is given. `env`: only the variables above. `sys`: `hostname` only, the
+ * client's default id (`Deno.hostname()`). `run`: `run` starts any command.
+ * `read`, `write`: token files at any path.
+ */
+export const PROGRAM_PERMISSIONS: PermissionSet = {
+  net: true,
+  env: [...ENV_VARIABLES, ...OTHER_ENV_VARIABLES],
+  sys: ["hostname"],
+  run: true,
+  read: true,
+  write: true,
+};
+
+/**
+ * The flags that give `deno run` or `deno compile` the program's permissions.
+ * They name the set in `deno.json`, so pass that file with `--config` when the
+ * working directory may be elsewhere.
+ */
+export const PERMISSION_FLAGS: readonly string[] = [`--permission-set=${PERMISSION_SET}`];
+
+/**
+ * `--allow-*` flags that grant what `set` grants, for a `deno run` whose
+ * `deno.json` has no such set (the benchmark's run of another checkout).
+ */
+export function allowFlags(set: PermissionSet): string[] {
+  return Object.entries(set).map(([kind, value]) =>
+    value === true ? `--allow-${kind}` : `--allow-${kind}=${value.join(",")}`
+  );
+}

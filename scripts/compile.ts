@@ -1,7 +1,8 @@
 /**
  * `deno task compile`: builds `dist/startup-lock` for this machine with the
- * program's permissions (lib/permissions.ts) baked in. `scripts/release.ts`
- * builds the release executables with the same {@linkcode compileArgs}.
+ * program's permissions (the permission set in deno.json, see lib/permissions.ts)
+ * baked in. `scripts/release.ts` builds the release executables with the same
+ * {@linkcode compileArgs}.
  *
  * `deno compile` fetches the matching runtime (denort) from the internet unless
  * `DENORT_BIN` points at one; without either it cannot finish.
@@ -15,7 +16,8 @@ export function compileArgs(output: string, target?: string): string[] {
   return [
     "compile",
     "--quiet",
-    // The project's deno.json carries the runtime settings (its "unstable" list), whatever the cwd.
+    // The project's deno.json carries the runtime settings (its "unstable" list) and the permission
+    // set, whatever the cwd.
     "--config",
     new URL("../deno.json", import.meta.url).pathname,
     ...PERMISSION_FLAGS,

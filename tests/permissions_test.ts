@@ -5,23 +5,115 @@ import { HOLD_FLAGS } from "../lib/commands/hold.ts";
 import { RELEASE_FLAGS } from "../lib/commands/release.ts";
 import { RUN_FLAGS } from "../lib/commands/run.ts";
 import { SERVER_FLAGS } from "../lib/commands/serve.ts";
-import { ENV_VARIABLES, OTHER_ENV_VARIABLES, PERMISSION_FLAGS } from "../lib/permissions.ts";
+import {
+  allowFlags,
+  ENV_VARIABLES,
+  OTHER_ENV_VARIABLES,
+  PERMISSION_FLAGS,
+  PERMISSION_SET,
+  PROGRAM_PERMISSIONS,
+} from "../lib/permissions.ts";
 import { VERSION } from "../lib/version.ts";
 import { compileArgs } from "../scripts/compile.ts";
+import { programCommand } from "./_program.ts";
 
-const config = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
+const CONFIG = new URL("../deno.json", import.meta.url);
+const config = JSON.parse(await Deno.readTextFile(CONFIG));
 
-Deno.test("the start task runs with exactly the program's permissions", () => {
-  const start: string = config.tasks.start;
-  const flags = start.split(/\s+/).filter((w) => w.startsWith("--allow") || w === "-A");
-  assert.deepEqual(flags, [...PERMISSION_FLAGS]);
-  assert.ok(!start.includes(" -A") && !start.includes("--allow-all"));
+/** Permission flags and `-A` among `words`. */
+function permissionWords(words: readonly string[]): string[] {
+  return words.filter((w) => /^(-A|-P|--allow|--permission-set|--deny)/.test(w));
+}
+
+Deno.test("deno.json's permission set holds exactly what the program needs", () => {
+  assert.deepEqual(
+    config.permissions?.[PERMISSION_SET],
+    PROGRAM_PERMISSIONS,
+    `deno.json's "permissions" must read:\n${
+      JSON.stringify({ [PERMISSION_SET]: PROGRAM_PERMISSIONS }, null, 2)
+    }`,
+  );
+  assert.deepEqual(Object.keys(config.permissions), [PERMISSION_SET], "no other set");
 });
 
-Deno.test("the compile task bakes in exactly the program's permissions", () => {
-  const args = compileArgs("out");
-  const flags = args.filter((a) => a.startsWith("--allow") || a === "-A");
-  assert.deepEqual(flags, [...PERMISSION_FLAGS]);
+Deno.test("the start task, the compile task and the tests' program use that permission set", async (t) => {
+  await t.step("the start task", () => {
+    const start: string = config.tasks.start;
+    assert.deepEqual(permissionWords(start.split(/\s+/)), [...PERMISSION_FLAGS]);
+  });
+  await t.step("deno compile, with deno.json as its config", () => {
+    const args = compileArgs("out");
+    assert.deepEqual(permissionWords(args), [...PERMISSION_FLAGS]);
+    assert.equal(args[args.indexOf("--config") + 1], CONFIG.pathname);
+  });
+  await t.step("the black-box tests' deno run, with deno.json as its config", () => {
+    const { args } = programCommand();
+    if (args.length === 0) return; // the compiled executable: compileArgs above built it
+    assert.deepEqual(permissionWords(args), [...PERMISSION_FLAGS]);
+    assert.equal(args[args.indexOf("--config") + 1], CONFIG.pathname);
+  });
+});
+
+/** What `deno run` with `flags` (and deno.json as its config) reports for `descriptors`. */
+async function grantedStates(
+  flags: readonly string[],
+  descriptors: readonly Deno.PermissionDescriptor[],
+): Promise<{ states: string[]; stderr: string }> {
+  const dir = await Deno.makeTempDir({ prefix: "startup-lock-permissions-" });
+  try {
+    const script = `${dir}/granted.ts`;
+    await Deno.writeTextFile(
+      script,
+      `const descriptors = JSON.parse(Deno.args[0]);
+console.log(JSON.stringify(descriptors.map((d) => Deno.permissions.querySync(d).state)));`,
+    );
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--quiet",
+        "--no-prompt",
+        "--config",
+        CONFIG.pathname,
+        ...flags,
+        script,
+        JSON.stringify(descriptors),
+      ],
+      env: { NO_COLOR: "1" },
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, stderr);
+    return { states: JSON.parse(new TextDecoder().decode(out.stdout)), stderr };
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("deno run with the permission set grants exactly those permissions", async (t) => {
+  const granted: Deno.PermissionDescriptor[] = [
+    { name: "net" },
+    { name: "run" },
+    { name: "read" },
+    { name: "write" },
+    { name: "sys", kind: "hostname" },
+    ...PROGRAM_PERMISSIONS.env.map((variable) => ({ name: "env" as const, variable })),
+  ];
+  const notGranted: Deno.PermissionDescriptor[] = [
+    { name: "env", variable: "PATH" },
+    { name: "env" },
+    { name: "sys", kind: "osRelease" },
+    { name: "ffi" },
+  ];
+  const expected = [...granted.map(() => "granted"), ...notGranted.map(() => "prompt")];
+  await t.step("the set from deno.json", async () => {
+    const { states, stderr } = await grantedStates(PERMISSION_FLAGS, [...granted, ...notGranted]);
+    assert.deepEqual(states, expected);
+    assert.equal(stderr, "", "--quiet hides the warning that permission sets are experimental");
+  });
+  await t.step("the same as --allow flags, for a checkout without the set", async () => {
+    const flags = allowFlags(PROGRAM_PERMISSIONS);
+    const { states } = await grantedStates(flags, [...granted, ...notGranted]);
+    assert.deepEqual(states, expected);
+  });
 });
 
 Deno.test("the program may read exactly its own environment variables", () => {
@@ -33,9 +125,7 @@ Deno.test("the program may read exactly its own environment variables", () => {
 });
 
 Deno.test("the program may read the variable of every flag of every command, and HOSTNAME", () => {
-  const allowEnv = PERMISSION_FLAGS.find((f) => f.startsWith("--allow-env="));
-  assert.ok(allowEnv, "--allow-env is scoped to a list");
-  const allowed = new Set(allowEnv.slice("--allow-env=".length).split(","));
+  const allowed = new Set(PROGRAM_PERMISSIONS.env);
   for (const specs of [SERVER_FLAGS, ACQUIRE_FLAGS, RELEASE_FLAGS, RUN_FLAGS, HOLD_FLAGS]) {
     for (const name of envNames(specs)) assert.ok(allowed.has(name), name);
   }
@@ -45,9 +135,9 @@ Deno.test("the program may read the variable of every flag of every command, and
   assert.deepEqual([...allowed], [...ENV_VARIABLES, ...OTHER_ENV_VARIABLES]);
 });
 
-Deno.test("the program may run commands and read and write files, for run and token files", () => {
-  for (const flag of ["--allow-net", "--allow-run", "--allow-read", "--allow-write"]) {
-    assert.ok(PERMISSION_FLAGS.includes(flag), flag);
+Deno.test("no task runs with -A", () => {
+  for (const [name, task] of Object.entries<string>(config.tasks)) {
+    assert.ok(!/(^|\s)(-A|--allow-all)(\s|$)/.test(task), name);
   }
 });
 
