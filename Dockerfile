@@ -39,7 +39,7 @@ RUN apt-get update \
 WORKDIR /src
 # .dockerignore lets only the program's sources in, so editing docs or tests keeps this cache.
 COPY . .
-# Writes dist/startup-lock with the permissions of lib/permissions.ts baked in. deno compile
+# Writes dist/startup-lock with the permissions of the startup-lock set in deno.json baked in. deno compile
 # downloads the matching runtime (denort), so this step needs the internet.
 RUN deno task compile
 

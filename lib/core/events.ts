@@ -61,27 +61,57 @@ export type LockEvent =
 /** An event's type. */
 export type LockEventType = LockEvent["type"];
 
+/** Every event type, for subscribers that pick some. */
+export const EVENT_TYPES = [
+  "granted",
+  "released",
+  "expired",
+  "renewed",
+  "denied",
+  "queued",
+  "left_queue",
+  "handed_back",
+  "dependency",
+  "gate",
+  "store",
+] as const satisfies readonly LockEventType[];
+
+// A type added to LockEvent but not to EVENT_TYPES fails to compile here.
+const _everyType: Exclude<LockEventType, typeof EVENT_TYPES[number]> extends never ? true : never =
+  true;
+
 /** A subscriber. It must not throw; a throwing subscriber is logged away by the bus. */
 export type EventListener = (event: LockEvent) => void;
 
 /** Delivers events to subscribers, synchronously, in order. */
 export class EventBus {
-  readonly #listeners = new Set<EventListener>();
+  /** Each subscriber, with the event types it takes (`undefined`: all). */
+  readonly #listeners = new Map<EventListener, ReadonlySet<LockEventType> | undefined>();
+  /** How many subscribers take each type, so emitters can skip building unwanted events. */
+  readonly #wanted = new Map<LockEventType, number>();
+  #all = 0;
 
-  /** Subscribes; returns an unsubscribe function. */
-  on(listener: EventListener): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+  /**
+   * Subscribes to every event, or only to `types`; returns an unsubscribe
+   * function. Naming the types keeps events nobody reads off the hot path.
+   */
+  on(listener: EventListener, types?: readonly LockEventType[]): () => void {
+    if (this.#listeners.has(listener)) return () => this.#off(listener);
+    const only = types === undefined ? undefined : new Set(types);
+    this.#listeners.set(listener, only);
+    this.#count(only, 1);
+    return () => this.#off(listener);
   }
 
-  /** Whether anybody listens, so emitters can skip building events. */
-  get active(): boolean {
-    return this.#listeners.size > 0;
+  /** Whether any subscriber takes events of `type`. */
+  wants(type: LockEventType): boolean {
+    return this.#all > 0 || (this.#wanted.get(type) ?? 0) > 0;
   }
 
-  /** Tells every subscriber. A subscriber that throws cannot stop the core or the others. */
+  /** Tells every subscriber that takes it. A subscriber that throws cannot stop the core or the others. */
   emit(event: LockEvent): void {
-    for (const listener of this.#listeners) {
+    for (const [listener, only] of this.#listeners) {
+      if (only && !only.has(event.type)) continue;
       try {
         listener(event);
       } catch (error) {
@@ -90,5 +120,19 @@ export class EventBus {
         });
       }
     }
+  }
+
+  #off(listener: EventListener): void {
+    if (!this.#listeners.has(listener)) return;
+    this.#count(this.#listeners.get(listener), -1);
+    this.#listeners.delete(listener);
+  }
+
+  #count(only: ReadonlySet<LockEventType> | undefined, delta: number): void {
+    if (!only) {
+      this.#all += delta;
+      return;
+    }
+    for (const type of only) this.#wanted.set(type, (this.#wanted.get(type) ?? 0) + delta);
   }
 }

@@ -185,7 +185,7 @@ export class WaitQueue {
       t.waiter = waiter;
       this.#present++;
       signal?.addEventListener("abort", waiter.onAbort, { once: true });
-      if (this.#events?.active) {
+      if (this.#events?.wants("queued")) {
         this.#events.emit({
           type: "queued",
           id: request.id,
@@ -315,7 +315,7 @@ export class WaitQueue {
     }
     if (ticket.graceTimer !== undefined) this.#options.clock.clearTimeout(ticket.graceTimer);
     ticket.graceTimer = undefined;
-    if (why && this.#events?.active) {
+    if (why && this.#events?.wants("left_queue")) {
       this.#events.emit({
         type: "left_queue",
         id: ticket.id,

@@ -154,20 +154,19 @@ export class LockService {
     const requestedMs = options.durationMs > durationMs ? options.durationMs : undefined;
     const request: AcquireRequest = { durationMs, id: options.id };
     const id = options.id;
-    const failed = (error: unknown) => this.#storeDenial(error, id);
     if (this.#gates.state().open && this.#queue.waiting === 0) {
-      // The hot path: with the memory store, no promise and no closure but `failed`.
+      // The hot path: with the memory store, no promise and no closure.
       let result: Awaitable<AcquireResult>;
       try {
         result = this.store.acquire(request);
       } catch (error) {
-        return failed(this.#failure("acquire", error));
+        return this.#storeDenial(this.#failure("acquire", error), id);
       }
       if (result instanceof Promise) {
         return result.then((r) => {
           this.#storeUp();
           return this.#afterTry(r, options, request, requestedMs);
-        }, (error) => failed(this.#failure("acquire", error)));
+        }, (error) => this.#storeDenial(this.#failure("acquire", error), id));
       }
       if (this.#storeError !== undefined) this.#storeUp();
       return this.#afterTry(result, options, request, requestedMs);
@@ -178,6 +177,7 @@ export class LockService {
       lease
         ? this.#granted(lease, true, request, requestedMs, 0)
         : this.#waitOrDeny(options, request, requestedMs);
+    const failed = (error: unknown) => this.#storeDenial(error, id);
     try {
       const held = this.#call("look up", () => this.store.byId(id));
       return held instanceof Promise ? held.then(then, failed) : then(held);
@@ -189,7 +189,7 @@ export class LockService {
   /** Frees a lock now; `undefined` when the token is unknown or expired. */
   release(token: string): Awaitable<Lease | undefined> {
     const released = (lease: Lease | undefined) => {
-      if (lease && this.events.active) {
+      if (lease && this.events.wants("released")) {
         this.events.emit({
           type: "released",
           id: lease.id,
@@ -280,7 +280,7 @@ export class LockService {
   }
 
   #onFree(freed: SlotsFreed): void {
-    if (this.events.active) {
+    if (this.events.wants("expired")) {
       for (const lease of freed.expired) {
         this.events.emit({
           type: "expired",
@@ -313,7 +313,7 @@ export class LockService {
     waitedMs: number,
   ): Grant {
     if (request.id !== undefined) this.#queue.forget(request.id);
-    if (!existing && this.events.active) {
+    if (!existing && this.events.wants("granted")) {
       this.events.emit({
         type: "granted",
         id: lease.id,
@@ -446,7 +446,7 @@ export class LockService {
   }
 
   #deny(id: string | undefined, denial: Denial): Outcome {
-    if (this.events.active) {
+    if (this.events.wants("denied")) {
       this.events.emit({
         type: "denied",
         id,

@@ -10,9 +10,6 @@ import { describeError, HttpError } from "../errors.ts";
 import { ID_HINT, isValidId, MAX_ID_LENGTH } from "../protocol.ts";
 
 const NO_QUERY = new URLSearchParams();
-const SLASH = 0x2f;
-const QUESTION_MARK = 0x3f;
-const HASH = 0x23;
 
 /**
  * A `Host` header: a host name, an IPv4 address or a bracketed IPv6 address,
@@ -20,6 +17,15 @@ const HASH = 0x23;
  * end the authority part of a URL (`/`, `?`, `#`, `@`, `\`, spaces).
  */
 const HOST_PATTERN = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::\d{0,5})?$/;
+
+/** The last `Host` found valid: clients of one server send the same one, so most checks are a compare. */
+let lastValidHost = "";
+
+function isValidHost(host: string): boolean {
+  if (!HOST_PATTERN.test(host)) return false;
+  lastValidHost = host;
+  return true;
+}
 
 /**
  * The path and query a client asked for.
@@ -36,7 +42,7 @@ const HOST_PATTERN = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::\d
  */
 export function requestTarget(request: Request): { path: string; query: URLSearchParams } {
   const host = request.headers.get("host");
-  if (host !== null && host !== "" && !HOST_PATTERN.test(host)) {
+  if (host !== null && host !== lastValidHost && host !== "" && !isValidHost(host)) {
     throw new HttpError(
       400,
       `Invalid Host header "${
@@ -45,19 +51,13 @@ export function requestTarget(request: Request): { path: string; query: URLSearc
     );
   }
   const url = request.url;
-  // The authority ends at the first "/", "?" or "#" after the scheme.
-  let start = url.indexOf("://") + 3;
-  while (start < url.length) {
-    const c = url.charCodeAt(start);
-    if (c === SLASH || c === QUESTION_MARK || c === HASH) break;
-    start++;
-  }
-  const q = url.indexOf("?", start);
-  const end = url.indexOf("#", start);
-  const pathEnd = q !== -1 ? q : end !== -1 ? end : url.length;
-  const path = pathEnd > start ? url.slice(start, pathEnd) : "/";
-  if (q === -1) return { path, query: NO_QUERY };
-  return { path, query: new URLSearchParams(url.slice(q + 1, end > q ? end : url.length)) };
+  // The authority ends at the first "/" or "?" after the scheme (Deno leaves out any "#").
+  const authority = url.indexOf("://") + 3;
+  const slash = url.indexOf("/", authority);
+  const q = url.indexOf("?", authority);
+  if (q === -1) return { path: slash === -1 ? "/" : url.slice(slash), query: NO_QUERY };
+  const path = slash === -1 || slash > q ? "/" : url.slice(slash, q);
+  return { path, query: new URLSearchParams(url.slice(q + 1)) };
 }
 
 /** A parameter's value; an empty one (a template whose variable was unset) counts as not given. */

@@ -5,13 +5,17 @@
  *
  * @module
  */
-import type { EventBus, LockEvent } from "../core/events.ts";
+import { EVENT_TYPES, type EventBus, type LockEvent, type LockEventType } from "../core/events.ts";
 import { formatDuration } from "../duration.ts";
 import type { Logger } from "../log.ts";
 
+/** Events that only `--logLevel debug` shows: not subscribed to otherwise, so they cost nothing. */
+const DEBUG_ONLY: ReadonlySet<LockEventType> = new Set(["denied", "queued", "left_queue"]);
+
 /** Writes the events of `events` to `log`; returns an unsubscribe function. */
 export function logEvents(events: EventBus, log: Logger): () => void {
-  return events.on((event) => writeEvent(event, log));
+  const types = log.enabled("debug") ? EVENT_TYPES : EVENT_TYPES.filter((t) => !DEBUG_ONLY.has(t));
+  return events.on((event) => writeEvent(event, log), types);
 }
 
 const holder = (id: string | undefined) => id ? ` of ${id}` : "";
