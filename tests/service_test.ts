@@ -252,3 +252,16 @@ Deno.test("LockService refuses a request that does not wait while a client waits
   const granted = await waiter;
   assert.ok(granted.granted && granted.lease.id === "first");
 });
+
+Deno.test("LockService drops the returning place of an id that got its lock without waiting", async () => {
+  using s = setup();
+  const holder = s.take(60_000);
+  const waiting = s.service.acquire({ durationMs: 1_000, id: "web-1", waitMs: 1_000 });
+  s.clock.advance(1_000);
+  assert.ok(!(await waiting).granted);
+  assert.deepEqual((await s.service.status()).returning, ["web-1"]);
+  s.service.release(holder.lease.token);
+  const direct = await s.service.acquire({ durationMs: 1_000, id: "web-1" });
+  assert.ok(direct.granted);
+  assert.deepEqual((await s.service.status()).returning, [], "no stale place is left behind");
+});

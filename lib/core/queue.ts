@@ -133,11 +133,6 @@ export class WaitQueue {
     return ids;
   }
 
-  /** Whether `id` holds a place (waiting or within its grace). */
-  has(id: string): boolean {
-    return this.#byId.has(id);
-  }
-
   /**
    * Waits up to `waitMs` for a slot, in arrival order. An id that already holds
    * a place takes it back; the request that waited on it until now is answered
