@@ -92,7 +92,7 @@ export const SERVER_FLAGS: readonly FlagSpec[] = [
     kind: "value",
     valueName: "DURATION",
     default: s(defaults.DEFAULT_MAX_DURATION_MS),
-    description: "The longest lock a request may ask for with ?duration=",
+    description: "The longest lock granted; a longer ?duration= is cut to it",
   },
   {
     name: "maxWait",
