@@ -864,3 +864,14 @@ Deno.test("handler says why it refuses while dependencies gate locking", async (
   });
   checker.stop();
 });
+
+Deno.test("handler repeats a bad value with its control characters escaped, on one line", async () => {
+  using api = setup();
+  const res = await api.get(`/?duration=${encodeURIComponent("5\n\u0000")}`);
+  assert.equal(res.status, 400);
+  const body = await res.text();
+  assert.match(body, /^Invalid duration "5\\u000a\\u0000": /);
+  assert.equal(body.split("\n").length, 2, "one line and its newline");
+  const id = await api.get(`/?id=${encodeURIComponent("a\rb")}`);
+  assert.match(await id.text(), /^Invalid id "a\\u000db"/);
+});

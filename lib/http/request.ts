@@ -45,9 +45,7 @@ export function requestTarget(request: Request): { path: string; query: URLSearc
   if (host !== null && host !== lastValidHost && host !== "" && !isValidHost(host)) {
     throw new HttpError(
       400,
-      `Invalid Host header "${
-        host.slice(0, 100)
-      }": expected a host name or address and an optional port`,
+      `Invalid Host header "${echo(host)}": expected a host name or address and an optional port`,
     );
   }
   const url = request.url;
@@ -58,6 +56,21 @@ export function requestTarget(request: Request): { path: string; query: URLSearc
   if (q === -1) return { path: slash === -1 ? "/" : url.slice(slash), query: NO_QUERY };
   const path = slash === -1 || slash > q ? "/" : url.slice(slash, q);
   return { path, query: new URLSearchParams(url.slice(q + 1)) };
+}
+
+/** The longest part of a bad value an error message repeats. */
+const MAX_ECHO_LENGTH = 100;
+
+/**
+ * A client's bad value, safe to repeat in a one-line message: cut short, with
+ * control characters (a line break, a NUL) written as escapes.
+ */
+export function echo(value: string, max = MAX_ECHO_LENGTH): string {
+  return value.slice(0, max).replace(
+    // deno-lint-ignore no-control-regex
+    /[\x00-\x1f\x7f]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
 }
 
 /** A parameter's value; an empty one (a template whose variable was unset) counts as not given. */
@@ -80,7 +93,7 @@ export function readDuration(query: URLSearchParams, name = "duration"): number 
     return parseDuration(raw);
   } catch (error) {
     if (error instanceof DurationTooLongError) return error.ms;
-    throw new HttpError(400, `Invalid ${name} "${raw.slice(0, 100)}": ${describeError(error)}`);
+    throw new HttpError(400, `Invalid ${name} "${echo(raw)}": ${describeError(error)}`);
   }
 }
 
@@ -107,7 +120,7 @@ export function readId(query: URLSearchParams): string | undefined {
   const id = param(query, "id");
   if (id === undefined) return undefined;
   if (!isValidId(id)) {
-    throw new HttpError(400, `Invalid id "${id.slice(0, MAX_ID_LENGTH)}": ${ID_HINT}`);
+    throw new HttpError(400, `Invalid id "${echo(id, MAX_ID_LENGTH)}": ${ID_HINT}`);
   }
   return id;
 }
