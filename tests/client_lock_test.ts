@@ -87,3 +87,43 @@ Deno.test("renewHeldLock() moves the expiry of a held lock, and says when it is 
   await server.waitForLog(/Lock of web-1 released/);
   assert.equal(await renewHeldLock(lock, 120_000), "gone");
 });
+
+Deno.test("acquireLock() asks again after the server's Retry-After when it is sooner than the poll interval", async (t) => {
+  for (const status of [423, 503]) {
+    await t.step(`${status}`, async () => {
+      // The original's way (plain text, no ?wait=), then a grant on the third request.
+      await using stub = startStandIn((_request, index) =>
+        index < 2
+          ? new Response("Locked", { status, headers: { "Retry-After": "1" } })
+          : new Response("Lock acquired", { status: 200 })
+      );
+      // The poll interval is an hour and --wait a minute: only Retry-After explains the grant.
+      const result = await acquireLock(options(stub.url, { waitMs: 60_000 }));
+      assert.equal(result.kind, "acquired");
+      assert.equal(stub.requests.length, 3);
+    });
+  }
+});
+
+Deno.test("acquireLock() keeps its poll interval when Retry-After is longer", async () => {
+  await using stub = startStandIn(() =>
+    new Response("Locked", { status: 423, headers: { "Retry-After": "3600" } })
+  );
+  const clock = new ManualClock();
+  const waiting = acquireLock(options(stub.url, { waitMs: 60_000, pollIntervalMs: 2_000 }), {
+    clock,
+    random: () => 0.5,
+  });
+  for (let i = 0; i < 50 && stub.requests.length < 1; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  clock.advance(2_000); // One poll interval: the second request goes out, not an hour later.
+  for (let i = 0; i < 50 && stub.requests.length < 2; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.equal(stub.requests.length, 2);
+  clock.advance(60_000);
+  for (let i = 0; i < 50; i++) await new Promise((r) => setTimeout(r, 5));
+  const result = await waiting;
+  assert.equal(result.kind, "timeout");
+});

@@ -40,6 +40,8 @@ export type LockAnswer =
     message: string;
     /** Whether the answer is this server's JSON (the original answers plain text). */
     json: boolean;
+    /** The answer's `Retry-After`, in milliseconds, when it gives one in seconds. */
+    retryAfterMs: number | undefined;
   }
   | {
     /** A request the server will never grant (400, 404…): asking again cannot help. */
@@ -88,9 +90,24 @@ export async function requestLock(
   }
   const message = body.message || `HTTP ${response.status} ${response.statusText}`.trim();
   if (RETRY_STATUSES.has(response.status) || response.status >= 500) {
-    return { kind: "wait", status: response.status, message, json: body.json !== undefined };
+    return {
+      kind: "wait",
+      status: response.status,
+      message,
+      json: body.json !== undefined,
+      retryAfterMs: retryAfterMs(response.headers.get("retry-after")),
+    };
   }
   return { kind: "refused", status: response.status, message };
+}
+
+/**
+ * A `Retry-After` in seconds, as milliseconds; `undefined` when absent or not
+ * a number of seconds (an HTTP date is not worth trusting across clocks).
+ */
+export function retryAfterMs(header: string | null): number | undefined {
+  if (header === null || !/^\s*\d{1,9}\s*$/.test(header)) return undefined;
+  return Number(header) * 1000;
 }
 
 /** What became of a release. */

@@ -190,8 +190,12 @@ export async function acquireLock(
       ? attempt === 1
       : elapsed >= Math.min(waitMs, QUEUED_MIN_MS);
     if (!(ours && queued)) {
-      const next = Math.min(start + jitter(options.pollIntervalMs, random), deadline);
-      await sleep(clock, next - clock.now(), signal);
+      // The next try is a jittered --pollInterval after this one started, or sooner when the
+      // server's Retry-After says a slot may free sooner than that.
+      let next = start + jitter(options.pollIntervalMs, random);
+      const retryAfter = answer?.kind === "wait" ? answer.retryAfterMs : undefined;
+      if (retryAfter !== undefined) next = Math.min(next, clock.now() + retryAfter);
+      await sleep(clock, Math.min(next, deadline) - clock.now(), signal);
     }
   }
 }
