@@ -189,7 +189,9 @@ export class WaitQueue {
           waiting: this.#present,
         });
       }
-      this.pump();
+      // Behind other waiting clients, nothing can be granted before they are: the signal that
+      // serves them (a slot freed, a gate opened, a store retry) serves this one in turn.
+      if (this.#present === 1 || !isLast) this.pump();
     });
   }
 
