@@ -32,9 +32,14 @@ export type WaitResult =
   };
 
 /** Options of {@linkcode WaitQueue}. */
-export interface WaitQueueOptions {
+export interface WaitQueueOptions<R extends AcquireRequest = AcquireRequest> {
   /** Takes a slot for a waiter; throws or rejects with a {@linkcode StoreUnavailableError}. */
-  take(request: AcquireRequest): Awaitable<AcquireResult>;
+  take(request: R): Awaitable<AcquireResult>;
+  /**
+   * Told of each new slot the moment it is handed to its waiting client, before
+   * the client's promise settles and before the next slot is handed out.
+   */
+  onGrant?(request: R, lease: Lease, waitedMs: number): void;
   /** Whether grants are allowed now (every gate is open). */
   isOpen(): boolean;
   /** Gives back a slot granted to a client that is gone. Must not throw. */
@@ -67,11 +72,11 @@ interface Waiter {
   timer: TimerId;
 }
 
-interface Ticket {
+interface Ticket<R> {
   /** Arrival order. */
   readonly seq: number;
   readonly id: string | undefined;
-  request: AcquireRequest;
+  request: R;
   /** When the ticket was issued (monotonic), for how long its client waited. */
   readonly arrivedAt: number;
   /** The request waiting on this ticket now; `undefined` while its client is away. */
@@ -82,12 +87,13 @@ interface Ticket {
 }
 
 /** Clients waiting for a slot; see the module documentation. */
-export class WaitQueue {
-  readonly #options: Required<Omit<WaitQueueOptions, "events">>;
+export class WaitQueue<R extends AcquireRequest = AcquireRequest> {
+  readonly #options: Required<Omit<WaitQueueOptions<R>, "events" | "onGrant">>;
+  readonly #onGrant: WaitQueueOptions<R>["onGrant"];
   readonly #events: EventBus | undefined;
   /** Tickets in arrival order (a `Map` keeps insertion order and deletes in O(1)). */
-  readonly #tickets = new Map<number, Ticket>();
-  readonly #byId = new Map<string, Ticket>();
+  readonly #tickets = new Map<number, Ticket<R>>();
+  readonly #byId = new Map<string, Ticket<R>>();
   #present = 0;
   #seq = 0;
   #pumping = false;
@@ -96,7 +102,7 @@ export class WaitQueue {
   #storeError: StoreUnavailableError | undefined;
   #closed = false;
 
-  constructor(options: WaitQueueOptions) {
+  constructor(options: WaitQueueOptions<R>) {
     this.#options = {
       take: options.take,
       isOpen: options.isOpen,
@@ -107,6 +113,7 @@ export class WaitQueue {
       clock: options.clock ?? realClock,
     };
     this.#events = options.events;
+    this.#onGrant = options.onGrant;
   }
 
   /** How many clients wait now. */
@@ -138,7 +145,7 @@ export class WaitQueue {
    * a place takes it back; the request that waited on it until now is answered
    * `superseded`.
    */
-  wait(request: AcquireRequest, waitMs: number, signal?: AbortSignal): Promise<WaitResult> {
+  wait(request: R, waitMs: number, signal?: AbortSignal): Promise<WaitResult> {
     if (this.#closed) return Promise.resolve(this.#refusal("shutdown"));
     if (signal?.aborted) return Promise.resolve(this.#refusal("cancelled"));
     let ticket = request.id === undefined ? undefined : this.#byId.get(request.id);
@@ -256,7 +263,7 @@ export class WaitQueue {
   }
 
   /** Gives a slot taken for `ticket` to its waiting client; false when no slot was free. */
-  #handOver(ticket: Ticket, result: AcquireResult): boolean {
+  #handOver(ticket: Ticket<R>, result: AcquireResult): boolean {
     this.#storeError = undefined;
     if (!result.granted) return false;
     const waiter = ticket.waiter;
@@ -269,6 +276,7 @@ export class WaitQueue {
       return true;
     }
     const waitedMs = this.#options.clock.now() - ticket.arrivedAt;
+    if (!result.existing) this.#onGrant?.(ticket.request, result.lease, waitedMs);
     this.#detach(ticket, waiter, {
       granted: true,
       lease: result.lease,
@@ -280,7 +288,7 @@ export class WaitQueue {
   }
 
   /** A waiter's request ended without a lock: its ticket stays for the grace, if it has an id. */
-  #leave(ticket: Ticket, waiter: Waiter, why: LeaveReason, result: WaitResult): void {
+  #leave(ticket: Ticket<R>, waiter: Waiter, why: LeaveReason, result: WaitResult): void {
     if (ticket.waiter !== waiter) return;
     this.#detach(ticket, waiter, result);
     if (ticket.id === undefined || this.#closed) {
@@ -295,7 +303,7 @@ export class WaitQueue {
   }
 
   /** Answers the request waiting on `ticket` and takes it off the ticket. */
-  #detach(ticket: Ticket, waiter: Waiter, result: WaitResult): void {
+  #detach(ticket: Ticket<R>, waiter: Waiter, result: WaitResult): void {
     ticket.waiter = undefined;
     this.#present--;
     this.#options.clock.clearTimeout(waiter.timer);
@@ -304,7 +312,7 @@ export class WaitQueue {
   }
 
   /** Drops a ticket; `why` set: it left without a lock, which is reported. */
-  #remove(ticket: Ticket, why?: LeaveReason): void {
+  #remove(ticket: Ticket<R>, why?: LeaveReason): void {
     if (this.#tickets.get(ticket.seq) !== ticket) return;
     this.#tickets.delete(ticket.seq);
     if (ticket.id !== undefined && this.#byId.get(ticket.id) === ticket) {
@@ -322,13 +330,13 @@ export class WaitQueue {
     }
   }
 
-  #firstWaiting(): Ticket | undefined {
+  #firstWaiting(): Ticket<R> | undefined {
     for (const ticket of this.#tickets.values()) if (ticket.waiter) return ticket;
     return undefined;
   }
 
   /** 1-based place among the waiting clients. */
-  #positionOf(ticket: Ticket): number {
+  #positionOf(ticket: Ticket<R>): number {
     let position = 0;
     for (const t of this.#tickets.values()) {
       if (t.waiter) position++;

@@ -60,6 +60,12 @@ export interface AcquireOptions extends AcquireRequest {
   signal?: AbortSignal | undefined;
 }
 
+/** A request as the service hands it to the store and the queue: what was asked, capped. */
+interface CappedRequest extends AcquireRequest {
+  /** Set when the request asked for more than the longest allowed duration. */
+  requestedMs: number | undefined;
+}
+
 /** The service's state, as data, for `GET /status`. */
 export interface StatusData {
   capacity: number;
@@ -110,7 +116,7 @@ export class LockService {
   readonly store: LockStore;
   readonly events: EventBus;
   readonly #gates: Gates;
-  readonly #queue: WaitQueue;
+  readonly #queue: WaitQueue<CappedRequest>;
   readonly #clock: Clock;
   readonly #maxDurationMs: number;
   readonly #unsubscribe: (() => void)[] = [];
@@ -124,8 +130,11 @@ export class LockService {
     this.#gates = options.gates ?? new Gates([]);
     this.#clock = options.clock ?? realClock;
     this.#maxDurationMs = options.maxDurationMs;
-    this.#queue = new WaitQueue({
+    this.#queue = new WaitQueue<CappedRequest>({
       take: (request) => this.#call("acquire", () => this.store.acquire(request)),
+      // Reported as the slot is handed over, before anything else runs: a pacing gate
+      // closes before the queue hands out the next slot.
+      onGrant: (request, lease, waitedMs) => this.#reportGrant(lease, request, waitedMs),
       isOpen: () => this.#gates.state().open,
       handBack: (lease) => this.handBack(lease),
       clock: this.#clock,
@@ -152,7 +161,7 @@ export class LockService {
     if (this.#closed) return this.#deny(options.id, SHUTTING_DOWN);
     const durationMs = Math.min(options.durationMs, this.#maxDurationMs);
     const requestedMs = options.durationMs > durationMs ? options.durationMs : undefined;
-    const request: AcquireRequest = { durationMs, id: options.id };
+    const request: CappedRequest = { durationMs, id: options.id, requestedMs };
     const id = options.id;
     if (this.#gates.state().open && this.#queue.waiting === 0) {
       // The hot path: with the memory store, no promise and no closure.
@@ -165,18 +174,16 @@ export class LockService {
       if (result instanceof Promise) {
         return result.then((r) => {
           this.#storeUp();
-          return this.#afterTry(r, options, request, requestedMs);
+          return this.#afterTry(r, options, request);
         }, (error) => this.#storeDenial(this.#failure("acquire", error), id));
       }
       if (this.#storeError !== undefined) this.#storeUp();
-      return this.#afterTry(result, options, request, requestedMs);
+      return this.#afterTry(result, options, request);
     }
     // Someone waits ahead, or a gate is closed: only an id that already holds a lock gets in.
-    if (id === undefined) return this.#waitOrDeny(options, request, requestedMs);
+    if (id === undefined) return this.#waitOrDeny(options, request);
     const then = (lease: Lease | undefined): Awaitable<Outcome> =>
-      lease
-        ? this.#granted(lease, true, request, requestedMs, 0)
-        : this.#waitOrDeny(options, request, requestedMs);
+      lease ? this.#granted(lease, true, request) : this.#waitOrDeny(options, request);
     const failed = (error: unknown) => this.#storeDenial(error, id);
     try {
       const held = this.#call("look up", () => this.store.byId(id));
@@ -296,61 +303,56 @@ export class LockService {
   #afterTry(
     result: AcquireResult,
     options: AcquireOptions,
-    request: AcquireRequest,
-    requestedMs: number | undefined,
+    request: CappedRequest,
   ): Awaitable<Outcome> {
     if (result.granted) {
-      return this.#granted(result.lease, result.existing, request, requestedMs, 0);
+      if (!result.existing) this.#reportGrant(result.lease, request, 0);
+      return this.#granted(result.lease, result.existing, request);
     }
-    return this.#waitOrDeny(options, request, requestedMs, result.nextFreeInMs);
+    return this.#waitOrDeny(options, request, result.nextFreeInMs);
   }
 
-  #granted(
-    lease: Lease,
-    existing: boolean,
-    request: AcquireRequest,
-    requestedMs: number | undefined,
-    waitedMs: number,
-  ): Grant {
+  /** The answer to a granted request; reported already (`granted`) when it is new. */
+  #granted(lease: Lease, existing: boolean, request: CappedRequest): Grant {
     if (request.id !== undefined) this.#queue.forget(request.id);
-    if (!existing && this.events.wants("granted")) {
-      this.events.emit({
-        type: "granted",
-        id: lease.id,
-        token: tokenPrefix(lease.token),
-        durationMs: request.durationMs,
-        requestedMs,
-        waitedMs,
-      });
-    }
     const durationMs = existing ? lease.remainingMs : request.durationMs;
-    return { granted: true, lease, existing, durationMs, requestedMs };
+    return { granted: true, lease, existing, durationMs, requestedMs: request.requestedMs };
+  }
+
+  #reportGrant(lease: Lease, request: CappedRequest, waitedMs: number): void {
+    if (!this.events.wants("granted")) return;
+    this.events.emit({
+      type: "granted",
+      id: lease.id,
+      token: tokenPrefix(lease.token),
+      durationMs: request.durationMs,
+      requestedMs: request.requestedMs,
+      waitedMs,
+    });
   }
 
   #waitOrDeny(
     options: AcquireOptions,
-    request: AcquireRequest,
-    requestedMs: number | undefined,
+    request: CappedRequest,
     nextFree?: number,
   ): Awaitable<Outcome> {
     if (!options.waitMs || options.waitMs <= 0) return this.#refuseNow(options.id, nextFree);
     return this.#queue.wait(request, options.waitMs, options.signal).then((result) =>
-      this.#afterWait(result, options, request, requestedMs)
+      this.#afterWait(result, options, request)
     );
   }
 
   #afterWait(
     result: WaitResult,
     options: AcquireOptions,
-    request: AcquireRequest,
-    requestedMs: number | undefined,
+    request: CappedRequest,
   ): Awaitable<Outcome> {
     if (result.granted) {
       if (!result.existing && options.signal?.aborted) {
         this.handBack(result.lease); // Its client is gone: it would never learn its token.
         return this.#deny(options.id, CANCELLED);
       }
-      return this.#granted(result.lease, result.existing, request, requestedMs, result.waitedMs);
+      return this.#granted(result.lease, result.existing, request);
     }
     switch (result.why) {
       case "cancelled":
