@@ -40,6 +40,9 @@ export const DEFAULT_LOG_LEVEL: LogLevel = "info";
 /** The most slots a server may have: far above any node's real need, small enough to stay cheap. */
 export const MAX_LOCKS = 1_000_000;
 
+/** The highest --maxLoad accepted: no node's load average comes near it. */
+export const MAX_LOAD = 100_000;
+
 /** The most waiting clients a server may allow: each holds an open connection. */
 export const MAX_WAITERS = 1_000_000;
 
@@ -56,5 +59,11 @@ export interface ServerConfig {
   maxDurationMs: number;
   maxWaitMs: number;
   maxWaiters: number;
+  /** The least time between two grants; `undefined`: no pause. */
+  cooldownMs: number | undefined;
+  /** No grants while the one-minute load average is above this; `undefined`: no limit. */
+  maxLoad: number | undefined;
+  /** No grants while a pressure stall share is above this percentage; `undefined`: no limit. */
+  maxPressure: number | undefined;
   logLevel: LogLevel;
 }

@@ -45,14 +45,15 @@ export interface PermissionSet {
  * What the `startup-lock` set must hold. `net`: the server listens on a
  * configurable address and checks endpoints named at run time; the client
  * talks to a server and an app named at run time, and `healthcheck` to the URL
- * it is given. `env`: only the variables above. `sys`: `hostname` only, the
- * client's default id (`Deno.hostname()`). `run`: `run` starts any command.
+ * it is given. `env`: only the variables above. `sys`: `hostname`, the
+ * client's default id (`Deno.hostname()`), and `loadavg`, for `--maxLoad`
+ * (`Deno.loadavg()`). `run`: `run` starts any command.
  * `read`, `write`: token files at any path.
  */
 export const PROGRAM_PERMISSIONS: PermissionSet = {
   net: true,
   env: [...ENV_VARIABLES, ...OTHER_ENV_VARIABLES],
-  sys: ["hostname"],
+  sys: ["hostname", "loadavg"],
   run: true,
   read: true,
   write: true,

@@ -10,7 +10,9 @@ import { Gates } from "./core/gates.ts";
 import { LockService } from "./core/service.ts";
 import { formatDuration } from "./duration.ts";
 import { describeError } from "./errors.ts";
+import { CooldownGate } from "./gates/cooldown.ts";
 import { DependencyChecker } from "./gates/dependencies.ts";
+import { loadGate, pressureGate } from "./gates/load.ts";
 import { createHandler } from "./http/handler.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { logEvents } from "./observers/text_log.ts";
@@ -45,7 +47,14 @@ export function buildServer(config: ServerConfig, log: Logger) {
     timeoutMs: config.checkTimeoutMs,
     events,
   });
-  const gates = new Gates([checker], events);
+  const gates = new Gates([
+    checker,
+    ...(config.maxLoad === undefined ? [] : [loadGate(config.maxLoad)]),
+    ...(config.maxPressure === undefined ? [] : [pressureGate(config.maxPressure)]),
+    ...(config.cooldownMs === undefined
+      ? []
+      : [new CooldownGate({ cooldownMs: config.cooldownMs, events })]),
+  ], events);
   const service = new LockService({
     store,
     gates,

@@ -8,6 +8,7 @@ import {
   releaseLock,
   renewLock,
   requestLock,
+  retryAfterMs,
 } from "../lib/client/http.ts";
 import { freePort } from "./_client.ts";
 
@@ -74,6 +75,7 @@ Deno.test("requestLock() tells this server's refusals from the original's by the
       status: 423,
       message: "Locked: busy",
       json: true,
+      retryAfterMs: undefined,
     });
   });
   await withServer(() => new Response("\n Locked \n", { status: 423 }), async (base) => {
@@ -82,6 +84,7 @@ Deno.test("requestLock() tells this server's refusals from the original's by the
       status: 423,
       message: "Locked",
       json: false,
+      retryAfterMs: undefined,
     });
   });
   await withServer(() => new Response("", { status: 502 }), async (base) => {
@@ -90,6 +93,7 @@ Deno.test("requestLock() tells this server's refusals from the original's by the
       status: 502,
       message: "HTTP 502 Bad Gateway",
       json: false,
+      retryAfterMs: undefined,
     });
   });
 });
@@ -205,4 +209,13 @@ Deno.test("describeFetchError() keeps the cause of a failed connection, not the 
   const line = describeFetchError(error);
   assert.ok(!line.includes(url), line);
   assert.match(line, /refused/i);
+});
+
+Deno.test("retryAfterMs() reads Retry-After in seconds and ignores dates and nonsense", () => {
+  assert.equal(retryAfterMs("1"), 1_000);
+  assert.equal(retryAfterMs(" 120 "), 120_000);
+  assert.equal(retryAfterMs(null), undefined);
+  assert.equal(retryAfterMs("Wed, 21 Oct 2026 07:28:00 GMT"), undefined);
+  assert.equal(retryAfterMs("-5"), undefined);
+  assert.equal(retryAfterMs("1.5"), undefined);
 });

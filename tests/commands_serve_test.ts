@@ -37,6 +37,9 @@ const DEFAULT_CONFIG: ServerConfig = {
   maxDurationMs: defaults.DEFAULT_MAX_DURATION_MS,
   maxWaitMs: defaults.DEFAULT_MAX_WAIT_MS,
   maxWaiters: defaults.DEFAULT_MAX_WAITERS,
+  cooldownMs: undefined,
+  maxLoad: undefined,
+  maxPressure: undefined,
   logLevel: defaults.DEFAULT_LOG_LEVEL,
 };
 
@@ -76,6 +79,10 @@ Deno.test("serveCommand.parse() reads every value flag", () => {
     "90s",
     "--maxWaiters",
     "50",
+    "--cooldown",
+    "2s",
+    "--maxLoad",
+    "4.5",
     "--logLevel",
     "debug",
   ]);
@@ -91,6 +98,9 @@ Deno.test("serveCommand.parse() reads every value flag", () => {
     maxDurationMs: 7_200_000,
     maxWaitMs: 90_000,
     maxWaiters: 50,
+    cooldownMs: 2_000,
+    maxLoad: 4.5,
+    maxPressure: undefined,
     logLevel: "debug",
   });
 });
@@ -170,6 +180,8 @@ Deno.test("serveCommand.parse() reads every value flag from its STARTUP_LOCK_* v
     STARTUP_LOCK_LOG_LEVEL: "error",
     STARTUP_LOCK_MAX_WAIT: "2m",
     STARTUP_LOCK_MAX_WAITERS: "7",
+    STARTUP_LOCK_COOLDOWN: "1m",
+    STARTUP_LOCK_MAX_LOAD: "8",
   });
   assert.deepEqual(config, {
     host: "127.0.0.1",
@@ -183,6 +195,9 @@ Deno.test("serveCommand.parse() reads every value flag from its STARTUP_LOCK_* v
     maxDurationMs: 1_800_000,
     maxWaitMs: 120_000,
     maxWaiters: 7,
+    cooldownMs: 60_000,
+    maxLoad: 8,
+    maxPressure: undefined,
     logLevel: "error",
   });
 });
@@ -594,6 +609,42 @@ const INVALID: Invalid[] = [
     names: "STARTUP_LOCK_TIMEOUT",
     value: "90s",
     says: "must not exceed --maxDuration (1m)",
+  },
+  {
+    what: "a zero --cooldown",
+    argv: ["--cooldown", "0"],
+    names: "--cooldown",
+    value: "0",
+    says: NOT_ZERO,
+  },
+  {
+    what: "a negative --maxLoad",
+    argv: ["--maxLoad", "-1"],
+    names: "--maxLoad",
+    value: "-1",
+    says: "expected a number from 0",
+  },
+  {
+    what: "a --maxLoad that is no number",
+    argv: ["--maxLoad", "high"],
+    names: "--maxLoad",
+    value: "high",
+    says: "expected a number from 0",
+  },
+  {
+    what: "a --maxPressure over 100",
+    argv: ["--maxPressure", "101"],
+    names: "--maxPressure",
+    value: "101",
+    says: "expected a percentage from 0 to 100",
+  },
+  {
+    what: "a STARTUP_LOCK_MAX_PRESSURE with a percent sign",
+    argv: [],
+    env: { STARTUP_LOCK_MAX_PRESSURE: "20%" },
+    names: "STARTUP_LOCK_MAX_PRESSURE",
+    value: "20%",
+    says: "expected a percentage from 0 to 100",
   },
   {
     what: "an unknown STARTUP_LOCK_LOG_LEVEL",

@@ -22,6 +22,7 @@ import { formatDuration, parseDuration } from "../duration.ts";
 import { UsageError } from "../errors.ts";
 import { EXIT } from "../exit.ts";
 import { LOG_LEVELS, type LogLevel } from "../log.ts";
+import { PRESSURE_DIR, pressureAvailable } from "../gates/load.ts";
 import { parseCheckTarget } from "../probes.ts";
 import { runServer } from "../server.ts";
 import { VERSION } from "../version.ts";
@@ -109,6 +110,25 @@ export const SERVER_FLAGS: readonly FlagSpec[] = [
     description: "How many requests may wait at once; beyond, they get 503",
   },
   {
+    name: "cooldown",
+    kind: "value",
+    valueName: "DURATION",
+    description: "At least this long between two grants, even while slots are free",
+  },
+  {
+    name: "maxLoad",
+    kind: "value",
+    valueName: "X",
+    description: "No grants while the node's one-minute load average is above X",
+  },
+  {
+    name: "maxPressure",
+    kind: "value",
+    valueName: "PCT",
+    description:
+      "No grants while CPU, I/O or memory pressure (Linux PSI, some avg10) is above PCT percent",
+  },
+  {
     name: "logLevel",
     kind: "value",
     valueName: "LEVEL",
@@ -149,8 +169,18 @@ function parse(argv: readonly string[], env: Env): Parsed<ServeOptions> {
     maxDurationMs: read.value("maxDuration", defaults.DEFAULT_MAX_DURATION_MS, parseDuration),
     maxWaitMs: read.value("maxWait", defaults.DEFAULT_MAX_WAIT_MS, parseDuration),
     maxWaiters: read.value("maxWaiters", defaults.DEFAULT_MAX_WAITERS, parseMaxWaiters),
+    cooldownMs: read.value("cooldown", undefined, parseDuration),
+    maxLoad: read.value("maxLoad", undefined, parseMaxLoad),
+    maxPressure: read.value("maxPressure", undefined, parsePercent),
     logLevel: read.value("logLevel", defaults.DEFAULT_LOG_LEVEL, parseLogLevel),
   };
+  if (config.maxPressure !== undefined && !pressureAvailable()) {
+    throw new UsageError(
+      `Cannot use ${read.source("maxPressure")}: this kernel reports no pressure stall ` +
+        `information (${PRESSURE_DIR} is missing or unreadable; Linux 4.20 or later with PSI ` +
+        "enabled has it); use --maxLoad instead",
+    );
+  }
   if (config.timeoutMs > config.maxDurationMs) {
     throw new UsageError(
       `Invalid ${read.source("timeout")} "${read.text("timeout")}": the default lock duration ` +
@@ -196,6 +226,24 @@ function parseLocks(text: string): number {
 
 function parseMaxWaiters(text: string): number {
   return parseInteger(text, 0, defaults.MAX_WAITERS);
+}
+
+/** A non-negative decimal number, such as a load average: `4`, `2.5`. */
+function parseMaxLoad(text: string): number {
+  const n = /^\d+(\.\d+)?$/.test(text.trim()) ? Number(text.trim()) : NaN;
+  if (!Number.isFinite(n) || n > defaults.MAX_LOAD) {
+    throw new RangeError(`expected a number from 0 to ${defaults.MAX_LOAD}, such as 4 or 2.5`);
+  }
+  return n;
+}
+
+/** A percentage from 0 to 100, such as `20` or `12.5`. */
+function parsePercent(text: string): number {
+  const n = /^\d+(\.\d+)?$/.test(text.trim()) ? Number(text.trim()) : NaN;
+  if (!(n >= 0 && n <= 100)) {
+    throw new RangeError("expected a percentage from 0 to 100, such as 20");
+  }
+  return n;
 }
 
 function parseLogLevel(text: string): LogLevel {

@@ -17,7 +17,22 @@ export type GateDenial =
   /** The first dependency check round has not finished. */
   | { reason: "starting"; retryAfterMs: number }
   /** A dependency failed its last check. */
-  | { reason: "dependencies"; failing: readonly FailingDependency[]; retryAfterMs: number };
+  | { reason: "dependencies"; failing: readonly FailingDependency[]; retryAfterMs: number }
+  /** Too little time has passed since the last grant. */
+  | { reason: "cooldown"; cooldownMs: number; retryAfterMs: number }
+  /** The node's one-minute load average is above the limit. */
+  | { reason: "load"; load: number; max: number; retryAfterMs: number }
+  /** A resource's pressure stall share (`some avg10`, in percent) is above the limit. */
+  | {
+    reason: "pressure";
+    resource: PressureResource;
+    percent: number;
+    max: number;
+    retryAfterMs: number;
+  };
+
+/** The resources Linux reports pressure stall information for. */
+export type PressureResource = "cpu" | "io" | "memory";
 
 /** Why a request was not granted, and when to try again. */
 export type Denial =

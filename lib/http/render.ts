@@ -133,6 +133,14 @@ export function explain(denial: Denial): string {
       const parts = denial.failing.map((d) => `${d.url}${why(d)}`);
       return `${parts.length} dependencies are down: ${parts.join(", ")}`;
     }
+    case "cooldown":
+      return `at most one grant every ${formatDuration(denial.cooldownMs)}; the next in ${
+        formatDuration(denial.retryAfterMs)
+      }`;
+    case "load":
+      return `the node's load average is ${denial.load.toFixed(2)}, above ${denial.max}`;
+    case "pressure":
+      return `${denial.resource} pressure is ${denial.percent.toFixed(2)} %, above ${denial.max} %`;
     case "busy": {
       const n = denial.capacity;
       const next = denial.nextFreeInMs === undefined
