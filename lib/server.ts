@@ -15,6 +15,7 @@ import { DependencyChecker } from "./gates/dependencies.ts";
 import { loadGate, pressureGate } from "./gates/load.ts";
 import { createHandler } from "./http/handler.ts";
 import { createLogger, type Logger } from "./log.ts";
+import { Metrics } from "./observers/metrics.ts";
 import { logEvents } from "./observers/text_log.ts";
 import { MemoryLockStore } from "./stores/memory.ts";
 
@@ -33,7 +34,8 @@ export interface RunningServer {
 
 /**
  * The parts of a server, built from a config: the store, the gates, the
- * service with its events, the log that subscribes to them, and the handler.
+ * service with its events, the log and the metrics that subscribe to them,
+ * and the handler.
  * Exported for tests.
  */
 export function buildServer(config: ServerConfig, log: Logger) {
@@ -62,14 +64,16 @@ export function buildServer(config: ServerConfig, log: Logger) {
     maxDurationMs: config.maxDurationMs,
     maxWaiters: config.maxWaiters,
   });
+  const metrics = new Metrics(events, { status: () => service.status() });
   const handler = createHandler({
     service,
     defaultDurationMs: config.timeoutMs,
     maxWaitMs: config.maxWaitMs,
     dependencies: () => checker.dependencies,
+    metrics: () => metrics.render(),
     onError: (message) => log.error(message),
   });
-  return { store, gates, checker, service, handler, events };
+  return { store, gates, checker, service, handler, events, metrics };
 }
 
 /**

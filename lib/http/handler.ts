@@ -16,6 +16,7 @@ import {
 import { type Awaitable, type Lease, StoreUnavailableError } from "../core/store.ts";
 import { describeError, HttpError } from "../errors.ts";
 import type { DependencyState } from "../gates/dependencies.ts";
+import { METRICS_CONTENT_TYPE } from "../observers/metrics.ts";
 import { TOKEN_PATTERN } from "../protocol.ts";
 import {
   errorResponse,
@@ -37,6 +38,8 @@ export interface HandlerOptions {
   maxWaitMs?: number;
   /** The dependencies' states, for `/status`. @default {none} */
   dependencies?: () => readonly DependencyState[];
+  /** Renders `GET /metrics`; without it, `/metrics` is `404`. @default {none} */
+  metrics?: () => Promise<string>;
   /** Called with errors that are bugs (answered `500`). @default {console.error} */
   onError?: (message: string) => void;
 }
@@ -124,6 +127,16 @@ export function createHandler(options: HandlerOptions): Handler {
     "/healthz": route({ GET: healthz, HEAD: healthz }),
     "/status": route({ GET: status }),
   };
+  const { metrics } = options;
+  if (metrics) {
+    // Never takes a slot, like /healthz: scrapes must not compete with clients.
+    const scrape: RouteHandler = async (request) => {
+      const body = await metrics();
+      const headers = { "Content-Type": METRICS_CONTENT_TYPE };
+      return new Response(request.method === "HEAD" ? null : body, { headers });
+    };
+    routes["/metrics"] = route({ GET: scrape, HEAD: scrape });
+  }
   const lockRoute = route({ DELETE: release, PUT: renew });
 
   /** Maps every error to a response, in one place. */
