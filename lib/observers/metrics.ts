@@ -42,6 +42,9 @@ export const DURATION_BUCKETS_SECONDS: readonly number[] = [
 export const DENIAL_REASONS = [
   "starting",
   "dependencies",
+  "cooldown",
+  "load",
+  "pressure",
   "busy",
   "queued",
   "queue_full",
