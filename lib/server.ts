@@ -11,6 +11,7 @@ import { LockService } from "./core/service.ts";
 import { formatDuration } from "./duration.ts";
 import { describeError } from "./errors.ts";
 import { DependencyChecker } from "./gates/dependencies.ts";
+import { FileToken, staticToken, type TokenSource } from "./http/auth.ts";
 import { createHandler } from "./http/handler.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { logEvents } from "./observers/text_log.ts";
@@ -59,8 +60,13 @@ export function buildServer(config: ServerConfig, log: Logger) {
     maxWaitMs: config.maxWaitMs,
     dependencies: () => checker.dependencies,
     onError: (message) => log.error(message),
+    ...(config.auth ? { auth: tokenSource(config.auth, log) } : {}),
   });
   return { store, gates, checker, service, handler, events };
+}
+
+function tokenSource(auth: NonNullable<ServerConfig["auth"]>, log: Logger): TokenSource {
+  return "token" in auth ? staticToken(auth.token) : new FileToken(auth.tokenFile, { log });
 }
 
 /**
@@ -80,7 +86,8 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
   log.info(
     `Listening on http://${formatHost(addr.hostname)}:${addr.port}/ with ${config.locks} ` +
       `lock${config.locks === 1 ? "" : "s"}, default duration ${formatDuration(config.timeoutMs)}` +
-      (config.checks.length ? `, checking ${config.checks.map((c) => c.url).join(", ")}` : ""),
+      (config.checks.length ? `, checking ${config.checks.map((c) => c.url).join(", ")}` : "") +
+      (config.auth ? ", bearer token required" : ""),
   );
   gates.start();
 
