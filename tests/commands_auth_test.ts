@@ -27,7 +27,10 @@ function serveAuth(argv: string[], env: Record<string, string> = {}) {
   return parsed.options.config.auth;
 }
 
-async function withTokenFile<T>(content: string, fn: (path: string) => Promise<T>): Promise<T> {
+async function withTokenFile<T>(
+  content: string,
+  fn: (path: string) => T | Promise<T>,
+): Promise<T> {
   const dir = await Deno.makeTempDir();
   try {
     await Deno.writeTextFile(`${dir}/token`, content);
@@ -41,7 +44,7 @@ Deno.test("serveCommand.parse() reads --authToken, STARTUP_LOCK_AUTH_TOKEN and -
   assert.equal(serveAuth([]), undefined);
   assert.deepEqual(serveAuth(["--authToken", SECRET]), { token: SECRET });
   assert.deepEqual(serveAuth([], { STARTUP_LOCK_AUTH_TOKEN: SECRET }), { token: SECRET });
-  await withTokenFile(`${SECRET}\n`, async (path) => {
+  await withTokenFile(`${SECRET}\n`, (path) => {
     assert.deepEqual(serveAuth(["--authTokenFile", path]), { tokenFile: path });
     assert.deepEqual(serveAuth([], { STARTUP_LOCK_AUTH_TOKEN_FILE: path }), { tokenFile: path });
   });
@@ -56,7 +59,7 @@ Deno.test("the client commands read --authToken, STARTUP_LOCK_AUTH_TOKEN and --a
     const options = parsed.options as Options;
     return options.acquire ? options.acquire.authToken : options.authToken;
   };
-  await withTokenFile(`${SECRET}\n`, async (path) => {
+  await withTokenFile(`${SECRET}\n`, (path) => {
     const commands = [acquireCommand, releaseCommand, runCommand, holdCommand];
     for (const command of commands as Command<unknown>[]) {
       const extra = command === releaseCommand as Command<unknown>
