@@ -27,7 +27,15 @@ import {
   statusBody,
   text,
 } from "./render.ts";
-import { readDuration, readId, readWait, requestTarget, wantsJson } from "./request.ts";
+import {
+  checkBodySize,
+  MAX_ACQUIRE_BODY_BYTES,
+  readDuration,
+  readId,
+  readWait,
+  requestTarget,
+  wantsJson,
+} from "./request.ts";
 
 /** Options of {@linkcode createHandler}. */
 export interface HandlerOptions {
@@ -98,7 +106,18 @@ export function createHandler(options: HandlerOptions): Handler {
     return granted(outcome, json);
   };
 
-  const acquire: RouteHandler = (request, query, info) => {
+  const acquire: RouteHandler = (request, query, info, token) => {
+    // A body is never read: one too large is refused, unread beyond the limit, before any slot.
+    const checked = checkBodySize(request, MAX_ACQUIRE_BODY_BYTES);
+    return checked ? checked.then(() => acquireNow(request, query, info, token)) : acquireNow(
+      request,
+      query,
+      info,
+      token,
+    );
+  };
+
+  const acquireNow: RouteHandler = (request, query, info) => {
     const durationMs = readDuration(query) ?? defaultDurationMs;
     const id = readId(query);
     const waitMs = readWait(query, maxWaitMs);
