@@ -328,7 +328,7 @@ export function renderUsage(text: UsageText): string {
     ...text.about,
     ...(text.about.length > 0 ? [""] : []),
     ...(takesDurations
-      ? ["Durations are whole seconds (60) or a number with a unit: 500ms, 90s, 2m, 1h."]
+      ? ["Durations are whole seconds (60) or a number with a unit: 500ms, 1.5s, 90s, 2m, 1h."]
       : []),
     ...(takesValues ? ["Flags on the command line win over their environment variables.", ""] : []),
     "Flags:",

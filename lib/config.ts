@@ -46,6 +46,9 @@ export const MAX_LOAD = 100_000;
 /** The most waiting clients a server may allow: each holds an open connection. */
 export const MAX_WAITERS = 1_000_000;
 
+/** Where the server's bearer token comes from: given once, or a file read again when it changes. */
+export type AuthSetting = { token: string } | { tokenFile: string };
+
 /** Everything the server needs to run, validated. */
 export interface ServerConfig {
   host: string;
@@ -66,4 +69,6 @@ export interface ServerConfig {
   /** No grants while a pressure stall share is above this percentage; `undefined`: no limit. */
   maxPressure: number | undefined;
   logLevel: LogLevel;
+  /** The bearer token that acquire, release, renew and `/status` need; absent, they are open. */
+  auth?: AuthSetting;
 }

@@ -1,6 +1,8 @@
 /**
  * Durations on the command line and in query strings: whole seconds as in the
- * original (`60`), or a number with a unit (`500ms`, `90s`, `2m`, `1h`).
+ * original (`60`), or a number with a unit (`500ms`, `1.5s`, `90s`, `2m`, `1h`).
+ * A bare number with a fraction (`1.5`) is refused: the original reads whole
+ * seconds only, so its meaning would depend on the server.
  *
  * @module
  */
@@ -15,11 +17,13 @@ export const MAX_TIMER_MS = 2 ** 31 - 1;
 export const MAX_TIMER_SECONDS = Math.floor(MAX_TIMER_MS / 1000);
 
 const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
-const DURATION_PATTERN = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/;
+const DURATION_PATTERN = /^(?:(\d+)|(\d+(?:\.\d+)?)(ms|s|m|h))$/;
+const FRACTIONAL_SECONDS = /^\d+\.\d+$/;
 
 /** What an accepted duration looks like, for error messages. */
-export const DURATION_HINT = 'a positive number of seconds ("60") or a number with a unit ' +
-  '("500ms", "90s", "2m", "1h")';
+export const DURATION_HINT =
+  'a positive number of seconds, whole ("60"), or a number with a unit ' +
+  '("500ms", "1.5s", "90s", "2m", "1h")';
 
 /** A well-formed duration longer than a timer can run; callers that cap durations catch it. */
 export class DurationTooLongError extends RangeError {
@@ -42,10 +46,17 @@ export class DurationTooLongError extends RangeError {
  *   so callers prefix it with the flag or parameter name and the value
  */
 export function parseDuration(text: string): number {
-  const match = DURATION_PATTERN.exec(text.trim());
+  const trimmed = text.trim();
+  if (FRACTIONAL_SECONDS.test(trimmed)) {
+    throw new RangeError(
+      `a number without a unit is whole seconds: write "${trimmed}s" or ` +
+        `"${Math.round(Number(trimmed) * 1000)}ms"`,
+    );
+  }
+  const match = DURATION_PATTERN.exec(trimmed);
   if (!match) throw new RangeError(`expected ${DURATION_HINT}`);
-  const unit = (match[2] ?? "s") as keyof typeof UNIT_MS;
-  const ms = Math.round(Number(match[1]) * UNIT_MS[unit]);
+  const unit = (match[3] ?? "s") as keyof typeof UNIT_MS;
+  const ms = Math.round(Number(match[1] ?? match[2]) * UNIT_MS[unit]);
   if (ms <= 0) throw new RangeError("expected a duration greater than zero");
   if (ms > MAX_TIMER_MS) {
     throw new DurationTooLongError(`expected at most ${MAX_TIMER_SECONDS}s (about 24 days)`, ms);

@@ -13,6 +13,7 @@ import { describeError } from "./errors.ts";
 import { CooldownGate } from "./gates/cooldown.ts";
 import { DependencyChecker } from "./gates/dependencies.ts";
 import { loadGate, pressureGate } from "./gates/load.ts";
+import { FileToken, staticToken, type TokenSource } from "./http/auth.ts";
 import { createHandler } from "./http/handler.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { Metrics } from "./observers/metrics.ts";
@@ -72,8 +73,13 @@ export function buildServer(config: ServerConfig, log: Logger) {
     dependencies: () => checker.dependencies,
     metrics: () => metrics.render(),
     onError: (message) => log.error(message),
+    ...(config.auth ? { auth: tokenSource(config.auth, log) } : {}),
   });
   return { store, gates, checker, service, handler, events, metrics };
+}
+
+function tokenSource(auth: NonNullable<ServerConfig["auth"]>, log: Logger): TokenSource {
+  return "token" in auth ? staticToken(auth.token) : new FileToken(auth.tokenFile, { log });
 }
 
 /**
@@ -93,7 +99,8 @@ export function startServer(config: ServerConfig, log: Logger): RunningServer {
   log.info(
     `Listening on http://${formatHost(addr.hostname)}:${addr.port}/ with ${config.locks} ` +
       `lock${config.locks === 1 ? "" : "s"}, default duration ${formatDuration(config.timeoutMs)}` +
-      (config.checks.length ? `, checking ${config.checks.map((c) => c.url).join(", ")}` : ""),
+      (config.checks.length ? `, checking ${config.checks.map((c) => c.url).join(", ")}` : "") +
+      (config.auth ? ", bearer token required" : ""),
   );
   gates.start();
 

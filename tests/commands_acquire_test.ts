@@ -55,10 +55,12 @@ Deno.test("acquireCommand.parse() reads every flag, and each from its STARTUP_LO
     wait: "2m",
     tokenFile: "/run/app.token",
     pollInterval: "500ms",
+    authToken: "s3cret-token",
   };
+  // --authTokenFile excludes --authToken; tests/auth_flags_test.ts reads it.
   assert.deepEqual(
     Object.keys(values).sort(),
-    ACQUIRE_FLAGS.map((f) => f.name).sort(),
+    ACQUIRE_FLAGS.map((f) => f.name).filter((n) => n !== "authTokenFile").sort(),
     "the test covers every flag",
   );
   const expected = {
@@ -68,6 +70,7 @@ Deno.test("acquireCommand.parse() reads every flag, and each from its STARTUP_LO
     waitMs: 120_000,
     tokenFile: "/run/app.token",
     pollIntervalMs: 500,
+    authToken: "s3cret-token",
   };
   const argv = Object.entries(values).flatMap(([k, v]) => [`--${k}`, v]);
   assert.deepEqual(parse(argv), {

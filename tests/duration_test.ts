@@ -13,8 +13,8 @@ Deno.test("parseDuration() accepts seconds and numbers with a unit", async (t) =
   const cases: [string, number][] = [
     ["60", 60_000],
     ["1", 1_000],
-    ["1.5", 1_500],
-    ["0.5", 500],
+    ["1500ms", 1_500],
+    ["0.5s", 500],
     ["500ms", 500],
     ["1ms", 1],
     ["90s", 90_000],
@@ -37,8 +37,19 @@ Deno.test("parseDuration() ignores surrounding whitespace", () => {
 });
 
 Deno.test("parseDuration() rounds to whole milliseconds", () => {
-  assert.equal(parseDuration("1.0004"), 1_000);
+  assert.equal(parseDuration("1.0004s"), 1_000);
   assert.equal(parseDuration("1.5ms"), 2);
+});
+
+Deno.test("parseDuration() refuses a bare number with a fraction, suggesting a unit", () => {
+  assert.throws(() => parseDuration("1.5"), {
+    name: "RangeError",
+    message: 'a number without a unit is whole seconds: write "1.5s" or "1500ms"',
+  });
+  assert.throws(() => parseDuration(" 0.5 "), {
+    message: 'a number without a unit is whole seconds: write "0.5s" or "500ms"',
+  });
+  assert.equal(parseDuration("1.5s"), 1_500);
 });
 
 Deno.test("parseDuration() accepts exactly MAX_TIMER_MS and refuses one more", () => {
@@ -67,7 +78,7 @@ Deno.test("parseDuration() rejects text that is not a duration, saying what is a
 });
 
 Deno.test("parseDuration() rejects durations that are zero or round to zero", async (t) => {
-  for (const text of ["0", "0s", "0ms", "0.0", "0.4ms", "0.0001"]) {
+  for (const text of ["0", "0s", "0ms", "0.0s", "0.4ms", "0.0001s", "0.000001m"]) {
     await t.step(JSON.stringify(text), () => {
       assert.throws(() => parseDuration(text), {
         name: "RangeError",

@@ -50,6 +50,30 @@ export type LockAnswer =
     message: string;
   };
 
+/**
+ * A `401` from the lock server: it needs a bearer token, or refused the one
+ * sent. Asking again cannot help.
+ */
+export class UnauthorizedError extends Error {
+  override name = "UnauthorizedError";
+}
+
+/** One line on a `401`, in the user's terms: the flags that set the token. */
+export function unauthorizedMessage(sent: boolean): string {
+  return sent
+    ? "The server refused the token (HTTP 401): check --authToken, --authTokenFile or " +
+      "STARTUP_LOCK_AUTH_TOKEN against the server's"
+    : "The server needs a bearer token (HTTP 401): give --authToken TOKEN, --authTokenFile PATH " +
+      "or STARTUP_LOCK_AUTH_TOKEN";
+}
+
+/** The headers of a request to the lock server: JSON answers, and the bearer token if any. */
+function apiHeaders(authToken: string | undefined): Record<string, string> {
+  return authToken === undefined
+    ? { Accept: "application/json" }
+    : { Accept: "application/json", Authorization: `Bearer ${authToken}` };
+}
+
 /** Statuses that mean "not now" rather than "never". */
 const RETRY_STATUSES = new Set([408, 423, 425, 429]);
 
@@ -59,13 +83,15 @@ export function durationParam(ms: number): string {
 }
 
 /**
- * Asks for a lock with `GET /`. Throws what `fetch` throws when the server
- * cannot be reached or `signal` aborts.
+ * Asks for a lock with `GET /`, sending `authToken` as a bearer token when
+ * given. Throws what `fetch` throws when the server cannot be reached or
+ * `signal` aborts.
  */
 export async function requestLock(
   server: URL,
   request: LockRequest,
   signal: AbortSignal,
+  authToken?: string,
 ): Promise<LockAnswer> {
   const url = new URL("./", server);
   if (request.durationMs !== undefined) {
@@ -73,8 +99,11 @@ export async function requestLock(
   }
   url.searchParams.set("id", request.id);
   if (request.waitMs !== undefined) url.searchParams.set("wait", durationParam(request.waitMs));
-  const response = await fetch(url, { headers: { Accept: "application/json" }, signal });
+  const response = await fetch(url, { headers: apiHeaders(authToken), signal });
   const body = await readBody(response);
+  if (response.status === 401) {
+    return { kind: "refused", status: 401, message: unauthorizedMessage(authToken !== undefined) };
+  }
   if (response.status >= 200 && response.status < 300) {
     const token = response.headers.get(TOKEN_HEADER)?.trim() || stringField(body.json, "token");
     const expiresAt = Date.parse(stringField(body.json, "expiresAt") ?? "");
@@ -127,6 +156,7 @@ export class ForeignServerError extends Error {
  *
  * @throws {ForeignServerError} for an answer only another kind of server gives
  *   (the original answers every request as a lock request)
+ * @throws {UnauthorizedError} for a `401`: `authToken` is missing or wrong
  * @throws {Error} for any other answer, and what `fetch` throws when the server
  *   cannot be reached
  */
@@ -134,14 +164,12 @@ export async function releaseLock(
   server: URL,
   token: string,
   signal: AbortSignal,
+  authToken?: string,
 ): Promise<ReleaseAnswer> {
   const url = new URL(`locks/${encodeURIComponent(token)}`, server);
-  const response = await fetch(url, {
-    method: "DELETE",
-    headers: { Accept: "application/json" },
-    signal,
-  });
+  const response = await fetch(url, { method: "DELETE", headers: apiHeaders(authToken), signal });
   const body = await readBody(response);
+  if (response.status === 401) throw new UnauthorizedError(unauthorizedMessage(!!authToken));
   const ours = body.json !== undefined;
   if (response.status === 204 || (response.ok && ours)) return "released";
   if (response.status === 404 && ours) return "gone";
@@ -166,6 +194,7 @@ export interface Renewal {
  * Moves a lock's expiry with `PUT /locks/{token}?duration=`: the renewal, or
  * `gone` when the lock was released or has expired.
  *
+ * @throws {UnauthorizedError} for a `401`: `authToken` is missing or wrong
  * @throws {Error} for any other answer, and what `fetch` throws when the server
  *   cannot be reached
  */
@@ -174,15 +203,13 @@ export async function renewLock(
   token: string,
   durationMs: number,
   signal: AbortSignal,
+  authToken?: string,
 ): Promise<Renewal | "gone"> {
   const url = new URL(`locks/${encodeURIComponent(token)}`, server);
   url.searchParams.set("duration", durationParam(durationMs));
-  const response = await fetch(url, {
-    method: "PUT",
-    headers: { Accept: "application/json" },
-    signal,
-  });
+  const response = await fetch(url, { method: "PUT", headers: apiHeaders(authToken), signal });
   const body = await readBody(response);
+  if (response.status === 401) throw new UnauthorizedError(unauthorizedMessage(!!authToken));
   if (response.status === 404) return "gone";
   if (!response.ok) throw httpError(response, body);
   const expiresAt = Date.parse(stringField(body.json, "expiresAt") ?? "");

@@ -66,6 +66,8 @@ export interface AcquireOptions {
   tokenFile: string | undefined;
   /** The mean pause between polls of a server that answers at once. */
   pollIntervalMs: number;
+  /** The bearer token sent to the server (`--authToken`). @default {none} */
+  authToken?: string | undefined;
   /**
    * The flags as messages name them, in the user's own terms: `--duration 2h`
    * (or `STARTUP_LOCK_DURATION=2h`), `--wait` (or `STARTUP_LOCK_WAIT`), `--tokenFile`.
@@ -94,6 +96,8 @@ export interface HeldLock {
   token: string | undefined;
   /** When it expires, in the clock's monotonic milliseconds; `undefined` when unknown. */
   expiresAt: number | undefined;
+  /** The bearer token sent to the server. @default {none} */
+  authToken?: string | undefined;
 }
 
 /** How acquiring ended. */
@@ -150,6 +154,7 @@ export async function acquireLock(
         options.server,
         { durationMs: options.durationMs, id: options.id, waitMs },
         controller.signal,
+        options.authToken,
       );
     } catch (error) {
       if (signal?.aborted) return { kind: "aborted" };
@@ -166,6 +171,9 @@ export async function acquireLock(
       const lock = heldLock(options, answer, clock);
       reportAcquired(options, names, answer, lock);
       return await saveToken(options, names, lock);
+    }
+    if (answer?.kind === "refused" && answer.status === 401) {
+      return { kind: "failed", message: answer.message };
     }
     if (answer?.kind === "refused") {
       // The server names the query parameter; the user knows the flag.
@@ -218,7 +226,9 @@ function heldLock(
     : options.durationMs !== undefined
     ? receivedAt + options.durationMs
     : undefined;
-  return { server: options.server, token: answer.token, expiresAt };
+  const lock: HeldLock = { server: options.server, token: answer.token, expiresAt };
+  if (options.authToken !== undefined) lock.authToken = options.authToken;
+  return lock;
 }
 
 function reportAcquired(
@@ -268,7 +278,12 @@ async function saveToken(
     let released = "";
     if (lock.token !== undefined) {
       try {
-        await releaseLock(lock.server, lock.token, AbortSignal.timeout(RELEASE_TIMEOUT_MS));
+        await releaseLock(
+          lock.server,
+          lock.token,
+          AbortSignal.timeout(RELEASE_TIMEOUT_MS),
+          lock.authToken,
+        );
         released = "; released the lock";
       } catch (releaseError) {
         released = `; could not release the lock either (${describeFetchError(releaseError)})`;
@@ -292,6 +307,7 @@ export async function releaseHeldLock(lock: HeldLock, because: string): Promise<
       lock.server,
       lock.token,
       AbortSignal.timeout(RELEASE_TIMEOUT_MS),
+      lock.authToken,
     );
     note(answer === "released" ? `Released the lock: ${because}` : `${GONE_NOTE} (${because})`);
   } catch (error) {
@@ -320,6 +336,7 @@ export async function renewHeldLock(
     lock.token,
     durationMs,
     AbortSignal.timeout(RELEASE_TIMEOUT_MS),
+    lock.authToken,
   );
   if (renewal === "gone") return "gone";
   const now = clock.now();

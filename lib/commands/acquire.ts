@@ -19,6 +19,7 @@ import { note } from "../client/output.ts";
 import { formatDuration, parseDuration } from "../duration.ts";
 import { EXIT } from "../exit.ts";
 import { ID_HINT, isValidId, MAX_ID_LENGTH } from "../protocol.ts";
+import { AUTH_TOKEN_FILE_FLAG, AUTH_TOKEN_FLAG, readAuthFlags } from "./_auth.ts";
 import { parsePath, readServer, SERVER_FLAG, TOKEN_FILE_FLAG } from "./_client.ts";
 
 /**
@@ -30,6 +31,18 @@ export const DEFAULT_POLL_INTERVAL_MS = 1_000;
 
 /** Random hex digits in the default id: two clients on one host never share a lock. */
 const RANDOM_ID_HEX_CHARS = 8;
+
+/** `--authToken` as the client commands take it. */
+export const CLIENT_AUTH_TOKEN_FLAG: FlagSpec = {
+  ...AUTH_TOKEN_FLAG,
+  description: "Send Authorization: Bearer TOKEN to the lock server (as its --authToken)",
+};
+
+/** `--authTokenFile` as the client commands take it. */
+export const CLIENT_AUTH_TOKEN_FILE_FLAG: FlagSpec = {
+  ...AUTH_TOKEN_FILE_FLAG,
+  description: "Like --authToken, with the token in this file (read once, at start)",
+};
 
 /** The flags of `acquire`, shared by `run` and `hold`, without `--help`. */
 export const ACQUIRE_FLAGS: readonly FlagSpec[] = [
@@ -64,6 +77,8 @@ export const ACQUIRE_FLAGS: readonly FlagSpec[] = [
     default: formatDuration(DEFAULT_POLL_INTERVAL_MS),
     description: "Mean pause (±50 %) between tries when the server answers at once or is down",
   },
+  CLIENT_AUTH_TOKEN_FLAG,
+  CLIENT_AUTH_TOKEN_FILE_FLAG,
 ];
 
 const FLAGS: readonly FlagSpec[] = [...ACQUIRE_FLAGS, HELP_FLAG];
@@ -74,7 +89,9 @@ const FLAGS: readonly FlagSpec[] = [...ACQUIRE_FLAGS, HELP_FLAG];
  * @throws {UsageError} naming the flag or variable, the value and what is allowed
  */
 export function readAcquire(read: Reader, env: Env): AcquireOptions {
+  const auth = readAuthFlags(read);
   return {
+    ...(auth ? { authToken: auth.token } : {}),
     server: readServer(read),
     durationMs: read.value("duration", undefined, parseDuration),
     id: read.value("id", undefined, parseId) ?? defaultId(hostName(env)),

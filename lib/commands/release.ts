@@ -16,13 +16,15 @@ import {
   Reader,
   renderUsage,
 } from "../args.ts";
-import { describeFetchError, releaseLock } from "../client/http.ts";
+import { describeFetchError, releaseLock, UnauthorizedError } from "../client/http.ts";
 import { GONE_NOTE, RELEASE_TIMEOUT_MS } from "../client/lock.ts";
 import { note } from "../client/output.ts";
 import { describeError, UsageError } from "../errors.ts";
 import { EXIT } from "../exit.ts";
 import { TOKEN_PATTERN } from "../protocol.ts";
+import { readAuthFlags } from "./_auth.ts";
 import { parsePath, readServer, SERVER_FLAG, TOKEN_FILE_FLAG } from "./_client.ts";
+import { CLIENT_AUTH_TOKEN_FILE_FLAG, CLIENT_AUTH_TOKEN_FLAG } from "./acquire.ts";
 
 /** Where `release` finds the token, and how messages name that flag or variable. */
 export type TokenSource =
@@ -33,6 +35,8 @@ export type TokenSource =
 export interface ReleaseOptions {
   server: URL;
   from: TokenSource;
+  /** The bearer token sent to the server (`--authToken`). @default {none} */
+  authToken?: string;
 }
 
 /** The flags of `release`. */
@@ -45,6 +49,8 @@ export const RELEASE_FLAGS: readonly FlagSpec[] = [
     description: "The token printed by acquire (run sets STARTUP_LOCK_TOKEN for its command)",
   },
   { ...TOKEN_FILE_FLAG, description: "Read the token from this file (as written by acquire)" },
+  CLIENT_AUTH_TOKEN_FLAG,
+  CLIENT_AUTH_TOKEN_FILE_FLAG,
   HELP_FLAG,
 ];
 
@@ -86,7 +92,10 @@ function parse(argv: readonly string[], env: Env): Parsed<ReleaseOptions> {
   const raw = parseFlags(argv, RELEASE_FLAGS, env);
   if (raw.values.has("help")) return { action: "help" };
   const read = new Reader(raw);
-  return { action: "run", options: { server: readServer(read), from: readTokenSource(read) } };
+  const options: ReleaseOptions = { server: readServer(read), from: readTokenSource(read) };
+  const auth = readAuthFlags(read);
+  if (auth) options.authToken = auth.token;
+  return { action: "run", options };
 }
 
 /** The token from the options or the file; a number is the exit code when there is none. */
@@ -121,10 +130,15 @@ async function run(options: ReleaseOptions): Promise<number> {
       options.server,
       token,
       AbortSignal.timeout(RELEASE_TIMEOUT_MS),
+      options.authToken,
     );
     if (answer === "gone") note(GONE_NOTE);
     return EXIT.OK;
   } catch (error) {
+    if (error instanceof UnauthorizedError) {
+      note(error.message);
+      return EXIT.FAILURE;
+    }
     note(`Cannot release the lock at ${options.server.href}: ${describeFetchError(error)}`);
     return EXIT.FAILURE;
   }

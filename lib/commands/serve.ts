@@ -26,6 +26,7 @@ import { PRESSURE_DIR, pressureAvailable } from "../gates/load.ts";
 import { parseCheckTarget } from "../probes.ts";
 import { runServer } from "../server.ts";
 import { VERSION } from "../version.ts";
+import { AUTH_TOKEN_FILE_FLAG, AUTH_TOKEN_FLAG, readAuthFlags } from "./_auth.ts";
 
 const s = (ms: number) => formatDuration(ms);
 
@@ -135,6 +136,14 @@ export const SERVER_FLAGS: readonly FlagSpec[] = [
     default: defaults.DEFAULT_LOG_LEVEL,
     description: `Least severe log lines to print: ${LOG_LEVELS.join(", ")}`,
   },
+  {
+    ...AUTH_TOKEN_FLAG,
+    description: "Require Authorization: Bearer TOKEN on acquire, release, renew and /status",
+  },
+  {
+    ...AUTH_TOKEN_FILE_FLAG,
+    description: "Like --authToken, with the token in this file, read again when it changes",
+  },
   HELP_FLAG,
   { name: "version", kind: "boolean", description: "Print the version and exit" },
 ];
@@ -181,6 +190,8 @@ function parse(argv: readonly string[], env: Env): Parsed<ServeOptions> {
         "enabled has it); use --maxLoad instead",
     );
   }
+  const auth = readAuthFlags(read);
+  if (auth) config.auth = "tokenFile" in auth ? { tokenFile: auth.tokenFile } : auth;
   if (config.timeoutMs > config.maxDurationMs) {
     throw new UsageError(
       `Invalid ${read.source("timeout")} "${read.text("timeout")}": the default lock duration ` +

@@ -15,6 +15,7 @@ import {
 } from "../core/service.ts";
 import { type Awaitable, type Lease, StoreUnavailableError } from "../core/store.ts";
 import { describeError, HttpError } from "../errors.ts";
+import { checkRequest, type TokenSource, unauthorized } from "./auth.ts";
 import type { DependencyState } from "../gates/dependencies.ts";
 import { METRICS_CONTENT_TYPE } from "../observers/metrics.ts";
 import { TOKEN_PATTERN } from "../protocol.ts";
@@ -27,7 +28,15 @@ import {
   statusBody,
   text,
 } from "./render.ts";
-import { readDuration, readId, readWait, requestTarget, wantsJson } from "./request.ts";
+import {
+  checkBodySize,
+  MAX_ACQUIRE_BODY_BYTES,
+  readDuration,
+  readId,
+  readWait,
+  requestTarget,
+  wantsJson,
+} from "./request.ts";
 
 /** Options of {@linkcode createHandler}. */
 export interface HandlerOptions {
@@ -42,6 +51,13 @@ export interface HandlerOptions {
   metrics?: () => Promise<string>;
   /** Called with errors that are bugs (answered `500`). @default {console.error} */
   onError?: (message: string) => void;
+  /**
+   * The bearer token that acquire, release, renew and `/status` need; other
+   * routes stay open. @default {none: every route is open}
+   */
+  auth?: TokenSource;
+  /** Called for each request refused at the edge, before the core sees it (for metrics). @default {nothing} */
+  onRefused?: (reason: "unauthorized") => void;
 }
 
 /** What `Deno.serve` tells the handler besides the request. */
@@ -65,10 +81,12 @@ type RouteHandler = (
 interface Route {
   methods: Record<string, RouteHandler>;
   allow: string;
+  /** Whether the route needs the bearer token when the server has one. */
+  guarded: boolean;
 }
 
-function route(methods: Record<string, RouteHandler>): Route {
-  return { methods, allow: Object.keys(methods).join(", ") };
+function route(methods: Record<string, RouteHandler>, options: { guarded?: boolean } = {}): Route {
+  return { methods, allow: Object.keys(methods).join(", "), guarded: options.guarded ?? false };
 }
 
 const NO_DEPENDENCIES = () => [];
@@ -79,6 +97,7 @@ export function createHandler(options: HandlerOptions): Handler {
   const maxWaitMs = options.maxWaitMs ?? 0;
   const dependencies = options.dependencies ?? NO_DEPENDENCIES;
   const onError = options.onError ?? ((message) => console.error(message));
+  const { auth, onRefused } = options;
 
   /** The answer to an acquire request once the service has decided. */
   const answerAcquire = (outcome: Outcome, json: boolean, info: RequestInfo | undefined) => {
@@ -90,7 +109,18 @@ export function createHandler(options: HandlerOptions): Handler {
     return granted(outcome, json);
   };
 
-  const acquire: RouteHandler = (request, query, info) => {
+  const acquire: RouteHandler = (request, query, info, token) => {
+    // A body is never read: one too large is refused, unread beyond the limit, before any slot.
+    const checked = checkBodySize(request, MAX_ACQUIRE_BODY_BYTES);
+    return checked ? checked.then(() => acquireNow(request, query, info, token)) : acquireNow(
+      request,
+      query,
+      info,
+      token,
+    );
+  };
+
+  const acquireNow: RouteHandler = (request, query, info) => {
     const durationMs = readDuration(query) ?? defaultDurationMs;
     const id = readId(query);
     const waitMs = readWait(query, maxWaitMs);
@@ -123,9 +153,9 @@ export function createHandler(options: HandlerOptions): Handler {
   const healthz: RouteHandler = () => text(200, "OK\n");
 
   const routes: Record<string, Route> = {
-    "/": route({ GET: acquire, POST: acquire }),
+    "/": route({ GET: acquire, POST: acquire }, { guarded: true }),
     "/healthz": route({ GET: healthz, HEAD: healthz }),
-    "/status": route({ GET: status }),
+    "/status": route({ GET: status }, { guarded: true }),
   };
   const { metrics } = options;
   if (metrics) {
@@ -137,7 +167,7 @@ export function createHandler(options: HandlerOptions): Handler {
     };
     routes["/metrics"] = route({ GET: scrape, HEAD: scrape });
   }
-  const lockRoute = route({ DELETE: release, PUT: renew });
+  const lockRoute = route({ DELETE: release, PUT: renew }, { guarded: true });
 
   /** Maps every error to a response, in one place. */
   const fail = (error: unknown, request: Request, path: string): Response => {
@@ -173,6 +203,13 @@ export function createHandler(options: HandlerOptions): Handler {
         throw new HttpError(405, `Method ${request.method} is not allowed on ${path}`, {
           headers: { Allow: found.allow },
         });
+      }
+      if (auth && found.guarded) {
+        const failure = checkRequest(request, auth);
+        if (failure) {
+          onRefused?.("unauthorized");
+          return unauthorized(failure, wantsJson(request));
+        }
       }
       const response = handle(request, target.query, info, token);
       return response instanceof Promise

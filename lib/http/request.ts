@@ -11,6 +11,13 @@ import { ID_HINT, isValidId, MAX_ID_LENGTH } from "../protocol.ts";
 
 const NO_QUERY = new URLSearchParams();
 
+/** The longest request target (path and query) served: far above any real one, and the common server limit. */
+export const MAX_TARGET_LENGTH = 8 * 1024;
+/** The most query parameters a request may have: the API reads three; more is a mistake or an attack. */
+export const MAX_QUERY_PARAMS = 32;
+/** The largest body an acquire request may carry: the API reads none, so any large one is refused unread. */
+export const MAX_ACQUIRE_BODY_BYTES = 64 * 1024;
+
 /**
  * A `Host` header: a host name, an IPv4 address or a bracketed IPv6 address,
  * and an optional port (RFC 9110 §7.2, RFC 3986 §3.2.2). Nothing that could
@@ -38,7 +45,9 @@ function isValidHost(host: string): boolean {
  * the one asked for.) Cheaper than `new URL()`, which showed in the
  * throughput benchmark.
  *
- * @throws {HttpError} 400 for a `Host` header that is not a valid host[:port]
+ * @throws {HttpError} 400 for a `Host` header that is not a valid host[:port],
+ *   more than {@linkcode MAX_QUERY_PARAMS} query parameters or a repeated one;
+ *   414 for a target longer than {@linkcode MAX_TARGET_LENGTH}
  */
 export function requestTarget(request: Request): { path: string; query: URLSearchParams } {
   const host = request.headers.get("host");
@@ -53,9 +62,67 @@ export function requestTarget(request: Request): { path: string; query: URLSearc
   const authority = url.indexOf("://") + 3;
   const slash = url.indexOf("/", authority);
   const q = url.indexOf("?", authority);
+  const start = slash === -1 ? q : q === -1 ? slash : Math.min(slash, q);
+  if (start !== -1 && url.length - start > MAX_TARGET_LENGTH) {
+    throw new HttpError(
+      414,
+      `URI too long: ${url.length - start} characters, more than ${MAX_TARGET_LENGTH}`,
+    );
+  }
   if (q === -1) return { path: slash === -1 ? "/" : url.slice(slash), query: NO_QUERY };
   const path = slash === -1 || slash > q ? "/" : url.slice(slash, q);
-  return { path, query: new URLSearchParams(url.slice(q + 1)) };
+  const query = new URLSearchParams(url.slice(q + 1));
+  checkQuery(query);
+  return { path, query };
+}
+
+/**
+ * Refuses more than {@linkcode MAX_QUERY_PARAMS} parameters, and a repeated
+ * one: `?duration=5&duration=3600` has no single meaning.
+ */
+function checkQuery(query: URLSearchParams): void {
+  const names: string[] = [];
+  for (const name of query.keys()) {
+    if (names.length === MAX_QUERY_PARAMS) {
+      throw new HttpError(400, `Too many query parameters: more than ${MAX_QUERY_PARAMS}`);
+    }
+    if (names.includes(name)) {
+      throw new HttpError(400, `Repeated query parameter "${name.slice(0, 100)}": give it once`);
+    }
+    names.push(name);
+  }
+}
+
+/**
+ * Refuses a request body over `maxBytes` with `413`, reading no more of it
+ * than that: at once from `Content-Length`, else by counting the stream (and
+ * then only asynchronously). `undefined` when there is no body or it is small
+ * enough by its `Content-Length`.
+ *
+ * @throws {HttpError} 413 for a body that is too large
+ */
+export function checkBodySize(request: Request, maxBytes: number): Promise<void> | undefined {
+  if (request.body === null) return undefined;
+  const tooLarge = () =>
+    new HttpError(413, `Request body too large: more than ${maxBytes} bytes (the API reads none)`);
+  const length = request.headers.get("content-length");
+  if (length !== null && /^\d+$/.test(length)) {
+    if (Number(length) > maxBytes) throw tooLarge();
+    return undefined;
+  }
+  return (async () => {
+    const reader = request.body!.getReader();
+    let total = 0;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      total += value.byteLength;
+      if (total > maxBytes) {
+        await reader.cancel().catch(() => {});
+        throw tooLarge();
+      }
+    }
+  })();
 }
 
 /** The longest part of a bad value an error message repeats. */
@@ -97,7 +164,7 @@ export function readDuration(query: URLSearchParams, name = "duration"): number 
   }
 }
 
-const ZERO_DURATION = /^\s*0+(\.0+)?(ms|s|m|h)?\s*$/;
+const ZERO_DURATION = /^\s*(?:0+|0+(?:\.0+)?(?:ms|s|m|h))\s*$/;
 
 /**
  * Reads `?wait=`: 0 when absent, empty or zero; cut to `maxMs` rather than
