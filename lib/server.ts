@@ -72,6 +72,7 @@ export function buildServer(config: ServerConfig, log: Logger) {
     maxWaitMs: config.maxWaitMs,
     dependencies: () => checker.dependencies,
     metrics: () => metrics.render(),
+    onRefused: (reason) => metrics.refused(reason),
     onError: (message) => log.error(message),
     ...(config.auth ? { auth: tokenSource(config.auth, log) } : {}),
   });

@@ -8,6 +8,7 @@ import { EventBus } from "../lib/core/events.ts";
 import { Gates } from "../lib/core/gates.ts";
 import { LockService, type Outcome } from "../lib/core/service.ts";
 import { DependencyChecker } from "../lib/gates/dependencies.ts";
+import { staticToken } from "../lib/http/auth.ts";
 import { createHandler } from "../lib/http/handler.ts";
 import {
   DURATION_BUCKETS_SECONDS,
@@ -170,6 +171,8 @@ Deno.test("Metrics counts a known sequence of grants, denials, releases and expi
     'startup_lock_denials_total{reason="store"}': 0,
     'startup_lock_denials_total{reason="superseded"}': 0,
     'startup_lock_denials_total{reason="cancelled"}': 0,
+    'startup_lock_denials_total{reason="unauthorized"}': 0,
+    'startup_lock_denials_total{reason="invalid"}': 0,
     'startup_lock_releases_total{how="released"}': 1,
     'startup_lock_releases_total{how="expired"}': 1,
     "startup_lock_renewals_total": 1,
@@ -365,4 +368,28 @@ Deno.test({
     assert.equal(code, 0, output);
     assert.match(output, /SUCCESS: 2 rules found/);
   },
+});
+
+Deno.test("GET /metrics stays open with a token, and counts requests refused at the edge", async () => {
+  using s = setup();
+  const handler = createHandler({
+    service: s.service,
+    defaultDurationMs: 10_000,
+    metrics: () => s.metrics.render(),
+    auth: staticToken("s3cret"),
+    onRefused: (reason) => s.metrics.refused(reason),
+  });
+  const call = async (path: string, headers: Record<string, string> = {}) => {
+    const response = await handler(new Request(`http://localhost${path}`, { headers }));
+    await response.body?.cancel();
+    return response.status;
+  };
+  assert.equal(await call("/"), 401);
+  assert.equal(await call("/?duration=abc", { Authorization: "Bearer s3cret" }), 400);
+  const scrape = await handler(new Request("http://localhost/metrics"));
+  assert.equal(scrape.status, 200, "no token needed");
+  const values = samples(await scrape.text());
+  assert.equal(values['startup_lock_denials_total{reason="unauthorized"}'], 1);
+  assert.equal(values['startup_lock_denials_total{reason="invalid"}'], 1);
+  assert.equal(values["startup_lock_grants_total"], 0);
 });

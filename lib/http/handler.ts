@@ -56,9 +56,18 @@ export interface HandlerOptions {
    * routes stay open. @default {none: every route is open}
    */
   auth?: TokenSource;
-  /** Called for each request refused at the edge, before the core sees it (for metrics). @default {nothing} */
-  onRefused?: (reason: "unauthorized") => void;
+  /**
+   * Called for each request refused at the edge, before the core sees it (for
+   * metrics): `unauthorized` (401), `invalid` (400, 413, 414). @default {nothing}
+   */
+  onRefused?: (reason: EdgeRefusal) => void;
 }
+
+/** Why the HTTP layer refused a request itself. */
+export type EdgeRefusal = "unauthorized" | "invalid";
+
+/** The statuses of a request refused as malformed or too large. */
+const INVALID_STATUSES: ReadonlySet<number> = new Set([400, 413, 414]);
 
 /** What `Deno.serve` tells the handler besides the request. */
 export interface RequestInfo {
@@ -173,6 +182,7 @@ export function createHandler(options: HandlerOptions): Handler {
   const fail = (error: unknown, request: Request, path: string): Response => {
     const json = wantsJson(request);
     if (error instanceof HttpError) {
+      if (INVALID_STATUSES.has(error.status)) onRefused?.("invalid");
       return errorResponse(error.status, error.message, json, error.headers);
     }
     if (error instanceof StoreUnavailableError) {

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import type { EdgeRefusal } from "../http/handler.ts";
 import type { DenialReason } from "../core/denial.ts";
 import type { EventBus, LockEvent, LockEventType } from "../core/events.ts";
 import type { GateView } from "../core/gates.ts";
@@ -53,6 +54,9 @@ export const DENIAL_REASONS = [
   "superseded",
   "cancelled",
 ] as const satisfies readonly DenialReason[];
+
+/** The reasons the HTTP layer refuses for, before the core sees a request. */
+const EDGE_REASONS: readonly EdgeRefusal[] = ["unauthorized", "invalid"];
 
 // A reason added to Denial but not to DENIAL_REASONS fails to compile here.
 const _everyReason: Exclude<DenialReason, typeof DENIAL_REASONS[number]> extends never ? true
@@ -150,7 +154,9 @@ export class Metrics {
   readonly #options: Required<MetricsOptions>;
   readonly #unsubscribe: () => void;
   #grants = 0;
-  readonly #denials = new Map<string, number>(DENIAL_REASONS.map((r) => [r, 0]));
+  readonly #denials = new Map<string, number>(
+    [...DENIAL_REASONS, ...EDGE_REASONS].map((r) => [r, 0]),
+  );
   #released = 0;
   #expired = 0;
   #renewals = 0;
@@ -169,6 +175,11 @@ export class Metrics {
   }
 
   /** Stops counting. */
+  /** Counts a request the HTTP layer refused itself (`unauthorized`, `invalid`). */
+  refused(reason: EdgeRefusal): void {
+    this.#denials.set(reason, (this.#denials.get(reason) ?? 0) + 1);
+  }
+
   close(): void {
     this.#unsubscribe();
   }
