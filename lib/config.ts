@@ -68,6 +68,8 @@ export interface ServerConfig {
   maxLoad: number | undefined;
   /** No grants while a pressure stall share is above this percentage; `undefined`: no limit. */
   maxPressure: number | undefined;
+  /** Where held locks are kept across restarts; `undefined`: in memory only. */
+  stateFile: string | undefined;
   logLevel: LogLevel;
   /** The bearer token that acquire, release, renew and `/status` need; absent, they are open. */
   auth?: AuthSetting;

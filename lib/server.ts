@@ -18,7 +18,11 @@ import { createHandler } from "./http/handler.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { Metrics } from "./observers/metrics.ts";
 import { logEvents } from "./observers/text_log.ts";
+import { EXIT } from "./exit.ts";
+import { RecoveryGate } from "./gates/recovery.ts";
+import { FileLockStore } from "./stores/file.ts";
 import { MemoryLockStore } from "./stores/memory.ts";
+import { checkWritable, loadState, type StoredLock } from "./stores/state_file.ts";
 
 /** How long in-flight requests may take to finish after a shutdown signal before the process exits anyway. */
 export const SHUTDOWN_GRACE_MS = 5_000;
@@ -33,16 +37,64 @@ export interface RunningServer {
   finished: Promise<void>;
 }
 
+/** What the state file gave back at start. */
+export interface PersistedState {
+  /** Locks held before the restart, not yet expired. */
+  locks: readonly StoredLock[];
+  /** After an unreadable state file: no grants until then (wall-clock ms). */
+  recoverUntil: number | undefined;
+}
+
+const NO_STATE: PersistedState = { locks: [], recoverUntil: undefined };
+
+/**
+ * Reads the state file at start and says in one line what it found. Throws
+ * when its directory takes no new file: a server that cannot keep its locks
+ * must not start.
+ */
+export async function readPersistedState(
+  path: string,
+  maxDurationMs: number,
+  log: Logger,
+): Promise<PersistedState> {
+  await checkWritable(path);
+  const loaded = await loadState(path);
+  switch (loaded.kind) {
+    case "missing":
+      log.info(`State file ${path} does not exist yet: starting with no locks held`);
+      return NO_STATE;
+    case "loaded":
+      log.info(
+        `State file ${path}: ${loaded.locks.length} lock${loaded.locks.length === 1 ? "" : "s"} ` +
+          `still held${loaded.expired ? `, ${loaded.expired} expired while stopped` : ""}`,
+      );
+      return { locks: loaded.locks, recoverUntil: undefined };
+    case "corrupt": {
+      const until = loaded.modifiedAt + maxDurationMs;
+      log.error(
+        `State file ${path} is unreadable (${loaded.reason}); ` +
+          (loaded.movedTo ? `moved it to ${loaded.movedTo}; ` : "could not move it aside; ") +
+          `no grants until ${
+            new Date(until).toISOString()
+          } (--maxDuration after it was last written)`,
+      );
+      return { locks: [], recoverUntil: until };
+    }
+  }
+}
+
 /**
  * The parts of a server, built from a config: the store, the gates, the
  * service with its events, the log and the metrics that subscribe to them,
  * and the handler.
  * Exported for tests.
  */
-export function buildServer(config: ServerConfig, log: Logger) {
+export function buildServer(config: ServerConfig, log: Logger, state: PersistedState = NO_STATE) {
   const events = new EventBus();
   logEvents(events, log);
-  const store = new MemoryLockStore(config.locks);
+  const store = config.stateFile === undefined
+    ? new MemoryLockStore(config.locks)
+    : new FileLockStore(config.locks, config.stateFile, { restore: state.locks });
   const checker = new DependencyChecker({
     targets: config.checks,
     passIntervalMs: config.passHcMs,
@@ -51,6 +103,7 @@ export function buildServer(config: ServerConfig, log: Logger) {
     events,
   });
   const gates = new Gates([
+    ...(state.recoverUntil === undefined ? [] : [new RecoveryGate(state.recoverUntil)]),
     checker,
     ...(config.maxLoad === undefined ? [] : [loadGate(config.maxLoad)]),
     ...(config.maxPressure === undefined ? [] : [pressureGate(config.maxPressure)]),
@@ -87,8 +140,12 @@ function tokenSource(auth: NonNullable<ServerConfig["auth"]>, log: Logger): Toke
  * Starts listening. Throws `Deno.errors.AddrInUse` and the like when the
  * address cannot be bound; the caller explains them.
  */
-export function startServer(config: ServerConfig, log: Logger): RunningServer {
-  const { store, gates, service, handler } = buildServer(config, log);
+export function startServer(
+  config: ServerConfig,
+  log: Logger,
+  state: PersistedState = NO_STATE,
+): RunningServer {
+  const { store, gates, service, handler } = buildServer(config, log, state);
   const aborter = new AbortController();
   const server = Deno.serve({
     hostname: config.host,
@@ -127,9 +184,18 @@ function formatHost(hostname: string): string {
 /** Runs the server until SIGTERM or SIGINT; returns the exit code. */
 export async function runServer(config: ServerConfig): Promise<number> {
   const log = createLogger(config.logLevel);
+  let state = NO_STATE;
+  if (config.stateFile !== undefined) {
+    try {
+      state = await readPersistedState(config.stateFile, config.maxDurationMs, log);
+    } catch (error) {
+      log.error(`Cannot use --stateFile "${config.stateFile}": ${describeError(error)}`);
+      return EXIT.USAGE;
+    }
+  }
   let server: RunningServer;
   try {
-    server = startServer(config, log);
+    server = startServer(config, log, state);
   } catch (error) {
     log.error(explainListenError(error, config));
     return 1;

@@ -161,6 +161,7 @@ Deno.test("Metrics counts a known sequence of grants, denials, releases and expi
     "startup_lock_grants_total": 3,
     'startup_lock_denials_total{reason="starting"}': 1,
     'startup_lock_denials_total{reason="dependencies"}': 1,
+    'startup_lock_denials_total{reason="recovering"}': 0,
     'startup_lock_denials_total{reason="cooldown"}': 0,
     'startup_lock_denials_total{reason="load"}': 0,
     'startup_lock_denials_total{reason="pressure"}': 0,

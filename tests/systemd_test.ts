@@ -90,6 +90,7 @@ function expandSpecifiers(text: string, unit: string): string {
     N: unit.replace(/\.service$/, ""),
     n: unit,
     t: "/run",
+    S: "/var/lib",
     "%": "%",
   };
   return text.replace(/%(.)/g, (_, c: string) => {

@@ -111,6 +111,12 @@ export const SERVER_FLAGS: readonly FlagSpec[] = [
     description: "How many requests may wait at once; beyond, they get 503",
   },
   {
+    name: "stateFile",
+    kind: "value",
+    valueName: "PATH",
+    description: "Keep the held locks in this file, so a restart (even kill -9) forgets no holder",
+  },
+  {
     name: "cooldown",
     kind: "value",
     valueName: "DURATION",
@@ -178,6 +184,7 @@ function parse(argv: readonly string[], env: Env): Parsed<ServeOptions> {
     maxDurationMs: read.value("maxDuration", defaults.DEFAULT_MAX_DURATION_MS, parseDuration),
     maxWaitMs: read.value("maxWait", defaults.DEFAULT_MAX_WAIT_MS, parseDuration),
     maxWaiters: read.value("maxWaiters", defaults.DEFAULT_MAX_WAITERS, parseMaxWaiters),
+    stateFile: read.value("stateFile", undefined, parseStatePath),
     cooldownMs: read.value("cooldown", undefined, parseDuration),
     maxLoad: read.value("maxLoad", undefined, parseMaxLoad),
     maxPressure: read.value("maxPressure", undefined, parsePercent),
@@ -237,6 +244,13 @@ function parseLocks(text: string): number {
 
 function parseMaxWaiters(text: string): number {
   return parseInteger(text, 0, defaults.MAX_WAITERS);
+}
+
+function parseStatePath(text: string): string {
+  if (text.trim() === "" || text.endsWith("/")) {
+    throw new RangeError("expected the path of a file, such as /var/lib/startup-lock/locks.json");
+  }
+  return text;
 }
 
 /** A non-negative decimal number, such as a load average: `4`, `2.5`. */

@@ -18,6 +18,12 @@ export type GateDenial =
   | { reason: "starting"; retryAfterMs: number }
   /** A dependency failed its last check. */
   | { reason: "dependencies"; failing: readonly FailingDependency[]; retryAfterMs: number }
+  /**
+   * The state file could not be read at start: locks granted before the
+   * restart may still be held, so nothing is granted until the longest lock
+   * granted then has run out.
+   */
+  | { reason: "recovering"; retryAfterMs: number }
   /** Too little time has passed since the last grant. */
   | { reason: "cooldown"; cooldownMs: number; retryAfterMs: number }
   /** The node's one-minute load average is above the limit. */

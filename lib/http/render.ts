@@ -133,6 +133,9 @@ export function explain(denial: Denial): string {
       const parts = denial.failing.map((d) => `${d.url}${why(d)}`);
       return `${parts.length} dependencies are down: ${parts.join(", ")}`;
     }
+    case "recovering":
+      return "the state file could not be read at start, so locks granted before the restart " +
+        `may still be held; the first grant comes in ${formatDuration(denial.retryAfterMs)}`;
     case "cooldown":
       return `at most one grant every ${formatDuration(denial.cooldownMs)}; the next in ${
         formatDuration(denial.retryAfterMs)

@@ -43,6 +43,7 @@ export const DURATION_BUCKETS_SECONDS: readonly number[] = [
 export const DENIAL_REASONS = [
   "starting",
   "dependencies",
+  "recovering",
   "cooldown",
   "load",
   "pressure",

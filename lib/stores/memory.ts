@@ -73,6 +73,26 @@ export class MemoryLockStore implements LockStore {
     return { granted: true, lease: this.#view(slot), existing: false };
   }
 
+  /**
+   * Holds a lock read back from the state file, with its token, until its
+   * wall-clock expiry (counted from now on the monotonic clock). Beyond
+   * capacity too: a lowered `--locks` keeps the surviving holders.
+   */
+  restore(lock: { token: string; id: string | undefined; acquiredAt: number; expiresAt: number }) {
+    const remaining = lock.expiresAt - this.#clock.wallNow();
+    if (remaining <= 0 || this.#slots.has(lock.token)) return;
+    if (lock.id !== undefined && this.#byId.has(lock.id)) return;
+    const slot: Slot = {
+      token: lock.token,
+      id: lock.id,
+      acquiredAt: lock.acquiredAt,
+      deadline: this.#clock.now() + remaining,
+    };
+    this.#schedule(slot);
+    this.#slots.set(slot.token, slot);
+    if (lock.id !== undefined) this.#byId.set(lock.id, slot);
+  }
+
   release(token: string): Lease | undefined {
     const slot = this.#slots.get(token);
     if (!slot) return undefined;
