@@ -37,6 +37,7 @@ import {
   requestTarget,
   wantsJson,
 } from "./request.ts";
+import { statusPage, wantsStatusPage } from "./status_page.ts";
 
 /** Options of {@linkcode createHandler}. */
 export interface HandlerOptions {
@@ -99,6 +100,8 @@ function route(methods: Record<string, RouteHandler>, options: { guarded?: boole
 }
 
 const NO_DEPENDENCIES = () => [];
+/** `/status` answers HTML or JSON by `Accept`: caches must keep them apart. */
+const VARY = { Vary: "Accept" };
 
 /** Builds the handler of the lock API. */
 export function createHandler(options: HandlerOptions): Handler {
@@ -157,8 +160,11 @@ export function createHandler(options: HandlerOptions): Handler {
     return renewal instanceof Promise ? renewal.then(respond) : respond(renewal);
   };
 
-  const status: RouteHandler = async () =>
-    Response.json(statusBody(await service.status(), dependencies()));
+  // A browser gets the status page, which fetches the JSON form itself.
+  const status: RouteHandler = async (request) =>
+    wantsStatusPage(request)
+      ? statusPage()
+      : Response.json(statusBody(await service.status(), dependencies()), { headers: VARY });
   const healthz: RouteHandler = () => text(200, "OK\n");
 
   const routes: Record<string, Route> = {
