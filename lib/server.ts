@@ -15,7 +15,8 @@ import { DependencyChecker } from "./gates/dependencies.ts";
 import { loadGate, pressureGate } from "./gates/load.ts";
 import { FileToken, staticToken, type TokenSource } from "./http/auth.ts";
 import { createHandler } from "./http/handler.ts";
-import { createLogger, type Logger } from "./log.ts";
+import { createLogger, formatLine, type Logger } from "./log.ts";
+import { droppedMessage, LogWriter } from "./log_writer.ts";
 import { Metrics } from "./observers/metrics.ts";
 import { logEvents } from "./observers/text_log.ts";
 import { MemoryLockStore } from "./stores/memory.ts";
@@ -33,13 +34,19 @@ export interface RunningServer {
   finished: Promise<void>;
 }
 
+/** What a server reports beside its own parts. */
+export interface BuildOptions {
+  /** Log lines dropped so far, for `/metrics`. @default {() => 0} */
+  logLinesDropped?: () => number;
+}
+
 /**
  * The parts of a server, built from a config: the store, the gates, the
  * service with its events, the log and the metrics that subscribe to them,
  * and the handler.
  * Exported for tests.
  */
-export function buildServer(config: ServerConfig, log: Logger) {
+export function buildServer(config: ServerConfig, log: Logger, options: BuildOptions = {}) {
   const events = new EventBus();
   logEvents(events, log);
   const store = new MemoryLockStore(config.locks);
@@ -65,7 +72,10 @@ export function buildServer(config: ServerConfig, log: Logger) {
     maxDurationMs: config.maxDurationMs,
     maxWaiters: config.maxWaiters,
   });
-  const metrics = new Metrics(events, { status: () => service.status() });
+  const metrics = new Metrics(events, {
+    status: () => service.status(),
+    ...(options.logLinesDropped ? { logLinesDropped: options.logLinesDropped } : {}),
+  });
   const handler = createHandler({
     service,
     defaultDurationMs: config.timeoutMs,
@@ -87,8 +97,12 @@ function tokenSource(auth: NonNullable<ServerConfig["auth"]>, log: Logger): Toke
  * Starts listening. Throws `Deno.errors.AddrInUse` and the like when the
  * address cannot be bound; the caller explains them.
  */
-export function startServer(config: ServerConfig, log: Logger): RunningServer {
-  const { store, gates, service, handler } = buildServer(config, log);
+export function startServer(
+  config: ServerConfig,
+  log: Logger,
+  options: BuildOptions = {},
+): RunningServer {
+  const { store, gates, service, handler } = buildServer(config, log, options);
   const aborter = new AbortController();
   const server = Deno.serve({
     hostname: config.host,
@@ -126,12 +140,18 @@ function formatHost(hostname: string): string {
 
 /** Runs the server until SIGTERM or SIGINT; returns the exit code. */
 export async function runServer(config: ServerConfig): Promise<number> {
-  const log = createLogger(config.logLevel);
+  const format = config.logFormat;
+  const writer = new LogWriter({
+    droppedLine: (count) =>
+      formatLine(format, "warn", droppedMessage(count), { event: "log_dropped", count }),
+  });
+  const log = createLogger(config.logLevel, writer.write, { format });
   let server: RunningServer;
   try {
-    server = startServer(config, log);
+    server = startServer(config, log, { logLinesDropped: () => writer.dropped });
   } catch (error) {
     log.error(explainListenError(error, config));
+    await writer.close();
     return 1;
   }
   const signals: Deno.Signal[] = ["SIGTERM", "SIGINT"];
@@ -142,6 +162,7 @@ export async function runServer(config: ServerConfig): Promise<number> {
   log.info(`Received ${signal}: shutting down`);
   await server.shutdown();
   log.info("Stopped");
+  await writer.close();
   return 0;
 }
 
