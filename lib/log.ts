@@ -24,12 +24,15 @@ export type LogFormat = typeof LOG_FORMATS[number];
  */
 export type LogFields = Readonly<Record<string, string | number | boolean | undefined>>;
 
+/** Fields, or a function that builds them only when the format shows them. */
+export type LazyLogFields = LogFields | (() => LogFields);
+
 /** What the rest of the program logs through. */
 export interface Logger {
-  debug(message: string, fields?: LogFields): void;
-  info(message: string, fields?: LogFields): void;
-  warn(message: string, fields?: LogFields): void;
-  error(message: string, fields?: LogFields): void;
+  debug(message: string, fields?: LazyLogFields): void;
+  info(message: string, fields?: LazyLogFields): void;
+  warn(message: string, fields?: LazyLogFields): void;
+  error(message: string, fields?: LazyLogFields): void;
   /** Whether lines at `level` are written, so hot paths can skip building them. */
   enabled(level: LogLevel): boolean;
 }
@@ -69,8 +72,10 @@ export function createLogger(
 ): Logger {
   const format = options.format ?? "text";
   const min = LOG_LEVELS.indexOf(level);
-  const at = (l: LogLevel) => (message: string, fields?: LogFields) => {
-    if (LOG_LEVELS.indexOf(l) >= min) write(formatLine(format, l, message, fields));
+  const at = (l: LogLevel) => (message: string, fields?: LazyLogFields) => {
+    if (LOG_LEVELS.indexOf(l) < min) return;
+    if (format === "text") write(formatLine(format, l, message)); // Text shows no fields.
+    else write(formatLine(format, l, message, typeof fields === "function" ? fields() : fields));
   };
   return {
     debug: at("debug"),

@@ -43,3 +43,17 @@ Deno.test("parseLogFormat() and parseLogLevel() take any case and name the choic
   assert.equal(parseLogLevel("Warn"), "warn");
   assert.throws(() => parseLogFormat("xml"), { message: "expected one of text, json" });
 });
+
+Deno.test("createLogger() builds lazy fields only for a format that shows them", () => {
+  const lines: string[] = [];
+  let built = 0;
+  const fields = () => {
+    built++;
+    return { event: "granted" };
+  };
+  createLogger("info", (line) => lines.push(line)).info("text", fields);
+  assert.equal(built, 0);
+  createLogger("info", (line) => lines.push(line), { format: "json" }).info("json", fields);
+  assert.equal(built, 1);
+  assert.equal(JSON.parse(lines[1]!).event, "granted");
+});

@@ -30,7 +30,7 @@ export function eventFields(event: LockEvent): LogFields {
 
 /** Writes one event, if its level is enabled. */
 export function writeEvent(event: LockEvent, log: Logger): void {
-  const f = () => eventFields(event);
+  const f = () => eventFields(event); // Built only for formats that show fields.
   switch (event.type) {
     case "granted": {
       const to = event.id ? ` to ${event.id}` : "";
@@ -39,21 +39,21 @@ export function writeEvent(event: LockEvent, log: Logger): void {
         log.warn(
           `Lock granted${to} for ${formatDuration(event.durationMs)}${waited}: it asked for ` +
             `${formatDuration(event.requestedMs)}, longer than --maxDuration`,
-          f(),
+          f,
         );
       } else if (log.enabled("info")) {
-        log.info(`Lock granted${to} for ${formatDuration(event.durationMs)}${waited}`, f());
+        log.info(`Lock granted${to} for ${formatDuration(event.durationMs)}${waited}`, f);
       }
       return;
     }
     case "released":
       if (log.enabled("info")) {
-        log.info(`Lock${holder(event.id)} released after ${formatDuration(event.heldMs)}`, f());
+        log.info(`Lock${holder(event.id)} released after ${formatDuration(event.heldMs)}`, f);
       }
       return;
     case "expired":
       if (log.enabled("info")) {
-        log.info(`Lock${holder(event.id)} expired after ${formatDuration(event.heldMs)}`, f());
+        log.info(`Lock${holder(event.id)} expired after ${formatDuration(event.heldMs)}`, f);
       }
       return;
     case "renewed":
@@ -61,28 +61,28 @@ export function writeEvent(event: LockEvent, log: Logger): void {
         log.warn(
           `Lock${holder(event.id)} renewed for ${formatDuration(event.durationMs)}: it asked for ` +
             `${formatDuration(event.requestedMs)}, longer than --maxDuration`,
-          f(),
+          f,
         );
       } else if (log.enabled("debug")) {
-        log.debug(`Lock${holder(event.id)} renewed for ${formatDuration(event.durationMs)}`, f());
+        log.debug(`Lock${holder(event.id)} renewed for ${formatDuration(event.durationMs)}`, f);
       }
       return;
     case "handed_back":
       log.info(
         `Lock${holder(event.id)} handed back: its client went away before it was answered`,
-        f(),
+        f,
       );
       return;
     case "denied":
       if (log.enabled("debug")) {
-        log.debug(`Refused ${event.id ?? "a client"}: ${event.reason}`, f());
+        log.debug(`Refused ${event.id ?? "a client"}: ${event.reason}`, f);
       }
       return;
     case "queued":
       if (log.enabled("debug")) {
         log.debug(
           `${event.id ?? "A client"} waits at place ${event.position} (${event.waiting} waiting)`,
-          f(),
+          f,
         );
       }
       return;
@@ -93,31 +93,31 @@ export function writeEvent(event: LockEvent, log: Logger): void {
           : event.why === "disconnected"
           ? "it went away and did not come back"
           : "the server is shutting down";
-        log.debug(`${event.id ?? "A client"} left the queue: ${why}`, f());
+        log.debug(`${event.id ?? "A client"} left the queue: ${why}`, f);
       }
       return;
     case "dependency":
-      if (event.up && event.was !== true) log.info(`Dependency ${event.endpoint} is up`, f());
+      if (event.up && event.was !== true) log.info(`Dependency ${event.endpoint} is up`, f);
       else if (!event.up && event.was !== false) {
-        log.warn(`Dependency ${event.endpoint} is down: ${event.error}`, f());
+        log.warn(`Dependency ${event.endpoint} is down: ${event.error}`, f);
       } else if (!event.up && event.error !== event.previousError) {
-        log.debug(`Dependency ${event.endpoint} is still down: ${event.error}`, f());
+        log.debug(`Dependency ${event.endpoint} is still down: ${event.error}`, f);
       }
       return;
     case "gate":
       if (event.gate === "dependencies") {
-        if (event.open) log.info("All dependencies are up: locking is allowed", f());
+        if (event.open) log.info("All dependencies are up: locking is allowed", f);
         else if (event.reason === "dependencies") {
-          log.warn("A dependency is down: locking is paused until every check passes", f());
+          log.warn("A dependency is down: locking is paused until every check passes", f);
         }
         return;
       }
-      if (event.open) log.info(`The ${event.gate} gate is open: locking is allowed`, f());
-      else log.warn(`The ${event.gate} gate is closed (${event.reason}): locking is paused`, f());
+      if (event.open) log.info(`The ${event.gate} gate is open: locking is allowed`, f);
+      else log.warn(`The ${event.gate} gate is closed (${event.reason}): locking is paused`, f);
       return;
     case "store":
-      if (event.up) log.info("The lock store answers again: locking resumes", f());
-      else log.error(`${event.error}: refusing locks until it answers`, f());
+      if (event.up) log.info("The lock store answers again: locking resumes", f);
+      else log.error(`${event.error}: refusing locks until it answers`, f);
       return;
   }
 }
