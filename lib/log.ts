@@ -46,16 +46,38 @@ export const silentLogger: Logger = {
   enabled: () => false,
 };
 
-/** Renders one line, without its newline, in `format`. */
+/** Levels as the text format shows them, padded to one width. */
+const TEXT_LEVELS: Record<LogLevel, string> = {
+  debug: "DEBUG",
+  info: "INFO ",
+  warn: "WARN ",
+  error: "ERROR",
+};
+
+let lastMs = NaN;
+let lastIso = "";
+
+/** The time as RFC 3339 with milliseconds; formatted once per millisecond, as lines come in bursts. */
+function isoNow(): string {
+  const ms = Date.now();
+  if (ms !== lastMs) {
+    lastMs = ms;
+    lastIso = new Date(ms).toISOString();
+  }
+  return lastIso;
+}
+
+/** Renders one line, without its newline, in `format`, at `time` (default: now). */
 export function formatLine(
   format: LogFormat,
   level: LogLevel,
   message: string,
   fields?: LogFields,
-  time: Date = new Date(),
+  time?: Date,
 ): string {
-  if (format === "text") return `${time.toISOString()} ${level.toUpperCase().padEnd(5)} ${message}`;
-  return JSON.stringify({ time: time.toISOString(), level, msg: message, ...fields });
+  const iso = time ? time.toISOString() : isoNow();
+  if (format === "text") return `${iso} ${TEXT_LEVELS[level]} ${message}`;
+  return JSON.stringify({ time: iso, level, msg: message, ...fields });
 }
 
 /** Options of {@link createLogger}. */
