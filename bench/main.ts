@@ -10,7 +10,12 @@
  *   measured with `wrk` against a bare `Deno.serve` handler that always
  *   answers 423, in the same run:
  *   - `deny`: one slot, taken first, so every request is a 423.
- *   - `acquire`: a million slots that expire after 1 s, so requests get 200.
+ *   - `acquire`: a million slots that expire after 1 s, so requests get 200,
+ *     at `--logLevel warn` like `deny`, so that no line is written per request.
+ *   - `acquire, default log` and `acquire, JSON log`: the same at the default
+ *     level (a "Lock granted" line per request), as text and as JSON, for this
+ *     checkout only; their throughput relative to `acquire` is the cost of
+ *     logging (target {@link LOG_TARGET_RATIO}).
  *
  *   Each server is measured at each concurrency in alternating rounds; the
  *   tables show the median of the rounds.
@@ -252,6 +257,20 @@ async function startTargets(
       await start(`${program.name} acquire (200)`, () => startLockServer(program, "acquire")),
     );
   }
+  // A baseline may not know --logFormat; the cost of logging is this checkout's figure.
+  const ours = programs[0];
+  if (ours) {
+    targets.push(
+      await start(
+        `${ours.name} acquire, default log (200)`,
+        () => startLockServer(ours, "acquire-logged"),
+      ),
+      await start(
+        `${ours.name} acquire, JSON log (200)`,
+        () => startLockServer(ours, "acquire-json"),
+      ),
+    );
+  }
   return targets;
 }
 
@@ -316,8 +335,32 @@ function printResults(rows: readonly Summary[]): void {
   console.log(textTable(rows));
   console.log("\nThroughput target:");
   for (const line of targetLines(rows)) console.log(`  ${line}`);
+  console.log("\nCost of logging (acquire with a line per grant, relative to --logLevel warn):");
+  for (const line of logCostLines(rows)) console.log(`  ${line}`);
   console.log("\nFor the README:\n");
   console.log(markdownTable(rows));
+}
+
+/** Acquire throughput with a log line per grant must stay at least this share of it without. */
+export const LOG_TARGET_RATIO = 0.85;
+
+/** Each logged acquire variant's throughput relative to the same server at `--logLevel warn`. */
+export function logCostLines(rows: readonly Summary[]): string[] {
+  return rows.flatMap((row) => {
+    const variant = / acquire, (default|JSON) log \(200\)$/.exec(row.server);
+    if (!variant) return [];
+    const base = rows.find((r) =>
+      r.connections === row.connections &&
+      r.server === row.server.slice(0, variant.index) + " acquire (200)"
+    );
+    if (!base || base.requestsPerSecond === 0) return [];
+    const ratio = row.requestsPerSecond / base.requestsPerSecond;
+    const met = variant[1] === "JSON" ? "" : `: ${ratio >= LOG_TARGET_RATIO ? "met" : "NOT met"}`;
+    return [
+      `${variant[1]} log at ${row.connections} connections: ${ratio.toFixed(2)} of ` +
+      `--logLevel warn` + (variant[1] === "JSON" ? "" : ` (target ${LOG_TARGET_RATIO})`) + met,
+    ];
+  });
 }
 
 /** Prints the figures of the handoff, rollout and memory parts together. */

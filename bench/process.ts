@@ -119,15 +119,25 @@ function childEnv(): Record<string, string> {
   return { ...Object.fromEntries(env), NO_COLOR: "1" };
 }
 
+/**
+ * The most lines kept of a child's output: enough for its start and its
+ * errors. A server logging a line per request under wrk prints millions; the
+ * rest is read and let go, as a log shipper would, so that keeping them does
+ * not burden the benchmark's own process, which shares the CPUs.
+ */
+const MAX_KEPT_LINES = 10_000;
+
 async function collect(stream: ReadableStream<Uint8Array>, lines: string[]): Promise<void> {
   let buffer = "";
-  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-    buffer += chunk;
+  const decoder = new TextDecoder();
+  for await (const chunk of stream) {
+    if (lines.length >= MAX_KEPT_LINES) continue;
+    buffer += decoder.decode(chunk, { stream: true });
     const parts = buffer.split("\n");
     buffer = parts.pop() ?? "";
-    lines.push(...parts);
+    lines.push(...parts.slice(0, MAX_KEPT_LINES - lines.length));
   }
-  if (buffer) lines.push(buffer);
+  if (buffer && lines.length < MAX_KEPT_LINES) lines.push(buffer);
 }
 
 function signal(process: Deno.ChildProcess, name: Deno.Signal): void {

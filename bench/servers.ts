@@ -18,7 +18,7 @@ export interface BenchServer {
 }
 
 /** How startup-lock is run. */
-export type LockMode = "deny" | "acquire";
+export type LockMode = "deny" | "acquire" | "acquire-logged" | "acquire-json";
 
 /** The flags of each mode, after `--host 127.0.0.1 --port PORT`. */
 export const MODE_FLAGS: Record<LockMode, readonly string[]> = {
@@ -26,6 +26,10 @@ export const MODE_FLAGS: Record<LockMode, readonly string[]> = {
   deny: ["--locks", "1", "--timeout", "1h", "--logLevel", "warn"],
   // Slots expire after 1 s and never run out: almost every request is a 200.
   acquire: ["--locks", "1000000", "--timeout", "1s", "--logLevel", "warn"],
+  // The same at the default log level and format: a "Lock granted" line per request.
+  "acquire-logged": ["--locks", "1000000", "--timeout", "1s"],
+  // The same with JSON lines.
+  "acquire-json": ["--locks", "1000000", "--timeout", "1s", "--logFormat", "json"],
 };
 
 const BARE_SERVER = new URL("bare_server.ts", import.meta.url).pathname;

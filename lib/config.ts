@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { LogLevel } from "./log.ts";
+import type { LogFormat, LogLevel } from "./log.ts";
 import type { CheckTarget } from "./probes.ts";
 
 /** Listen on every interface, as the original does: clients are pods and units on the node. */
@@ -37,6 +37,8 @@ export const DEFAULT_MAX_WAIT_MS = 300_000;
 export const DEFAULT_MAX_WAITERS = 10_000;
 /** Grants, expiries and dependency changes, not every request. */
 export const DEFAULT_LOG_LEVEL: LogLevel = "info";
+/** Text lines for people; `json` for log collectors. */
+export const DEFAULT_LOG_FORMAT: LogFormat = "text";
 /** The most slots a server may have: far above any node's real need, small enough to stay cheap. */
 export const MAX_LOCKS = 1_000_000;
 
@@ -71,6 +73,7 @@ export interface ServerConfig {
   /** Where held locks are kept across restarts; `undefined`: in memory only. */
   stateFile: string | undefined;
   logLevel: LogLevel;
+  logFormat: LogFormat;
   /** The bearer token that acquire, release, renew and `/status` need; absent, they are open. */
   auth?: AuthSetting;
 }

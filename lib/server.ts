@@ -15,7 +15,8 @@ import { DependencyChecker } from "./gates/dependencies.ts";
 import { loadGate, pressureGate } from "./gates/load.ts";
 import { FileToken, staticToken, type TokenSource } from "./http/auth.ts";
 import { createHandler } from "./http/handler.ts";
-import { createLogger, type Logger } from "./log.ts";
+import { createLogger, formatLine, type Logger } from "./log.ts";
+import { droppedMessage, LogWriter } from "./log_writer.ts";
 import { Metrics } from "./observers/metrics.ts";
 import { logEvents } from "./observers/text_log.ts";
 import { EXIT } from "./exit.ts";
@@ -83,13 +84,22 @@ export async function readPersistedState(
   }
 }
 
+/** What a server reports beside its own parts. */
+export interface BuildOptions {
+  /** Log lines dropped so far, for `/metrics`. @default {() => 0} */
+  logLinesDropped?: () => number;
+  /** What the state file gave back at start. @default {nothing held} */
+  state?: PersistedState;
+}
+
 /**
  * The parts of a server, built from a config: the store, the gates, the
  * service with its events, the log and the metrics that subscribe to them,
  * and the handler.
  * Exported for tests.
  */
-export function buildServer(config: ServerConfig, log: Logger, state: PersistedState = NO_STATE) {
+export function buildServer(config: ServerConfig, log: Logger, options: BuildOptions = {}) {
+  const state = options.state ?? NO_STATE;
   const events = new EventBus();
   logEvents(events, log);
   const store = config.stateFile === undefined
@@ -118,7 +128,10 @@ export function buildServer(config: ServerConfig, log: Logger, state: PersistedS
     maxDurationMs: config.maxDurationMs,
     maxWaiters: config.maxWaiters,
   });
-  const metrics = new Metrics(events, { status: () => service.status() });
+  const metrics = new Metrics(events, {
+    status: () => service.status(),
+    ...(options.logLinesDropped ? { logLinesDropped: options.logLinesDropped } : {}),
+  });
   const handler = createHandler({
     service,
     defaultDurationMs: config.timeoutMs,
@@ -143,9 +156,9 @@ function tokenSource(auth: NonNullable<ServerConfig["auth"]>, log: Logger): Toke
 export function startServer(
   config: ServerConfig,
   log: Logger,
-  state: PersistedState = NO_STATE,
+  options: BuildOptions = {},
 ): RunningServer {
-  const { store, gates, service, handler } = buildServer(config, log, state);
+  const { store, gates, service, handler } = buildServer(config, log, options);
   const aborter = new AbortController();
   const server = Deno.serve({
     hostname: config.host,
@@ -183,21 +196,28 @@ function formatHost(hostname: string): string {
 
 /** Runs the server until SIGTERM or SIGINT; returns the exit code. */
 export async function runServer(config: ServerConfig): Promise<number> {
-  const log = createLogger(config.logLevel);
+  const format = config.logFormat;
+  const writer = new LogWriter({
+    droppedLine: (count) =>
+      formatLine(format, "warn", droppedMessage(count), { event: "log_dropped", count }),
+  });
+  const log = createLogger(config.logLevel, writer.write, { format });
   let state = NO_STATE;
   if (config.stateFile !== undefined) {
     try {
       state = await readPersistedState(config.stateFile, config.maxDurationMs, log);
     } catch (error) {
       log.error(`Cannot use --stateFile "${config.stateFile}": ${describeError(error)}`);
+      await writer.close();
       return EXIT.USAGE;
     }
   }
   let server: RunningServer;
   try {
-    server = startServer(config, log, state);
+    server = startServer(config, log, { state, logLinesDropped: () => writer.dropped });
   } catch (error) {
     log.error(explainListenError(error, config));
+    await writer.close();
     return 1;
   }
   const signals: Deno.Signal[] = ["SIGTERM", "SIGINT"];
@@ -208,6 +228,7 @@ export async function runServer(config: ServerConfig): Promise<number> {
   log.info(`Received ${signal}: shutting down`);
   await server.shutdown();
   log.info("Stopped");
+  await writer.close();
   return 0;
 }
 

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { comparisonLines, figuresComparisonMarkdown } from "../bench/compare.ts";
 import type { Figure } from "../bench/figures.ts";
-import { parseBenchArgs, PARTS, selectPrograms } from "../bench/main.ts";
+import { logCostLines, parseBenchArgs, PARTS, selectPrograms } from "../bench/main.ts";
 import { COMPARED_NAMES } from "../bench/program.ts";
 import type { Summary } from "../bench/report.ts";
 import { allowFlags, PROGRAM_PERMISSIONS } from "../lib/permissions.ts";
@@ -143,5 +143,29 @@ Deno.test("comparisonLines() sets this checkout's figures next to the baseline's
       "| Handoff latency | p99 | 1.00 ms | 2.00 ms |",
       "| Memory (RSS) | bare | 30 MB |  |",
     ].join("\n"),
+  );
+});
+
+Deno.test("logCostLines() sets each logged acquire variant against the same server at --logLevel warn", () => {
+  const row = (server: string, requestsPerSecond: number): Summary => ({
+    server,
+    connections: 50,
+    requestsPerSecond,
+    p50Ms: 1,
+    p99Ms: 2,
+    non2xxPercent: 0,
+    socketErrors: 0,
+    ratio: 1,
+  });
+  assert.deepEqual(
+    logCostLines([
+      row("startup-lock acquire (200)", 10_000),
+      row("startup-lock acquire, default log (200)", 9_000),
+      row("startup-lock acquire, JSON log (200)", 8_000),
+    ]),
+    [
+      "default log at 50 connections: 0.90 of --logLevel warn (target 0.85): met",
+      "JSON log at 50 connections: 0.80 of --logLevel warn",
+    ],
   );
 });

@@ -56,6 +56,7 @@ Deno.test("acquireCommand.parse() reads every flag, and each from its STARTUP_LO
     tokenFile: "/run/app.token",
     pollInterval: "500ms",
     authToken: "s3cret-token",
+    logFormat: "text", // sets how notes are written, not an option: tests/logs_program_test.ts
   };
   // --authTokenFile excludes --authToken; tests/auth_flags_test.ts reads it.
   assert.deepEqual(

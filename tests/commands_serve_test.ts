@@ -42,6 +42,7 @@ const DEFAULT_CONFIG: ServerConfig = {
   maxLoad: undefined,
   maxPressure: undefined,
   logLevel: defaults.DEFAULT_LOG_LEVEL,
+  logFormat: defaults.DEFAULT_LOG_FORMAT,
 };
 
 Deno.test("serveCommand.parse() uses every DEFAULT_* constant when nothing is given", () => {
@@ -86,6 +87,8 @@ Deno.test("serveCommand.parse() reads every value flag", () => {
     "4.5",
     "--logLevel",
     "debug",
+    "--logFormat",
+    "json",
   ]);
   assert.deepEqual(config, {
     host: "127.0.0.1",
@@ -104,6 +107,7 @@ Deno.test("serveCommand.parse() reads every value flag", () => {
     maxLoad: 4.5,
     maxPressure: undefined,
     logLevel: "debug",
+    logFormat: "json",
   });
 });
 
@@ -180,6 +184,7 @@ Deno.test("serveCommand.parse() reads every value flag from its STARTUP_LOCK_* v
     STARTUP_LOCK_CHECK_TIMEOUT: "250ms",
     STARTUP_LOCK_MAX_DURATION: "30m",
     STARTUP_LOCK_LOG_LEVEL: "error",
+    STARTUP_LOCK_LOG_FORMAT: "JSON",
     STARTUP_LOCK_MAX_WAIT: "2m",
     STARTUP_LOCK_MAX_WAITERS: "7",
     STARTUP_LOCK_COOLDOWN: "1m",
@@ -202,6 +207,7 @@ Deno.test("serveCommand.parse() reads every value flag from its STARTUP_LOCK_* v
     maxLoad: 8,
     maxPressure: undefined,
     logLevel: "error",
+    logFormat: "json",
   });
 });
 
@@ -567,6 +573,13 @@ const INVALID: Invalid[] = [
     says: "expected one of debug, info, warn, error",
   },
   {
+    what: "an unknown log format",
+    argv: ["--logFormat", "xml"],
+    names: "--logFormat",
+    value: "xml",
+    says: "expected one of text, json",
+  },
+  {
     what: "a host with a space",
     argv: ["--host", "my host"],
     names: "--host",
@@ -656,6 +669,14 @@ const INVALID: Invalid[] = [
     names: "STARTUP_LOCK_LOG_LEVEL",
     value: "loud",
     says: "expected one of debug, info, warn, error",
+  },
+  {
+    what: "an unknown STARTUP_LOCK_LOG_FORMAT",
+    argv: [],
+    env: { STARTUP_LOCK_LOG_FORMAT: "logfmt" },
+    names: "STARTUP_LOCK_LOG_FORMAT",
+    value: "logfmt",
+    says: "expected one of text, json",
   },
 ];
 

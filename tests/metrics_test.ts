@@ -108,7 +108,11 @@ function setup() {
   });
   const gates = new Gates([checker], events);
   const service = new LockService({ store, gates, events, clock, maxDurationMs: 3_600_000 });
-  const metrics = new Metrics(events, { status: () => service.status(), process: () => FIGURES });
+  const metrics = new Metrics(events, {
+    status: () => service.status(),
+    process: () => FIGURES,
+    logLinesDropped: () => 3,
+  });
   return {
     clock,
     events,
@@ -176,6 +180,7 @@ Deno.test("Metrics counts a known sequence of grants, denials, releases and expi
     'startup_lock_denials_total{reason="invalid"}': 0,
     'startup_lock_releases_total{how="released"}': 1,
     'startup_lock_releases_total{how="expired"}': 1,
+    "startup_lock_log_lines_dropped_total": 3,
     "startup_lock_renewals_total": 1,
     "startup_lock_hand_backs_total": 0,
     // Waited 0, 0 and 2 s.

@@ -125,3 +125,37 @@ Deno.test("writeEvent() leaves out what the level hides", () => {
   );
   assert.deepEqual(render({ type: "queued", id: "a", position: 1, waiting: 1 }, "info"), []);
 });
+
+Deno.test("writeEvent() gives JSON lines the event's fields, with the short token prefix", () => {
+  const lines: string[] = [];
+  const log = createLogger("debug", (line) => lines.push(line), { format: "json" });
+  writeEvent({
+    type: "granted",
+    id: "web-1",
+    token: "abcdef",
+    durationMs: 60_000,
+    requestedMs: undefined,
+    waitedMs: 1_500,
+  }, log);
+  writeEvent({ type: "denied", id: undefined, reason: "busy", retryAfterMs: 2_000 }, log);
+  const [granted, denied] = lines.map((l) => JSON.parse(l));
+  assert.match(granted.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  assert.deepEqual({ ...granted, time: "" }, {
+    time: "",
+    level: "info",
+    msg: "Lock granted to web-1 for 1m after waiting 1.5s",
+    event: "granted",
+    id: "web-1",
+    token: "abcdef",
+    durationMs: 60_000,
+    waitedMs: 1_500,
+  });
+  assert.deepEqual({ ...denied, time: "" }, {
+    time: "",
+    level: "debug",
+    msg: "Refused a client: busy",
+    event: "denied",
+    reason: "busy",
+    retryAfterMs: 2_000,
+  });
+});

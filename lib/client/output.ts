@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { formatLine, type LogFormat } from "../log.ts";
 
 /** The signals `run` forwards and `hold` stops on, with their numbers for `128 + n` exit codes. */
 export const STOP_SIGNALS = { SIGINT: 2, SIGTERM: 15 } as const;
@@ -12,9 +13,22 @@ export const STOP_SIGNALS = { SIGINT: 2, SIGTERM: 15 } as const;
 /** A stop signal's name. */
 export type StopSignal = keyof typeof STOP_SIGNALS;
 
-/** Writes `startup-lock: <message>` to stderr. */
+let noteFormat: LogFormat = "text";
+
+/** How {@link note} writes: set once by each client command from its `--logFormat`. */
+export function setNoteFormat(format: LogFormat): void {
+  noteFormat = format;
+}
+
+/**
+ * Writes `startup-lock: <message>` to stderr, or with `--logFormat json` a
+ * line `{"time","level":"info","msg"}`. Synchronous: a client writes a few
+ * lines, and they must be out before it exits.
+ */
 export function note(message: string): void {
-  console.error(`startup-lock: ${message}`);
+  console.error(
+    noteFormat === "text" ? `startup-lock: ${message}` : formatLine("json", "info", message),
+  );
 }
 
 /**

@@ -21,6 +21,7 @@ import { EXIT } from "../exit.ts";
 import { ID_HINT, isValidId, MAX_ID_LENGTH } from "../protocol.ts";
 import { AUTH_TOKEN_FILE_FLAG, AUTH_TOKEN_FLAG, readAuthFlags } from "./_auth.ts";
 import { parsePath, readServer, SERVER_FLAG, TOKEN_FILE_FLAG } from "./_client.ts";
+import { LOG_FORMAT_FLAG, readNoteFormat } from "./_log_format.ts";
 
 /**
  * The pause between polls of a server that cannot hold a request (the
@@ -79,6 +80,7 @@ export const ACQUIRE_FLAGS: readonly FlagSpec[] = [
   },
   CLIENT_AUTH_TOKEN_FLAG,
   CLIENT_AUTH_TOKEN_FILE_FLAG,
+  LOG_FORMAT_FLAG,
 ];
 
 const FLAGS: readonly FlagSpec[] = [...ACQUIRE_FLAGS, HELP_FLAG];
@@ -89,6 +91,7 @@ const FLAGS: readonly FlagSpec[] = [...ACQUIRE_FLAGS, HELP_FLAG];
  * @throws {UsageError} naming the flag or variable, the value and what is allowed
  */
 export function readAcquire(read: Reader, env: Env): AcquireOptions {
+  readNoteFormat(read);
   const auth = readAuthFlags(read);
   return {
     ...(auth ? { authToken: auth.token } : {}),

@@ -22,6 +22,7 @@ import { formatDuration, parseDuration } from "../duration.ts";
 import { UsageError } from "../errors.ts";
 import { EXIT } from "../exit.ts";
 import { parseHttpUrl } from "./_client.ts";
+import { LOG_FORMAT_FLAG, readNoteFormat } from "./_log_format.ts";
 
 /** Where `healthcheck` asks by default: the server's `/healthz` on its default port, on this host. */
 export const DEFAULT_HEALTHCHECK_URL = "http://127.0.0.1:8888/healthz";
@@ -61,6 +62,7 @@ export const HEALTHCHECK_FLAGS: readonly FlagSpec[] = [
     description: "How long to wait for the answer",
     env: false,
   },
+  LOG_FORMAT_FLAG,
   HELP_FLAG,
 ];
 
@@ -73,6 +75,7 @@ function parse(argv: readonly string[], env: Env): Parsed<HealthcheckOptions> {
   const raw = parseFlags(argv, HEALTHCHECK_FLAGS, env);
   if (raw.values.has("help")) return { action: "help" };
   const read = new Reader(raw);
+  readNoteFormat(read);
   const url = read.value("url", undefined, (t) => parseHttpUrl(t, DEFAULT_HEALTHCHECK_URL)) ??
     defaultHealthcheckUrl(env);
   const timeoutMs = read.value("timeout", DEFAULT_HEALTHCHECK_TIMEOUT_MS, parseDuration);

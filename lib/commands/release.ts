@@ -25,6 +25,7 @@ import { TOKEN_PATTERN } from "../protocol.ts";
 import { readAuthFlags } from "./_auth.ts";
 import { parsePath, readServer, SERVER_FLAG, TOKEN_FILE_FLAG } from "./_client.ts";
 import { CLIENT_AUTH_TOKEN_FILE_FLAG, CLIENT_AUTH_TOKEN_FLAG } from "./acquire.ts";
+import { LOG_FORMAT_FLAG, readNoteFormat } from "./_log_format.ts";
 
 /** Where `release` finds the token, and how messages name that flag or variable. */
 export type TokenSource =
@@ -51,6 +52,7 @@ export const RELEASE_FLAGS: readonly FlagSpec[] = [
   { ...TOKEN_FILE_FLAG, description: "Read the token from this file (as written by acquire)" },
   CLIENT_AUTH_TOKEN_FLAG,
   CLIENT_AUTH_TOKEN_FILE_FLAG,
+  LOG_FORMAT_FLAG,
   HELP_FLAG,
 ];
 
@@ -92,6 +94,7 @@ function parse(argv: readonly string[], env: Env): Parsed<ReleaseOptions> {
   const raw = parseFlags(argv, RELEASE_FLAGS, env);
   if (raw.values.has("help")) return { action: "help" };
   const read = new Reader(raw);
+  readNoteFormat(read);
   const options: ReleaseOptions = { server: readServer(read), from: readTokenSource(read) };
   const auth = readAuthFlags(read);
   if (auth) options.authToken = auth.token;

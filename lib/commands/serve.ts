@@ -21,12 +21,13 @@ import type { ServerConfig } from "../config.ts";
 import { formatDuration, parseDuration } from "../duration.ts";
 import { UsageError } from "../errors.ts";
 import { EXIT } from "../exit.ts";
-import { LOG_LEVELS, type LogLevel } from "../log.ts";
+import { LOG_LEVELS, parseLogLevel } from "../log.ts";
 import { PRESSURE_DIR, pressureAvailable } from "../gates/load.ts";
 import { parseCheckTarget } from "../probes.ts";
 import { runServer } from "../server.ts";
 import { VERSION } from "../version.ts";
 import { AUTH_TOKEN_FILE_FLAG, AUTH_TOKEN_FLAG, readAuthFlags } from "./_auth.ts";
+import { LOG_FORMAT_FLAG, parseLogFormat } from "./_log_format.ts";
 
 const s = (ms: number) => formatDuration(ms);
 
@@ -142,6 +143,7 @@ export const SERVER_FLAGS: readonly FlagSpec[] = [
     default: defaults.DEFAULT_LOG_LEVEL,
     description: `Least severe log lines to print: ${LOG_LEVELS.join(", ")}`,
   },
+  LOG_FORMAT_FLAG,
   {
     ...AUTH_TOKEN_FLAG,
     description: "Require Authorization: Bearer TOKEN on acquire, release, renew and /status",
@@ -189,6 +191,7 @@ function parse(argv: readonly string[], env: Env): Parsed<ServeOptions> {
     maxLoad: read.value("maxLoad", undefined, parseMaxLoad),
     maxPressure: read.value("maxPressure", undefined, parsePercent),
     logLevel: read.value("logLevel", defaults.DEFAULT_LOG_LEVEL, parseLogLevel),
+    logFormat: read.value("logFormat", defaults.DEFAULT_LOG_FORMAT, parseLogFormat),
   };
   if (config.maxPressure !== undefined && !pressureAvailable()) {
     throw new UsageError(
@@ -269,10 +272,4 @@ function parsePercent(text: string): number {
     throw new RangeError("expected a percentage from 0 to 100, such as 20");
   }
   return n;
-}
-
-function parseLogLevel(text: string): LogLevel {
-  const level = LOG_LEVELS.find((l) => l === text.trim().toLowerCase());
-  if (!level) throw new RangeError(`expected one of ${LOG_LEVELS.join(", ")}`);
-  return level;
 }

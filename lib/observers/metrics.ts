@@ -90,6 +90,8 @@ export interface MetricsOptions {
   status: () => Promise<StatusData>;
   /** The process's figures when scraped. @default {processFigures} */
   process?: () => ProcessFigures;
+  /** Log lines dropped so far because stderr could not keep up. @default {() => 0} */
+  logLinesDropped?: () => number;
 }
 
 /** Wall-clock start of this process, in seconds, taken once. */
@@ -171,7 +173,7 @@ export class Metrics {
   readonly #held = new Histogram();
 
   constructor(events: EventBus, options: MetricsOptions) {
-    this.#options = { process: processFigures, ...options };
+    this.#options = { process: processFigures, logLinesDropped: () => 0, ...options };
     this.#unsubscribe = events.on((event) => this.#count(event), METRIC_EVENTS);
   }
 
@@ -326,6 +328,13 @@ export class Metrics {
       const n = this.#gateClosures.get(name) ?? 0;
       out.push(`startup_lock_gate_closures_total{gate="${escapeLabel(name)}"} ${n}`);
     }
+
+    metric(
+      "startup_lock_log_lines_dropped_total",
+      "counter",
+      "Log lines dropped because stderr could not keep up.",
+    );
+    out.push(`startup_lock_log_lines_dropped_total ${this.#options.logLinesDropped()}`);
 
     metric("startup_lock_store_up", "gauge", "Whether the lock store answers (1) or not (0).");
     out.push(`startup_lock_store_up ${+status.store.up}`);

@@ -1,13 +1,15 @@
 /**
- * The server's log: a subscriber that renders the core's events as text
- * lines, one per event, at a level that fits. Flag names and units are
- * written here, at the edge, not in the core.
+ * The server's event log: a subscriber that renders the core's events as log
+ * lines, one per event, at a level that fits: a sentence (flag names and units
+ * are written here, at the edge, not in the core) and the event's fields
+ * (`event`, `id`, `token`, `durationMs`…) for the JSON format. Tokens in
+ * events are already short prefixes, so no line carries a whole token.
  *
  * @module
  */
 import { EVENT_TYPES, type EventBus, type LockEvent, type LockEventType } from "../core/events.ts";
 import { formatDuration } from "../duration.ts";
-import type { Logger } from "../log.ts";
+import type { LogFields, Logger } from "../log.ts";
 
 /** Events that only `--logLevel debug` shows: not subscribed to otherwise, so they cost nothing. */
 const DEBUG_ONLY: ReadonlySet<LockEventType> = new Set(["denied", "queued", "left_queue"]);
@@ -20,8 +22,15 @@ export function logEvents(events: EventBus, log: Logger): () => void {
 
 const holder = (id: string | undefined) => id ? ` of ${id}` : "";
 
+/** An event's fields for a log line: its type as `event`, and the rest as they are. */
+export function eventFields(event: LockEvent): LogFields {
+  const { type, ...fields } = event;
+  return { event: type, ...fields };
+}
+
 /** Writes one event, if its level is enabled. */
 export function writeEvent(event: LockEvent, log: Logger): void {
+  const f = () => eventFields(event); // Built only for formats that show fields.
   switch (event.type) {
     case "granted": {
       const to = event.id ? ` to ${event.id}` : "";
@@ -30,20 +39,21 @@ export function writeEvent(event: LockEvent, log: Logger): void {
         log.warn(
           `Lock granted${to} for ${formatDuration(event.durationMs)}${waited}: it asked for ` +
             `${formatDuration(event.requestedMs)}, longer than --maxDuration`,
+          f,
         );
       } else if (log.enabled("info")) {
-        log.info(`Lock granted${to} for ${formatDuration(event.durationMs)}${waited}`);
+        log.info(`Lock granted${to} for ${formatDuration(event.durationMs)}${waited}`, f);
       }
       return;
     }
     case "released":
       if (log.enabled("info")) {
-        log.info(`Lock${holder(event.id)} released after ${formatDuration(event.heldMs)}`);
+        log.info(`Lock${holder(event.id)} released after ${formatDuration(event.heldMs)}`, f);
       }
       return;
     case "expired":
       if (log.enabled("info")) {
-        log.info(`Lock${holder(event.id)} expired after ${formatDuration(event.heldMs)}`);
+        log.info(`Lock${holder(event.id)} expired after ${formatDuration(event.heldMs)}`, f);
       }
       return;
     case "renewed":
@@ -51,25 +61,28 @@ export function writeEvent(event: LockEvent, log: Logger): void {
         log.warn(
           `Lock${holder(event.id)} renewed for ${formatDuration(event.durationMs)}: it asked for ` +
             `${formatDuration(event.requestedMs)}, longer than --maxDuration`,
+          f,
         );
       } else if (log.enabled("debug")) {
-        log.debug(`Lock${holder(event.id)} renewed for ${formatDuration(event.durationMs)}`);
+        log.debug(`Lock${holder(event.id)} renewed for ${formatDuration(event.durationMs)}`, f);
       }
       return;
     case "handed_back":
       log.info(
         `Lock${holder(event.id)} handed back: its client went away before it was answered`,
+        f,
       );
       return;
     case "denied":
       if (log.enabled("debug")) {
-        log.debug(`Refused ${event.id ?? "a client"}: ${event.reason}`);
+        log.debug(`Refused ${event.id ?? "a client"}: ${event.reason}`, f);
       }
       return;
     case "queued":
       if (log.enabled("debug")) {
         log.debug(
           `${event.id ?? "A client"} waits at place ${event.position} (${event.waiting} waiting)`,
+          f,
         );
       }
       return;
@@ -80,31 +93,31 @@ export function writeEvent(event: LockEvent, log: Logger): void {
           : event.why === "disconnected"
           ? "it went away and did not come back"
           : "the server is shutting down";
-        log.debug(`${event.id ?? "A client"} left the queue: ${why}`);
+        log.debug(`${event.id ?? "A client"} left the queue: ${why}`, f);
       }
       return;
     case "dependency":
-      if (event.up && event.was !== true) log.info(`Dependency ${event.endpoint} is up`);
+      if (event.up && event.was !== true) log.info(`Dependency ${event.endpoint} is up`, f);
       else if (!event.up && event.was !== false) {
-        log.warn(`Dependency ${event.endpoint} is down: ${event.error}`);
+        log.warn(`Dependency ${event.endpoint} is down: ${event.error}`, f);
       } else if (!event.up && event.error !== event.previousError) {
-        log.debug(`Dependency ${event.endpoint} is still down: ${event.error}`);
+        log.debug(`Dependency ${event.endpoint} is still down: ${event.error}`, f);
       }
       return;
     case "gate":
       if (event.gate === "dependencies") {
-        if (event.open) log.info("All dependencies are up: locking is allowed");
+        if (event.open) log.info("All dependencies are up: locking is allowed", f);
         else if (event.reason === "dependencies") {
-          log.warn("A dependency is down: locking is paused until every check passes");
+          log.warn("A dependency is down: locking is paused until every check passes", f);
         }
         return;
       }
-      if (event.open) log.info(`The ${event.gate} gate is open: locking is allowed`);
-      else log.warn(`The ${event.gate} gate is closed (${event.reason}): locking is paused`);
+      if (event.open) log.info(`The ${event.gate} gate is open: locking is allowed`, f);
+      else log.warn(`The ${event.gate} gate is closed (${event.reason}): locking is paused`, f);
       return;
     case "store":
-      if (event.up) log.info("The lock store answers again: locking resumes");
-      else log.error(`${event.error}: refusing locks until it answers`);
+      if (event.up) log.info("The lock store answers again: locking resumes", f);
+      else log.error(`${event.error}: refusing locks until it answers`, f);
       return;
   }
 }
