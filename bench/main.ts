@@ -269,6 +269,10 @@ async function startTargets(
         `${ours.name} acquire, JSON log (200)`,
         () => startLockServer(ours, "acquire-json"),
       ),
+      await start(
+        `${ours.name} acquire, --stateFile (200)`,
+        () => startLockServer(ours, "acquire-state"),
+      ),
     );
   }
   return targets;

@@ -18,7 +18,10 @@ export interface BenchServer {
 }
 
 /** How startup-lock is run. */
-export type LockMode = "deny" | "acquire" | "acquire-logged" | "acquire-json";
+export type LockMode = "deny" | "acquire" | "acquire-logged" | "acquire-json" | "acquire-state";
+
+/** Where the state-file variant keeps its locks (the benchmark may not write, the server may). */
+export const BENCH_STATE_FILE = `/tmp/startup-lock-bench-${Deno.pid}.json`;
 
 /** The flags of each mode, after `--host 127.0.0.1 --port PORT`. */
 export const MODE_FLAGS: Record<LockMode, readonly string[]> = {
@@ -30,6 +33,17 @@ export const MODE_FLAGS: Record<LockMode, readonly string[]> = {
   "acquire-logged": ["--locks", "1000000", "--timeout", "1s"],
   // The same with JSON lines.
   "acquire-json": ["--locks", "1000000", "--timeout", "1s", "--logFormat", "json"],
+  // The acquire mode with every grant on disk before its 200 (--stateFile, group commit).
+  "acquire-state": [
+    "--locks",
+    "1000000",
+    "--timeout",
+    "1s",
+    "--logLevel",
+    "warn",
+    "--stateFile",
+    BENCH_STATE_FILE,
+  ],
 };
 
 const BARE_SERVER = new URL("bare_server.ts", import.meta.url).pathname;
