@@ -7,19 +7,11 @@ import assert from "node:assert/strict";
 import { VERSION } from "../lib/version.ts";
 import { CHECKSUMS_FILE, executableName, TARGETS, writeChecksums } from "../scripts/release.ts";
 import { readmeBlock } from "./_readme.ts";
+import { which } from "./_which.ts";
 
 const INSTALL_SH = new URL("../deploy/install.sh", import.meta.url).pathname;
 const PLACEHOLDER_URL = `https://example.com/startup-lock/releases/v${VERSION}`;
 const HOST_TARGET = Deno.build.target;
-
-function which(command: string): string | undefined {
-  const { code, stdout } = new Deno.Command("sh", {
-    args: ["-c", `command -v "$1"`, "sh", command],
-    stdout: "piped",
-    stderr: "null",
-  }).outputSync();
-  return code === 0 ? new TextDecoder().decode(stdout).trim() : undefined;
-}
 
 /** The shell, by its full path: some tests run it with a PATH of a few commands only. */
 const SH = which("sh") ?? "/bin/sh";

@@ -22,17 +22,9 @@ import { parseCheckTarget } from "../lib/probes.ts";
 import { MemoryLockStore } from "../lib/stores/memory.ts";
 import { ManualClock } from "./_clock.ts";
 import { startProgram } from "./_program.ts";
+import { which } from "./_which.ts";
 
 const ALERTS = new URL("../deploy/prometheus/alerts.yaml", import.meta.url).pathname;
-
-function which(command: string): string | undefined {
-  const { code, stdout } = new Deno.Command("sh", {
-    args: ["-c", 'command -v "$1"', "sh", command],
-    stdout: "piped",
-    stderr: "null",
-  }).outputSync();
-  return code === 0 ? new TextDecoder().decode(stdout).trim() : undefined;
-}
 
 const PROMTOOL = which("promtool");
 /** CI installs promtool (`.ci/run`) and must never skip its tests. */

@@ -14,6 +14,7 @@ import { MemoryLockStore } from "../lib/stores/memory.ts";
 import { ManualClock } from "./_clock.ts";
 import { startProgram } from "./_program.ts";
 import { eventually } from "./_wait.ts";
+import { which } from "./_which.ts";
 
 const BROWSER_ACCEPT =
   "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8";
@@ -119,16 +120,6 @@ Deno.test("STATUS_PAGE_CSP allows exactly the page's inline style and script, an
   assert.doesNotMatch(STATUS_PAGE, /\son\w+=/);
   assert.doesNotMatch(STATUS_PAGE, /innerHTML|outerHTML|insertAdjacentHTML|document\.write/);
 });
-
-/** The path of a command on PATH, or `undefined`. */
-function which(command: string): string | undefined {
-  const { code, stdout } = new Deno.Command("sh", {
-    args: ["-c", 'command -v "$1"', "sh", command],
-    stdout: "piped",
-    stderr: "null",
-  }).outputSync();
-  return code === 0 ? new TextDecoder().decode(stdout).trim() : undefined;
-}
 
 const CHROMIUM = which("chromium");
 /** CI installs Chromium (`.ci/run`) and must never skip the browser test. */

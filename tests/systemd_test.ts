@@ -9,6 +9,7 @@ import { envName, envNames } from "../lib/args.ts";
 import { serveCommand, SERVER_FLAGS } from "../lib/commands/serve.ts";
 import { ENV_VARIABLES } from "../lib/permissions.ts";
 import { EXECUTABLE, parseCommandLine } from "./_command_line.ts";
+import { which } from "./_which.ts";
 
 const DIR = new URL("../deploy/systemd/", import.meta.url);
 const SERVER_UNIT = "startup-lock.service";
@@ -17,15 +18,6 @@ const UNITS = [...Deno.readDirSync(DIR)]
   .filter((e) => e.isFile && e.name.endsWith(".service"))
   .map((e) => e.name)
   .sort();
-
-function which(command: string): string | undefined {
-  const { code, stdout } = new Deno.Command("sh", {
-    args: ["-c", 'command -v "$1"', "sh", command],
-    stdout: "piped",
-    stderr: "null",
-  }).outputSync();
-  return code === 0 ? new TextDecoder().decode(stdout).trim() : undefined;
-}
 
 const SYSTEMD_ANALYZE = which("systemd-analyze");
 if (!SYSTEMD_ANALYZE) {
