@@ -1,0 +1,412 @@
+/**
+ * The Redis lock store: the slots and the waiting line live in Redis, shared
+ * by every startup-lock replica that names the same semaphore (`--name`).
+ *
+ * - Every change is one Lua script (`redis_scripts.ts`), atomic on the server,
+ *   timed by the server's clock. An acquire is one round trip.
+ * - A release, an expiry or a waiter leaving is published on the semaphore's
+ *   channel; every replica hears it on a second connection and serves its
+ *   waiters at once.
+ * - Waiting clients hold tickets in a line shared by all replicas, in arrival
+ *   order. A replica beats every {@linkcode BEAT_INTERVAL_MS}; the tickets of
+ *   a replica that stopped beating for {@linkcode TICKET_TTL_MS} are dropped,
+ *   so a dead replica holds the line up for no longer than that.
+ * - Redis down or slow: every operation fails within {@linkcode REDIS_TIMEOUT_MS}
+ *   with a {@linkcode StoreUnavailableError}; the client reconnects by itself
+ *   with growing pauses.
+ *
+ * @module
+ */
+import { createClient } from "@redis/client";
+import { describeError } from "../errors.ts";
+import { newToken } from "../token.ts";
+import type {
+  AcquireRequest,
+  AcquireResult,
+  Lease,
+  LockStore,
+  SharedLine,
+  SlotsFreed,
+} from "../core/store.ts";
+import { StoreUnavailableError } from "../core/store.ts";
+import * as scripts from "./redis_scripts.ts";
+import type { RedisTarget } from "./redis_url.ts";
+
+/** An operation that takes longer than this fails: a stalled Redis is a down Redis. */
+export const REDIS_TIMEOUT_MS = 1_000;
+/** How often a replica says it is alive. */
+export const BEAT_INTERVAL_MS = 1_000;
+/** A replica silent this long is dead: its tickets leave the line. */
+export const TICKET_TTL_MS = 3_000;
+/** The longest pause between two tries to reach Redis again. */
+export const MAX_RECONNECT_MS = 2_000;
+/** When a waiter is held up only by another replica's tickets, ask again this soon. */
+const LINE_RECHECK_MS = 500;
+
+/** Options of {@linkcode RedisLockStore}. */
+export interface RedisLockStoreOptions {
+  /** The semaphore's name; several pools share one Redis under different names. @default {"default"} */
+  name?: string;
+  /** This process's name in the line. @default {a random one} */
+  replica?: string;
+  /** @default {REDIS_TIMEOUT_MS} */
+  timeoutMs?: number;
+  /** Called when Redis says the semaphore has another capacity than ours: this replica must stop. */
+  onConflict?: (stored: number) => void;
+  /** Called when the connection goes down or comes back. */
+  onConnection?: (up: boolean, error: string | undefined) => void;
+}
+
+type Raw = unknown;
+type RawLease = [string, string | null, number, number];
+
+interface Script {
+  readonly name: string;
+  readonly source: string;
+  sha: string | undefined;
+}
+
+/** See the module documentation. */
+export class RedisLockStore implements LockStore {
+  readonly capacity: number;
+  readonly line: SharedLine;
+  readonly #target: RedisTarget;
+  readonly #keys: string[];
+  readonly #channel: string;
+  readonly #replica: string;
+  readonly #timeoutMs: number;
+  readonly #client: ReturnType<typeof createClient>;
+  readonly #subscriber: ReturnType<typeof createClient>;
+  readonly #listeners = new Set<(freed: SlotsFreed) => void>();
+  readonly #scripts = new Map<string, Script>();
+  readonly #options: RedisLockStoreOptions;
+  readonly #leaving = new Set<string>();
+  #leaveTimer: ReturnType<typeof setTimeout> | undefined;
+  #beatTimer: ReturnType<typeof setInterval> | undefined;
+  #expiryTimer: ReturnType<typeof setTimeout> | undefined;
+  #expiryAt = Infinity;
+  #recheckTimer: ReturnType<typeof setTimeout> | undefined;
+  #lastError: string | undefined;
+  #closed = false;
+
+  constructor(capacity: number, target: RedisTarget, options: RedisLockStoreOptions = {}) {
+    this.capacity = capacity;
+    this.#target = target;
+    this.#options = options;
+    const name = options.name ?? "default";
+    // One hash tag: every key of a semaphore lands on one Redis Cluster slot, as scripts need.
+    const prefix = `startup-lock:{${name}}:`;
+    this.#keys = scripts.KEY_NAMES.map((key) => prefix + key);
+    this.#channel = prefix + "freed";
+    this.#replica = options.replica ?? `${Deno.pid}-${newToken().slice(0, 8)}`.replaceAll("/", "_");
+    this.#timeoutMs = options.timeoutMs ?? REDIS_TIMEOUT_MS;
+    for (const [key, source] of Object.entries(scripts.SCRIPTS)) {
+      this.#scripts.set(key, { name: key, source, sha: undefined });
+    }
+    this.#client = createClient({
+      url: target.url,
+      ...(target.password === undefined ? {} : { password: target.password }),
+      ...(target.username === undefined ? {} : { username: target.username }),
+      // Fail at once while disconnected, instead of queueing requests for a Redis that is gone.
+      disableOfflineQueue: true,
+      socket: {
+        connectTimeout: this.#timeoutMs,
+        reconnectStrategy: (retries: number) =>
+          Math.min(50 * 2 ** retries, MAX_RECONNECT_MS) + Math.floor(Math.random() * 50),
+        ...(target.tls ? { tls: true } : {}),
+      },
+    });
+    this.#subscriber = this.#client.duplicate();
+    for (const client of [this.#client, this.#subscriber]) {
+      // Without a listener, node-redis would throw connection errors as uncaught.
+      client.on("error", (error: unknown) => this.#down(describeError(error)));
+    }
+    this.#client.on("ready", () => this.#ready());
+    this.#subscriber.on("ready", () => this.#notify({ expired: [] }));
+    const store = this;
+    this.line = {
+      replica: this.#replica,
+      join: (ticket, id, place) => store.#join(ticket, id, place),
+      leave: (ticket) => store.#leave(ticket),
+      waiting: () => store.#waiting(),
+    };
+  }
+
+  /** Where the store is, without a password, for logs and `/status`. */
+  get where(): string {
+    return this.#target.display;
+  }
+
+  /**
+   * Connects both connections. Resolves once Redis answered and the
+   * semaphore's capacity is checked, or after `waitMs` if Redis is not there
+   * yet: the store then keeps trying in the background.
+   */
+  async connect(waitMs: number): Promise<void> {
+    const subscribed = this.#subscriber.connect().then(() =>
+      this.#subscriber.subscribe(this.#channel, (message: string) => {
+        if (message !== this.#replica) this.#notify({ expired: [] });
+      })
+    );
+    const ready = this.#client.connect().then(() => this.#checkCapacity());
+    // Connection failures are retried by the client; its errors go to the "error" listener.
+    subscribed.catch(() => {});
+    ready.catch(() => {});
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.allSettled([ready, subscribed]),
+      new Promise((resolve) => timer = setTimeout(resolve, waitMs)),
+    ]);
+    clearTimeout(timer);
+    this.#beatTimer = setInterval(() => this.#beat(), BEAT_INTERVAL_MS);
+  }
+
+  async acquire(request: AcquireRequest): Promise<AcquireResult> {
+    const token = newToken();
+    const reply = await this.#run("acquire", "acquire", [
+      String(this.capacity),
+      String(Math.max(1, Math.round(request.durationMs))),
+      request.id ?? "",
+      request.ticket ?? "",
+      token,
+    ]) as [number, number, number, RawLease | number, number, RawLease[]];
+    const [granted, now, soonest, lease, extra, expired] = reply;
+    this.#afterReply(now, soonest, expired);
+    if (granted === 1) {
+      return { granted: true, lease: toLease(lease as RawLease, now), existing: extra === 1 };
+    }
+    if (extra > 0) {
+      // Held up by tickets of other replicas while slots are free: one may have died.
+      this.#recheckSoon();
+      return { granted: false, nextFreeInMs: lease as number, waiting: extra };
+    }
+    return { granted: false, nextFreeInMs: lease as number };
+  }
+
+  async release(token: string): Promise<Lease | undefined> {
+    const [now, soonest, lease, expired] = await this.#run("release", "release", [token]) as [
+      number,
+      number,
+      RawLease | null,
+      RawLease[],
+    ];
+    this.#afterReply(now, soonest, expired);
+    if (!lease) return undefined;
+    this.#notify({ expired: [] });
+    return toLease(lease, now);
+  }
+
+  async renew(token: string, durationMs: number): Promise<Lease | undefined> {
+    const [now, soonest, lease, expired] = await this.#run("renew", "renew", [
+      token,
+      String(Math.max(1, Math.round(durationMs))),
+    ]) as [number, number, RawLease | null, RawLease[]];
+    this.#afterReply(now, soonest, expired);
+    return lease ? toLease(lease, now) : undefined;
+  }
+
+  async byId(id: string): Promise<Lease | undefined> {
+    return (await this.#read("look up", "id", id))[0];
+  }
+
+  async byToken(token: string): Promise<Lease | undefined> {
+    return (await this.#read("look up", "token", token))[0];
+  }
+
+  leases(): Promise<Lease[]> {
+    return this.#read("list leases", "all", "");
+  }
+
+  onFree(listener: (freed: SlotsFreed) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#listeners.clear();
+    clearInterval(this.#beatTimer);
+    clearTimeout(this.#expiryTimer);
+    clearTimeout(this.#recheckTimer);
+    clearTimeout(this.#leaveTimer);
+    if (this.#client.isReady && this.#leaving.size > 0) {
+      await this.#call("leave", "leave", [...this.#leaving]).catch(() => {});
+    }
+    await Promise.allSettled([this.#client, this.#subscriber].map((client) => client.destroy()));
+  }
+
+  async #read(operation: string, what: string, arg: string): Promise<Lease[]> {
+    const [now, soonest, leases, expired] = await this.#run(operation, "read", [what, arg]) as [
+      number,
+      number,
+      (RawLease | null)[],
+      RawLease[],
+    ];
+    this.#afterReply(now, soonest, expired);
+    return leases.filter((l): l is RawLease => Array.isArray(l)).map((l) => toLease(l, now));
+  }
+
+  async #join(ticket: string, id: string | undefined, place: number | undefined): Promise<number> {
+    this.#leaving.delete(ticket);
+    return await this.#run("join the line", "join", [ticket, id ?? "", place?.toString() ?? ""]) as
+      number;
+  }
+
+  /** Takes a ticket out of line; retried until Redis takes it, so no ticket of ours is left behind. */
+  #leave(ticket: string): void {
+    this.#leaving.add(ticket);
+    if (this.#leaveTimer === undefined) this.#leaveTimer = setTimeout(() => this.#flushLeaves(), 0);
+  }
+
+  #flushLeaves(): void {
+    this.#leaveTimer = undefined;
+    if (this.#closed || this.#leaving.size === 0) return;
+    const batch = [...this.#leaving];
+    this.#call("leave the line", "leave", batch).then(
+      () => {
+        for (const ticket of batch) this.#leaving.delete(ticket);
+      },
+      () => {
+        if (!this.#closed && this.#leaveTimer === undefined) {
+          this.#leaveTimer = setTimeout(() => this.#flushLeaves(), BEAT_INTERVAL_MS);
+        }
+      },
+    );
+  }
+
+  async #waiting(): Promise<(string | undefined)[]> {
+    const pairs = await this.#run("list the line", "line", []) as [string, string][];
+    return pairs.map(([, id]) => id === "" ? undefined : id);
+  }
+
+  #beat(): void {
+    if (this.#closed || !this.#client.isReady) return;
+    this.#call("beat", "beat", [String(TICKET_TTL_MS)]).then(
+      (reply) => {
+        const [now, soonest, expired] = reply as [number, number, RawLease[]];
+        this.#afterReply(now, soonest, expired);
+      },
+      () => {},
+    );
+    if (this.#leaving.size > 0 && this.#leaveTimer === undefined) this.#flushLeaves();
+  }
+
+  /** Runs the sweep when the soonest lease runs out, so waiters are served at its expiry. */
+  #afterReply(now: number, soonest: number, expired: RawLease[]): void {
+    if (expired.length > 0) this.#notify({ expired: expired.map((l) => toLease(l, now)) });
+    if (soonest < 0 || this.#closed || this.#listeners.size === 0) return;
+    const at = performance.now() + soonest + 1;
+    if (at >= this.#expiryAt) return;
+    clearTimeout(this.#expiryTimer);
+    this.#expiryAt = at;
+    this.#expiryTimer = setTimeout(() => {
+      this.#expiryTimer = undefined;
+      this.#expiryAt = Infinity;
+      this.#beat();
+    }, Math.max(0, soonest + 1));
+  }
+
+  #recheckSoon(): void {
+    if (this.#recheckTimer !== undefined || this.#closed) return;
+    this.#recheckTimer = setTimeout(() => {
+      this.#recheckTimer = undefined;
+      this.#notify({ expired: [] });
+    }, LINE_RECHECK_MS);
+  }
+
+  #notify(freed: SlotsFreed): void {
+    for (const listener of this.#listeners) listener(freed);
+  }
+
+  #ready(): void {
+    if (this.#lastError !== undefined) {
+      this.#lastError = undefined;
+      this.#options.onConnection?.(true, undefined);
+    }
+    this.#checkCapacity().catch(() => {});
+    this.#beat();
+    this.#notify({ expired: [] });
+  }
+
+  #down(error: string): void {
+    if (this.#closed) return;
+    const changed = this.#lastError === undefined;
+    this.#lastError = error;
+    if (changed) this.#options.onConnection?.(false, error);
+  }
+
+  async #checkCapacity(): Promise<void> {
+    const stored = await this.#call("check the capacity", "init", [String(this.capacity)]);
+    if (stored !== this.capacity) this.#options.onConflict?.(Number(stored));
+  }
+
+  /** Runs a script; every failure is a {@linkcode StoreUnavailableError}. */
+  #run(operation: string, script: string, args: string[]): Promise<Raw> {
+    if (this.#closed) {
+      return Promise.reject(new StoreUnavailableError(operation, "the store is closed"));
+    }
+    if (!this.#client.isReady) {
+      return Promise.reject(
+        new StoreUnavailableError(
+          operation,
+          `not connected to ${this.#target.display}` +
+            (this.#lastError ? ` (${this.#lastError})` : ""),
+        ),
+      );
+    }
+    return this.#call(operation, script, args);
+  }
+
+  #call(operation: string, name: string, args: string[]): Promise<Raw> {
+    const script = this.#scripts.get(name)!;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new StoreUnavailableError(
+              operation,
+              `${this.#target.display} did not answer within ${this.#timeoutMs} ms`,
+            ),
+          ),
+        this.#timeoutMs,
+      );
+    });
+    const work = this.#eval(script, args).catch((error: unknown) => {
+      throw error instanceof StoreUnavailableError
+        ? error
+        : new StoreUnavailableError(operation, describeError(error), { cause: error });
+    });
+    return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+  }
+
+  async #eval(script: Script, args: string[]): Promise<Raw> {
+    const tail = [String(this.#keys.length), ...this.#keys, this.#channel, this.#replica, ...args];
+    if (script.sha !== undefined) {
+      try {
+        return await this.#client.sendCommand(["EVALSHA", script.sha, ...tail]);
+      } catch (error) {
+        if (!String((error as Error)?.message).startsWith("NOSCRIPT")) throw error;
+      }
+    }
+    const reply = await this.#client.sendCommand(["EVAL", script.source, ...tail]);
+    script.sha ??= await sha1(script.source);
+    return reply;
+  }
+}
+
+function toLease([token, id, acquiredAt, expiresAt]: RawLease, now: number): Lease {
+  return {
+    token,
+    id: id ?? undefined,
+    acquiredAt: Number(acquiredAt),
+    expiresAt: Number(expiresAt),
+    remainingMs: Math.max(0, Number(expiresAt) - now),
+  };
+}
+
+async function sha1(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-1", new TextEncoder().encode(text));
+  return new Uint8Array(digest).toHex();
+}

@@ -1,0 +1,40 @@
+/**
+ * The Redis store against a real redis-server: the store contract
+ * (`tests/_store_contract.ts`) unchanged, on the real clock, then what only a
+ * shared store has: several stores (replicas) on one semaphore, the shared
+ * line, and Redis going away.
+ */
+import assert from "node:assert/strict";
+import { RedisLockStore } from "../lib/stores/redis.ts";
+import { parseStore, type RedisTarget } from "../lib/stores/redis_url.ts";
+import { RedisServer, SKIP_REDIS } from "./_redis.ts";
+import { storeContract } from "./_store_contract.ts";
+
+const redis = SKIP_REDIS ? undefined : await RedisServer.start();
+addEventListener("unload", () => redis?.killSync());
+
+let semaphores = 0;
+
+function target(server: RedisServer): RedisTarget {
+  const setting = parseStore(server.url);
+  assert.equal(setting.kind, "redis");
+  return setting.target;
+}
+
+/** A store on its own semaphore (a fresh name), connected. */
+async function openStore(capacity: number, name = `test-${++semaphores}`) {
+  const store = new RedisLockStore(capacity, target(redis!), { name });
+  await store.connect(5_000);
+  return store;
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+if (redis) {
+  storeContract("RedisLockStore", async (capacity) => ({
+    store: await openStore(capacity),
+    advance: sleep,
+  }), { unitMs: 100, toleranceMs: 40 });
+} else {
+  Deno.test.ignore("RedisLockStore: skipped, redis-server is not installed", () => {});
+}
