@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { createClient } from "@redis/client";
+import { createClient } from "../lib/stores/_redis_client.ts";
 import { which } from "./_which.ts";
 
 /** The server binary, or `undefined` where Redis is not installed (CI installs it). */
@@ -36,7 +36,9 @@ export class RedisServer {
 
   /** Starts a server and waits until it answers. */
   static async start(options: RedisOptions = {}): Promise<RedisServer> {
-    if (!REDIS_SERVER) throw new Error("redis-server is not installed (apt-get install redis-server)");
+    if (!REDIS_SERVER) {
+      throw new Error("redis-server is not installed (apt-get install redis-server)");
+    }
     const dir = await Deno.makeTempDir({ prefix: "startup-lock-redis-" });
     const server = new RedisServer(freePort(), dir, options);
     await server.#launch();

@@ -17,7 +17,7 @@
  *
  * @module
  */
-import { createClient } from "@redis/client";
+import { createClient } from "./_redis_client.ts";
 import { describeError } from "../errors.ts";
 import { newToken } from "../token.ts";
 import type {
@@ -30,7 +30,7 @@ import type {
 } from "../core/store.ts";
 import { StoreUnavailableError } from "../core/store.ts";
 import * as scripts from "./redis_scripts.ts";
-import type { RedisTarget } from "./redis_url.ts";
+import type { RedisLockStoreOptions, RedisTarget, SharedStore } from "./redis_url.ts";
 
 /** An operation that takes longer than this fails: a stalled Redis is a down Redis. */
 export const REDIS_TIMEOUT_MS = 1_000;
@@ -43,20 +43,6 @@ export const MAX_RECONNECT_MS = 2_000;
 /** When a waiter is held up only by another replica's tickets, ask again this soon. */
 const LINE_RECHECK_MS = 500;
 
-/** Options of {@linkcode RedisLockStore}. */
-export interface RedisLockStoreOptions {
-  /** The semaphore's name; several pools share one Redis under different names. @default {"default"} */
-  name?: string;
-  /** This process's name in the line. @default {a random one} */
-  replica?: string;
-  /** @default {REDIS_TIMEOUT_MS} */
-  timeoutMs?: number;
-  /** Called when Redis says the semaphore has another capacity than ours: this replica must stop. */
-  onConflict?: (stored: number) => void;
-  /** Called when the connection goes down or comes back. */
-  onConnection?: (up: boolean, error: string | undefined) => void;
-}
-
 type Raw = unknown;
 type RawLease = [string, string | null, number, number];
 
@@ -67,7 +53,7 @@ interface Script {
 }
 
 /** See the module documentation. */
-export class RedisLockStore implements LockStore {
+export class RedisLockStore implements LockStore, SharedStore {
   readonly capacity: number;
   readonly line: SharedLine;
   readonly #target: RedisTarget;
@@ -123,12 +109,11 @@ export class RedisLockStore implements LockStore {
     }
     this.#client.on("ready", () => this.#ready());
     this.#subscriber.on("ready", () => this.#notify({ expired: [] }));
-    const store = this;
     this.line = {
       replica: this.#replica,
-      join: (ticket, id, place) => store.#join(ticket, id, place),
-      leave: (ticket) => store.#leave(ticket),
-      waiting: () => store.#waiting(),
+      join: (ticket, id, place) => this.#join(ticket, id, place),
+      leave: (ticket) => this.#leave(ticket),
+      waiting: () => this.#waiting(),
     };
   }
 
@@ -249,8 +234,11 @@ export class RedisLockStore implements LockStore {
 
   async #join(ticket: string, id: string | undefined, place: number | undefined): Promise<number> {
     this.#leaving.delete(ticket);
-    return await this.#run("join the line", "join", [ticket, id ?? "", place?.toString() ?? ""]) as
-      number;
+    return await this.#run("join the line", "join", [
+      ticket,
+      id ?? "",
+      place?.toString() ?? "",
+    ]) as number;
   }
 
   /** Takes a ticket out of line; retried until Redis takes it, so no ticket of ours is left behind. */

@@ -7,6 +7,8 @@
  * @module
  */
 
+import type { LockStore } from "../core/store.ts";
+
 /** A Redis server to keep the locks in. */
 export interface RedisTarget {
   /** The URL for the client, without user or password (they are passed apart). */
@@ -16,6 +18,40 @@ export interface RedisTarget {
   username: string | undefined;
   password: string | undefined;
   tls: boolean;
+}
+
+/** Options of the Redis store (`redis.ts`). */
+export interface RedisLockStoreOptions {
+  /** The semaphore's name; several pools share one Redis under different names. @default {"default"} */
+  name?: string;
+  /** This process's name in the line. @default {a random one} */
+  replica?: string;
+  /** How long an operation may take before it fails. @default {REDIS_TIMEOUT_MS} */
+  timeoutMs?: number;
+  /** Called when Redis says the semaphore has another capacity than ours: this replica must stop. */
+  onConflict?: (stored: number) => void;
+  /** Called when the connection goes down or comes back. */
+  onConnection?: (up: boolean, error: string | undefined) => void;
+}
+
+/** What the Redis store adds to a lock store. */
+export interface SharedStore extends LockStore {
+  /** Where the store is, without a password. */
+  readonly where: string;
+  /** Connects; resolves once Redis answered and the capacity is checked, or after `waitMs`. */
+  connect(waitMs: number): Promise<void>;
+}
+
+/**
+ * The shape of `redis.ts`, which the server loads only for a Redis store
+ * (its import of the Redis client would otherwise load with every server).
+ */
+export interface RedisStoreModule {
+  RedisLockStore: new (
+    capacity: number,
+    target: RedisTarget,
+    options?: RedisLockStoreOptions,
+  ) => SharedStore;
 }
 
 /** The store setting. */
@@ -61,5 +97,10 @@ export function parseStore(text: string): StoreSetting {
 
 /** Replaces a password in `text` (a URL typed by the user) with `***`, for error messages. */
 export function redactUrl(text: string): string {
-  return text.replace(/^(rediss?:\/\/[^:@/]*:)[^@/]*@/i, "$1***@");
+  // Greedy up to the last "@", as URL parsers read it.
+  return text.replace(
+    /^(rediss?:\/\/)(.*)@/i,
+    (_, scheme: string, credentials: string) =>
+      `${scheme}${credentials.includes(":") ? credentials.split(":")[0] + ":" : ""}***@`,
+  );
 }
