@@ -4,17 +4,20 @@
  * with no field the API does not know; and what they ask of the program
  * exists in it: the image of this version and its entrypoint, commands and
  * flags, the ports it listens on, the paths its probes ask, and a server for
- * every client to reach.
+ * every client to reach; and where the server keeps its state file: a hostPath
+ * its user can write, handed over by the one container that may run as root.
  */
 import assert from "node:assert/strict";
-import { DaemonSet, Deployment } from "npm:kubernetes-models@5.1.0/apps/v1";
+import { DaemonSet, Deployment, type IDaemonSet } from "npm:kubernetes-models@5.1.0/apps/v1";
 import {
   type IContainer,
   type IEnvVar,
+  type IHostPathVolumeSource,
   type IPodSecurityContext,
   type IPodSpec,
   type IProbe,
   type IService,
+  type IVolumeMount,
   Namespace,
   Service,
 } from "npm:kubernetes-models@5.1.0/v1";
@@ -24,6 +27,8 @@ import { silentLogger } from "../lib/log.ts";
 import { buildServer } from "../lib/server.ts";
 import { VERSION } from "../lib/version.ts";
 import { parseCommandLine, type ParsedCommandLine } from "./_command_line.ts";
+import { readImageSpec } from "./_image_dockerfile.ts";
+import { assembleImage, imageRunSkipReason, runInImage, startInImage } from "./_image_root.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const DIR = new URL("deploy/kubernetes/", ROOT);
@@ -34,6 +39,13 @@ const FILES = [...Deno.readDirSync(DIR)]
 const SERVER_FILE = "daemonset.yaml";
 const HOST_NETWORK_FILE = "daemonset-hostnetwork.yaml";
 const NAMESPACE = "startup-lock";
+/** Where on the node the DaemonSets keep the state file's directory. */
+const STATE_HOST_DIR = "/var/lib/startup-lock";
+/**
+ * All the init container that hands the state directory over may add: CHOWN to
+ * give it to the server's user, FOWNER to chmod it once it is no longer root's.
+ */
+const STATE_DIR_CAPABILITIES = ["CHOWN", "FOWNER"];
 
 /**
  * The server's resident memory: idle, and per waiting client, as measured by
@@ -197,6 +209,31 @@ function containersOf(pod: Pod): { container: IContainer; init: boolean }[] {
   ];
 }
 
+/** The pod's hostPath volumes, by name. */
+function hostPathVolumes(pod: Pod): Map<string, IHostPathVolumeSource> {
+  return new Map(
+    (pod.spec.volumes ?? []).flatMap((v) => v.hostPath ? [[v.name, v.hostPath] as const] : []),
+  );
+}
+
+/**
+ * Whether `container` claims the one exception to the "restricted" context: an
+ * init container of another image than ours that mounts a hostPath volume, as
+ * the one that hands the state directory to the server's user. Known by what
+ * it is rather than by name, so that the test of its exact shape sees every
+ * container that claims the exception.
+ */
+function isStateDirInit(pod: Pod, container: IContainer): boolean {
+  const hostPaths = hostPathVolumes(pod);
+  return (pod.spec.initContainers ?? []).includes(container) && !isOurImage(container.image) &&
+    (container.volumeMounts ?? []).some((m) => hostPaths.has(m.name));
+}
+
+/** The directory part of an absolute path. */
+function dirname(path: string): string {
+  return path.slice(0, path.lastIndexOf("/")) || "/";
+}
+
 /** `$(NAME)` as Kubernetes expands it in `env` values, `command` and `args`; `$$` is `$`. */
 function expand(text: string, vars: Map<string, string>, where: string): string {
   return text.replace(/\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (match, name?: string) => {
@@ -265,6 +302,33 @@ function ours(manifests: readonly Manifest[] = MANIFESTS): Ours[] {
   return found;
 }
 
+/** A server that keeps a state file, with the volume mounted at the file's directory. */
+interface StatefulServer {
+  server: Ours;
+  stateFile: string;
+  mount: IVolumeMount;
+  volume: IHostPathVolumeSource;
+}
+
+/**
+ * The servers of the manifests, each with its state file and the hostPath
+ * volume mounted at the file's directory; throws for a server without them.
+ */
+function statefulServers(): StatefulServer[] {
+  return ours().flatMap((server) => {
+    if (server.parsed.command !== "serve") return [];
+    const stateFile = server.parsed.config.stateFile;
+    assert.ok(stateFile, `${server.where}: no --stateFile: a restart would forget the holders`);
+    const dir = dirname(stateFile);
+    const mounts = (server.container.volumeMounts ?? []).filter((m) => m.mountPath === dir);
+    assert.equal(mounts.length, 1, `${server.where}: one volume mounted at ${dir}`);
+    const mount = mounts[0]!;
+    const volume = hostPathVolumes(server.pod).get(mount.name);
+    assert.ok(volume, `${server.where}: volume ${mount.name} is not a hostPath, kept on the node`);
+    return [{ server, stateFile, mount, volume }];
+  });
+}
+
 /** A probe's or Service's port, by number or by the name of a container port. */
 function portNumber(port: number | string, container: IContainer, where: string): number {
   if (typeof port === "number") return port;
@@ -295,7 +359,7 @@ async function probeStatus(
   try {
     return (await handler(request)).status;
   } finally {
-    store.close();
+    await store.close();
   }
 }
 
@@ -376,14 +440,18 @@ function quantityBytes(text: string): number {
 }
 
 /** The final ENTRYPOINT and USER of the Dockerfile that builds the image. */
-function dockerfile(): { entrypoint: string[]; uid: number } {
+function dockerfile(): { entrypoint: string[]; uid: number; gid: number | undefined } {
   const lines = Deno.readTextFileSync(new URL("Dockerfile", ROOT)).split("\n");
   const last = (pattern: RegExp) => lines.map((l) => pattern.exec(l)).filter((m) => m).at(-1);
   const entrypoint = last(/^ENTRYPOINT\s+(\[.*\])\s*$/);
-  const user = last(/^USER\s+(\d+)/);
+  const user = last(/^USER\s+(\d+)(?::(\d+))?\s*$/);
   assert.ok(entrypoint, "Dockerfile: no ENTRYPOINT in exec form");
   assert.ok(user, "Dockerfile: no numeric USER");
-  return { entrypoint: JSON.parse(entrypoint[1]!), uid: Number(user[1]) };
+  return {
+    entrypoint: JSON.parse(entrypoint[1]!),
+    uid: Number(user[1]),
+    gid: user[2] === undefined ? undefined : Number(user[2]),
+  };
 }
 
 /** The leading comment of a manifest file, without its `# ` markers. */
@@ -523,6 +591,8 @@ Deno.test("every container runs with a restricted securityContext, and ours with
     assert.equal(pod.spec.hostNetwork ?? false, hostNetwork, `${pod.manifest.where}: hostNetwork`);
     assert.ok(!pod.spec.hostPID && !pod.spec.hostIPC, `${pod.manifest.where}: host namespaces`);
     for (const { container } of containersOf(pod)) {
+      // The state directory's init container: checked to the letter by the next test.
+      if (isStateDirInit(pod, container)) continue;
       const where: string = `${pod.manifest.where}, container ${container.name}`;
       const own = container.securityContext ?? {};
       const inherited: IPodSecurityContext = pod.spec.securityContext ?? {};
@@ -544,6 +614,213 @@ Deno.test("every container runs with a restricted securityContext, and ours with
       assert.ok(requests?.cpu && requests.memory && limits?.memory, `${where}: requests, limits`);
     }
   }
+});
+
+Deno.test("the state directory's init container is the one exception: root with CHOWN and FOWNER, handing the directory to the server's user and nothing else", () => {
+  const claiming = MANIFESTS.map(podOf).filter((p) => p !== undefined)
+    .flatMap((pod) => containersOf(pod).filter((c) => isStateDirInit(pod, c.container)));
+  const servers = statefulServers();
+  assert.ok(servers.length > 0, "no server keeps a state file");
+  assert.equal(claiming.length, servers.length, "one such init container per server, no other");
+  for (const { server, stateFile, mount } of servers) {
+    const dir = dirname(stateFile);
+    const inits = containersOf(server.pod).filter((c) => isStateDirInit(server.pod, c.container));
+    assert.equal(inits.length, 1, `${server.pod.manifest.where}: one init container for ${dir}`);
+    const init = inits[0]!.container;
+    const where = `${server.pod.manifest.where}, container ${init.name}`;
+    const pod: IPodSecurityContext = server.pod.spec.securityContext ?? {};
+    const own = server.container.securityContext ?? {};
+    const user = own.runAsUser ?? pod.runAsUser;
+    const group = own.runAsGroup ?? pod.runAsGroup;
+    assert.ok(
+      user !== undefined && group !== undefined,
+      `${server.where}: runAsUser and runAsGroup`,
+    );
+    assert.deepEqual(
+      init.command,
+      ["sh", "-c", `chown ${user}:${group} ${dir} && chmod 0700 ${dir}`],
+      `${where}: it only hands ${dir} to the server's user`,
+    );
+    for (const field of ["args", "env", "envFrom", "ports", "restartPolicy"] as const) {
+      assert.equal(init[field], undefined, `${where}: no ${field}`);
+    }
+    assert.deepEqual(probesOf(init), [], `${where}: no probes`);
+    assert.deepEqual(
+      init.volumeMounts,
+      [{ name: mount.name, mountPath: dir }],
+      `${where}: the server's state directory, and nothing else`,
+    );
+    assert.deepEqual(init.securityContext, {
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      runAsNonRoot: false,
+      runAsUser: 0,
+      runAsGroup: 0,
+      capabilities: { drop: ["ALL"], add: STATE_DIR_CAPABILITIES },
+      seccompProfile: { type: "RuntimeDefault" },
+    }, `${where}: root with only ${STATE_DIR_CAPABILITIES.join(" and ")}`);
+    const { requests, limits } = init.resources ?? {};
+    assert.ok(requests?.cpu && requests.memory && limits?.memory, `${where}: requests, limits`);
+  }
+});
+
+Deno.test("the server keeps its state file on a read-write hostPath under /var/lib/startup-lock, its root filesystem read-only", () => {
+  const servers = statefulServers();
+  assert.deepEqual(
+    servers.map((s) => s.server.pod.manifest.file).sort(),
+    [HOST_NETWORK_FILE, SERVER_FILE],
+    "both DaemonSets keep a state file",
+  );
+  for (const { server, stateFile, mount, volume } of servers) {
+    const where = `${server.where}: --stateFile ${stateFile}`;
+    assert.ok(stateFile.startsWith("/"), `${where}: an absolute path`);
+    assert.equal(mount.mountPath, dirname(stateFile), `${where}: mounted at its directory`);
+    assert.equal(mount.subPath ?? mount.subPathExpr, undefined, `${where}: the whole volume`);
+    assert.notEqual(mount.readOnly, true, `${where}: the mount is read-write`);
+    assert.equal(
+      server.container.securityContext?.readOnlyRootFilesystem,
+      true,
+      `${where}: the root filesystem stays read-only`,
+    );
+    assert.ok(
+      volume.path === STATE_HOST_DIR || volume.path.startsWith(`${STATE_HOST_DIR}/`),
+      `${where}: hostPath ${volume.path} is under ${STATE_HOST_DIR}`,
+    );
+    assert.equal(volume.type, "DirectoryOrCreate", `${where}: the kubelet creates the directory`);
+  }
+});
+
+Deno.test("a server with a state file is replaced on its node only once the old pod has stopped", () => {
+  for (const { server } of statefulServers()) {
+    const daemonSet = server.pod.manifest.object as unknown as IDaemonSet;
+    const where = server.pod.manifest.where;
+    assert.equal(daemonSet.kind, "DaemonSet", `${where}: one pod per node`);
+    const strategy = daemonSet.spec?.updateStrategy;
+    assert.equal(strategy?.type, "RollingUpdate", `${where}: updateStrategy`);
+    // With a surge the new pod would start beside the old one, both writing the file.
+    assert.equal(strategy?.rollingUpdate?.maxSurge, 0, `${where}: maxSurge 0`);
+    // The controller waits for a terminating pod, unless its grace period is 0.
+    const grace = server.pod.spec.terminationGracePeriodSeconds ?? 30;
+    assert.ok(grace > 0, `${where}: terminationGracePeriodSeconds ${grace}`);
+  }
+});
+
+Deno.test("each namespace enforces the Pod Security Standard its pods need (privileged iff hostPath or hostNetwork), warning and auditing at restricted", () => {
+  const namespaces = MANIFESTS.filter((m) => m.object.kind === "Namespace");
+  assert.ok(namespaces.length > 0);
+  for (const namespace of namespaces) {
+    const { name, labels = {} } = namespace.object.metadata as {
+      name: string;
+      labels?: Record<string, string>;
+    };
+    const pods = loadFile(namespace.file).map(podOf)
+      .filter((p) => p !== undefined && p.namespace === name) as Pod[];
+    assert.ok(pods.length > 0, `${namespace.where}: no pod of its file runs in it`);
+    const needs = pods.flatMap((p) => [
+      ...(p.spec.hostNetwork ? ["hostNetwork"] : []),
+      ...[...hostPathVolumes(p).keys()].map(() => "hostPath"),
+    ]);
+    const level = needs.length > 0 ? "privileged" : "restricted";
+    assert.equal(
+      labels["pod-security.kubernetes.io/enforce"],
+      level,
+      `${namespace.where}: enforce ${level}, for ${needs.join(" and ") || "pods that meet it"}`,
+    );
+    assert.equal(
+      labels["pod-security.kubernetes.io/warn"],
+      "restricted",
+      `${namespace.where}: warn`,
+    );
+    assert.equal(
+      labels["pod-security.kubernetes.io/audit"],
+      "restricted",
+      `${namespace.where}: audit`,
+    );
+    // The comment above the enforce label says why.
+    const lines = Deno.readTextFileSync(new URL(namespace.file, DIR)).split("\n");
+    const at = lines.findIndex((l) => l.trim().startsWith("pod-security.kubernetes.io/enforce:"));
+    let start = at;
+    while (start > 0 && lines[start - 1]!.trim().startsWith("#")) start--;
+    const comment = lines.slice(start, at).join(" ");
+    for (const need of new Set(needs)) {
+      assert.ok(comment.includes(need), `${namespace.where}: the comment on enforce names ${need}`);
+    }
+  }
+});
+
+const imageSkip = await imageRunSkipReason();
+
+Deno.test({
+  name:
+    "daemonset.yaml's server, as the image's user: exits 2 in the directory the kubelet creates, keeps its holders once the init container has handed it over",
+  ignore: imageSkip !== undefined,
+  async fn(t) {
+    const stateful = statefulServers().find((s) => s.server.pod.manifest.file === SERVER_FILE);
+    assert.ok(stateful, `${SERVER_FILE}: no server with a state file`);
+    const { server, stateFile } = stateful;
+    const dir = dirname(stateFile);
+    const init = containersOf(server.pod).find((c) => isStateDirInit(server.pod, c.container));
+    const handOver = /^chown (\d+):(\d+) (\S+) && chmod ([0-7]+) (\S+)$/.exec(
+      init?.container.command?.[2] ?? "",
+    );
+    assert.ok(handOver, `${SERVER_FILE}: the init container's chown and chmod`);
+    const [, uid, gid, chownPath, mode, chmodPath] = handOver;
+    // Its own command line, on any free port.
+    const args = server.argv.map((a, i) => server.argv[i - 1] === "--port" ? "0" : a);
+    const work = await Deno.makeTempDir({ prefix: "startup-lock-k8s-state-" });
+    try {
+      const image = await assembleImage(`${work}/root`, readImageSpec());
+      // What the kubelet makes of a DirectoryOrCreate hostPath: root:root 0755.
+      await Deno.mkdir(`${image.dir}${dir}`, { recursive: true });
+      await Deno.chmod(`${image.dir}${dir}`, 0o755);
+
+      await t.step(
+        "in the kubelet's directory: exit 2 with the reason, before listening",
+        async () => {
+          const { code, stderr } = await runInImage(image, [...image.program, ...args]);
+          assert.equal(code, 2, stderr);
+          assert.ok(
+            stderr.includes(`Cannot use --stateFile "${stateFile}": cannot write in its directory`),
+            stderr,
+          );
+          assert.doesNotMatch(stderr, /Listening/);
+        },
+      );
+
+      await t.step(
+        "after the init container's chown and chmod: a lock outlives a restart",
+        async () => {
+          await Deno.chown(`${image.dir}${chownPath}`, Number(uid), Number(gid));
+          await Deno.chmod(`${image.dir}${chmodPath}`, parseInt(mode!, 8));
+          let token: string | null;
+          {
+            await using first = await startInImage(image, args);
+            await first.waitForLog(/does not exist yet: starting with no locks held/);
+            const granted = await fetch(`${first.url}/?id=web-1&duration=10m`);
+            await granted.body?.cancel();
+            assert.equal(granted.status, 200);
+            token = granted.headers.get("Lock-Token");
+            assert.ok(token);
+            assert.equal(await first.stop("SIGTERM"), 0);
+          }
+          const written = await Deno.stat(`${image.dir}${stateFile}`);
+          assert.equal(written.uid, Number(uid), "the state file is the server's user's");
+
+          await using second = await startInImage(image, args);
+          await second.waitForLog(/State file .*: 1 lock still held/);
+          const refused = await fetch(`${second.url}/`);
+          await refused.body?.cancel();
+          assert.equal(refused.status, 423, "the holder from before the restart keeps the slot");
+          const released = await fetch(`${second.url}/locks/${token}`, { method: "DELETE" });
+          await released.body?.cancel();
+          assert.equal(released.status, 204, "its token still releases it");
+          assert.equal(await second.stop("SIGTERM"), 0);
+        },
+      );
+    } finally {
+      await Deno.remove(work, { recursive: true });
+    }
+  },
 });
 
 Deno.test("the server's memory limit covers --maxWaiters waiting clients", () => {
