@@ -40,6 +40,8 @@ export const BEAT_INTERVAL_MS = 1_000;
 export const TICKET_TTL_MS = 3_000;
 /** The longest pause between two tries to reach Redis again. */
 export const MAX_RECONNECT_MS = 2_000;
+/** Without waiters here, expiries are swept no more often than this. */
+const IDLE_SWEEP_GAP_MS = 20;
 /** When a waiter is held up only by another replica's tickets, ask again this soon. */
 const LINE_RECHECK_MS = 500;
 
@@ -67,10 +69,13 @@ export class RedisLockStore implements LockStore, SharedStore {
   readonly #scripts = new Map<string, Script>();
   readonly #options: RedisLockStoreOptions;
   readonly #leaving = new Set<string>();
+  /** This replica's tickets in line: while there are any, expiries are watched to serve them. */
+  readonly #mine = new Set<string>();
   #leaveTimer: ReturnType<typeof setTimeout> | undefined;
   #beatTimer: ReturnType<typeof setInterval> | undefined;
   #expiryTimer: ReturnType<typeof setTimeout> | undefined;
   #expiryAt = Infinity;
+  #sweptAt = -Infinity;
   #recheckTimer: ReturnType<typeof setTimeout> | undefined;
   #lastError: string | undefined;
   #closed = false;
@@ -156,6 +161,9 @@ export class RedisLockStore implements LockStore, SharedStore {
       token,
     ]) as [number, number, number, RawLease | number, number, RawLease[]];
     const [granted, now, soonest, lease, extra, expired] = reply;
+    if (granted === 1 && request.ticket !== undefined && extra !== 1) {
+      this.#mine.delete(request.ticket); // The grant took it out of line.
+    }
     this.#afterReply(now, soonest, expired);
     if (granted === 1) {
       return { granted: true, lease: toLease(lease as RawLease, now), existing: extra === 1 };
@@ -234,6 +242,7 @@ export class RedisLockStore implements LockStore, SharedStore {
 
   async #join(ticket: string, id: string | undefined, place: number | undefined): Promise<number> {
     this.#leaving.delete(ticket);
+    this.#mine.add(ticket);
     return await this.#run("join the line", "join", [
       ticket,
       id ?? "",
@@ -243,6 +252,7 @@ export class RedisLockStore implements LockStore, SharedStore {
 
   /** Takes a ticket out of line; retried until Redis takes it, so no ticket of ours is left behind. */
   #leave(ticket: string): void {
+    this.#mine.delete(ticket);
     this.#leaving.add(ticket);
     if (this.#leaveTimer === undefined) this.#leaveTimer = setTimeout(() => this.#flushLeaves(), 0);
   }
@@ -280,19 +290,27 @@ export class RedisLockStore implements LockStore, SharedStore {
     if (this.#leaving.size > 0 && this.#leaveTimer === undefined) this.#flushLeaves();
   }
 
-  /** Runs the sweep when the soonest lease runs out, so waiters are served at its expiry. */
+  /**
+   * Reports the leases a script found run out, and runs a sweep when the
+   * soonest lease runs out: at once while clients of this replica wait, so
+   * they are served at its expiry; otherwise at most every
+   * {@linkcode IDLE_SWEEP_GAP_MS}, so that a stream of expiries costs a few
+   * calls a second rather than one per lease.
+   */
   #afterReply(now: number, soonest: number, expired: RawLease[]): void {
     if (expired.length > 0) this.#notify({ expired: expired.map((l) => toLease(l, now)) });
     if (soonest < 0 || this.#closed || this.#listeners.size === 0) return;
-    const at = performance.now() + soonest + 1;
+    const earliest = this.#mine.size > 0 ? 0 : this.#sweptAt + IDLE_SWEEP_GAP_MS;
+    const at = Math.max(performance.now() + soonest + 1, earliest);
     if (at >= this.#expiryAt) return;
     clearTimeout(this.#expiryTimer);
     this.#expiryAt = at;
     this.#expiryTimer = setTimeout(() => {
       this.#expiryTimer = undefined;
       this.#expiryAt = Infinity;
+      this.#sweptAt = performance.now();
       this.#beat();
-    }, Math.max(0, soonest + 1));
+    }, Math.max(0, at - performance.now()));
   }
 
   #recheckSoon(): void {
