@@ -20,7 +20,9 @@ import {
 } from "../lib/observers/metrics.ts";
 import { parseCheckTarget } from "../lib/probes.ts";
 import { MemoryLockStore } from "../lib/stores/memory.ts";
+import { parse } from "npm:yaml@2.9.1";
 import { ManualClock } from "./_clock.ts";
+import { metricFamilies, unknownMetrics } from "./_exposition.ts";
 import { startProgram } from "./_program.ts";
 import { which } from "./_which.ts";
 
@@ -364,8 +366,36 @@ Deno.test({
   fn: async () => {
     const { code, output } = await promtool(["check", "rules", ALERTS]);
     assert.equal(code, 0, output);
-    assert.match(output, /SUCCESS: 2 rules found/);
+    assert.match(output, new RegExp(`SUCCESS: ${alertRules().length} rules found`));
   },
+});
+
+/** The rules of deploy/prometheus/alerts.yaml. */
+function alertRules(): { alert: string; expr: string }[] {
+  const doc = parse(Deno.readTextFileSync(ALERTS)) as {
+    groups: { rules: { alert: string; expr: string }[] }[];
+  };
+  return doc.groups.flatMap((g) => g.rules);
+}
+
+Deno.test("the alert rules name only metrics and labels that the server exports", async () => {
+  using s = setup();
+  s.checker.start();
+  await s.checker.settled(); // so the dependency metrics have samples, with their labels
+  const families = metricFamilies(await s.metrics.render());
+  const rules = alertRules();
+  assert.ok(rules.length >= 2);
+  for (const rule of rules) {
+    assert.deepEqual(unknownMetrics(rule.expr, families), [], `${rule.alert}: ${rule.expr}`);
+  }
+  // The check itself sees a misspelt metric and a label the metric does not have.
+  assert.deepEqual(
+    unknownMetrics('startup_lock_grant_total + startup_lock_slots{gate="x"}', families),
+    [
+      "startup_lock_grant_total is not a metric the server exports",
+      "startup_lock_slots has no label gate",
+    ],
+  );
 });
 
 Deno.test("GET /metrics stays open with a token, and counts requests refused at the edge", async () => {

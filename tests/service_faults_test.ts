@@ -252,6 +252,19 @@ Deno.test("LockService emits store down and up once per transition", async () =>
   assert.deepEqual(t.storeEvents(), ["down", "up", "down", "up"]);
 });
 
+Deno.test("LockService: after a failed change, only a change that works says the store is back", async () => {
+  // A store that reads from memory (the state file) answers lookups while its writes fail.
+  await using t = setup(3);
+  t.store.failNext("acquire", "reject");
+  await t.service.acquire({ durationMs: 1_000 });
+  await t.service.status();
+  await t.service.status();
+  assert.deepEqual(t.storeEvents(), ["down"], "lookups that work do not say it is back");
+  assert.equal((await t.service.status()).store.up, false);
+  await granted(t.service.acquire({ durationMs: 1_000 }));
+  assert.deepEqual(t.storeEvents(), ["down", "up"]);
+});
+
 Deno.test("handler answers /status with 200, store down and reason store while the store fails", async () => {
   await using t = setup(2);
   await t.request("/?id=pod-a");

@@ -12,6 +12,7 @@ import {
   formatState,
   loadState,
   parseState,
+  STATE_FILE_MODE,
   StateWriter,
   type StoredLock,
 } from "../lib/stores/state_file.ts";
@@ -103,6 +104,19 @@ Deno.test("StateWriter writes grants that arrive together in one or two writes, 
   assert.equal(parseState(await Deno.readTextFile(path)).length, 100);
   const left = [...Deno.readDirSync(dir)].map((e) => e.name);
   assert.deepEqual(left, ["locks.json"], "no temporary file is left");
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("StateWriter keeps the file readable by the server's user alone, whatever was there", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/locks.json`;
+  // A temporary file left by a crash, readable by everyone.
+  Deno.writeTextFileSync(`${path}.tmp-${Deno.pid}`, "", { mode: 0o644 });
+  Deno.chmodSync(`${path}.tmp-${Deno.pid}`, 0o644);
+  const writer = new StateWriter(path, () => [LOCK]);
+  await writer.save();
+  assert.equal(Deno.statSync(path).mode! & 0o777, STATE_FILE_MODE);
+  assert.equal(STATE_FILE_MODE, 0o600);
   await Deno.remove(dir, { recursive: true });
 });
 

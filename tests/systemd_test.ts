@@ -9,6 +9,7 @@ import { envName, envNames } from "../lib/args.ts";
 import { serveCommand, SERVER_FLAGS } from "../lib/commands/serve.ts";
 import { ENV_VARIABLES } from "../lib/permissions.ts";
 import { EXECUTABLE, parseCommandLine } from "./_command_line.ts";
+import { readmeBlock } from "./_readme.ts";
 import { which } from "./_which.ts";
 
 const DIR = new URL("../deploy/systemd/", import.meta.url);
@@ -333,6 +334,47 @@ Deno.test({
         SERVER_UNIT,
       ]);
       assert.equal(code, 0, `exposure above 2.0:\n${output.split("\n").slice(-3).join("\n")}`);
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "systemd-analyze verify accepts the README's credential drop-in for the server unit",
+  ignore: !SYSTEMD_ANALYZE,
+  fn: async (t) => {
+    const dropIn = readmeBlock("auth-systemd");
+    // The variable names the credential that LoadCredential= loads, under %d.
+    const id = /^LoadCredential=([^:]+):/m.exec(dropIn)?.[1];
+    assert.ok(id, "a LoadCredential= line");
+    assert.match(dropIn, new RegExp(`^Environment=STARTUP_LOCK_AUTH_TOKEN_FILE=%d/${id}$`, "m"));
+
+    const root = await verifyRoot(unitTexts());
+    try {
+      const dir = `${root}/etc/systemd/system/${SERVER_UNIT}.d`;
+      await Deno.mkdir(dir);
+      const verify = async (text: string) => {
+        await Deno.writeTextFile(`${dir}/auth.conf`, `${text}\n`);
+        const args = ["verify", `--root=${root}`, "--man=no", "--generators=no", SERVER_UNIT];
+        return await systemdAnalyze(args);
+      };
+      const { code, output } = await verify(dropIn);
+      assert.equal(output, "", `systemd-analyze verify warned:\n${output}`);
+      assert.equal(code, 0);
+
+      await t.step("and with the credential encrypted, as the README describes", async () => {
+        const encrypted = dropIn.replace(
+          /^LoadCredential=(\S+?):\S+$/m,
+          "LoadCredentialEncrypted=$1:/etc/credstore.encrypted/startup-lock-token",
+        );
+        assert.notEqual(encrypted, dropIn);
+        assert.deepEqual(await verify(encrypted), { code: 0, output: "" });
+      });
+      await t.step("(it reads the drop-in: a misspelt key in it is reported)", async () => {
+        const { output } = await verify(dropIn.replace("LoadCredential=", "LoadCredentail="));
+        assert.match(output, /Unknown key 'LoadCredentail'/);
+      });
     } finally {
       await Deno.remove(root, { recursive: true });
     }

@@ -83,6 +83,18 @@ Deno.test("writeEvent() renders each event as one line at its level", async (t) 
       "INFO  All dependencies are up: locking is allowed",
     ],
     [
+      { type: "gate", gate: "load", open: false, reason: "load" },
+      "WARN  The load gate is closed (load): locking is paused",
+    ],
+    [
+      { type: "gate", gate: "cooldown", open: false, reason: "cooldown" },
+      "DEBUG Cooldown after a grant: locking is paused",
+    ],
+    [
+      { type: "gate", gate: "cooldown", open: true, reason: undefined },
+      "DEBUG The cooldown is over: locking is allowed",
+    ],
+    [
       { type: "store", up: false, error: "the lock store failed to acquire: timed out" },
       "ERROR the lock store failed to acquire: timed out: refusing locks until it answers",
     ],

@@ -107,6 +107,9 @@ export const UNAVAILABLE_RETRY_MS = 1_000;
 /** The longest pause between tries to give back a slot while the store fails. */
 const MAX_HAND_BACK_RETRY_MS = 10_000;
 
+/** The store operations that change the slots; the others only look. */
+const CHANGES = new Set(["acquire", "release", "renew"]);
+
 const SHUTTING_DOWN: Denial = { reason: "shutting_down", retryAfterMs: UNAVAILABLE_RETRY_MS };
 const CANCELLED: Denial = { reason: "cancelled", retryAfterMs: 0 };
 const SUPERSEDED: Denial = { reason: "superseded", retryAfterMs: 0 };
@@ -122,6 +125,8 @@ export class LockService {
   readonly #unsubscribe: (() => void)[] = [];
   readonly #handBacks = new Set<TimerId>();
   #storeError: string | undefined;
+  /** Whether a change (not a lookup) failed since the store last answered one. */
+  #failedChange = false;
   #closed = false;
 
   constructor(options: LockServiceOptions) {
@@ -175,11 +180,11 @@ export class LockService {
       }
       if (result instanceof Promise) {
         return result.then((r) => {
-          this.#storeUp();
+          this.#storeUp("acquire");
           return this.#afterTry(r, options, request);
         }, (error) => this.#storeDenial(this.#failure("acquire", error), id));
       }
-      if (this.#storeError !== undefined) this.#storeUp();
+      if (this.#storeError !== undefined) this.#storeUp("acquire");
       return this.#afterTry(result, options, request);
     }
     // Someone waits ahead, or a gate is closed: only an id that already holds a lock gets in.
@@ -500,20 +505,26 @@ export class LockService {
     }
     if (value instanceof Promise) {
       return value.then((v) => {
-        this.#storeUp();
+        this.#storeUp(operation);
         return v;
       }, (error) => {
         throw this.#failure(operation, error);
       });
     }
-    if (this.#storeError !== undefined) this.#storeUp();
+    if (this.#storeError !== undefined) this.#storeUp(operation);
     return value;
   }
 
-  /** Notes that the store answered. */
-  #storeUp(): void {
+  /**
+   * Notes that the store answered. After a failed change, only a change that
+   * works says it is back: a store that reads from memory (the state file)
+   * may answer lookups while its writes still fail.
+   */
+  #storeUp(operation: string): void {
     if (this.#storeError === undefined) return;
+    if (this.#failedChange && !CHANGES.has(operation)) return;
     this.#storeError = undefined;
+    this.#failedChange = false;
     this.events.emit({ type: "store", up: true, error: undefined });
   }
 
@@ -526,6 +537,7 @@ export class LockService {
       this.events.emit({ type: "store", up: false, error: failure.message });
     }
     this.#storeError = failure.message;
+    this.#failedChange ||= CHANGES.has(operation);
     return failure;
   }
 }

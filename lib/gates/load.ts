@@ -3,8 +3,9 @@
  * average is above a limit, and `--maxPressure`, no grants while Linux pressure
  * stall information (`/proc/pressure/cpu`, `io`, `memory`: the share of time
  * some task stalled, `some avg10`) is above a percentage for any of them.
- * Pressure is right inside containers and cgroups, where the load average
- * counts the whole host.
+ * Both are host-wide, also inside a container: `/proc/pressure` is the
+ * system's, not the container's cgroup's. Pressure is a share of time, so one
+ * limit fits any number of cores, and it tells CPU, I/O and memory apart.
  *
  * @module
  */

@@ -177,12 +177,12 @@ export class Metrics {
     this.#unsubscribe = events.on((event) => this.#count(event), METRIC_EVENTS);
   }
 
-  /** Stops counting. */
   /** Counts a request the HTTP layer refused itself (`unauthorized`, `invalid`). */
   refused(reason: EdgeRefusal): void {
     this.#denials.set(reason, (this.#denials.get(reason) ?? 0) + 1);
   }
 
+  /** Stops counting. */
   close(): void {
     this.#unsubscribe();
   }

@@ -112,6 +112,12 @@ export function writeEvent(event: LockEvent, log: Logger): void {
         }
         return;
       }
+      if (event.gate === "cooldown") {
+        // It closes after every grant, by design: pacing is not news.
+        if (event.open) log.debug("The cooldown is over: locking is allowed", f);
+        else log.debug("Cooldown after a grant: locking is paused", f);
+        return;
+      }
       if (event.open) log.info(`The ${event.gate} gate is open: locking is allowed`, f);
       else log.warn(`The ${event.gate} gate is closed (${event.reason}): locking is paused`, f);
       return;

@@ -13,6 +13,9 @@
 import { describeError } from "../errors.ts";
 
 /** One held lock as stored. Times are wall-clock milliseconds: the monotonic clock restarts with the process. */
+/** The state file's permissions: it holds whole tokens, so only the server's user reads it. */
+export const STATE_FILE_MODE = 0o600;
+
 export interface StoredLock {
   token: string;
   id: string | undefined;
@@ -187,7 +190,13 @@ export class StateWriter {
 
   async #write(text: string): Promise<void> {
     const temporary = `${this.#path}.tmp-${Deno.pid}`;
-    const file = await Deno.open(temporary, { write: true, create: true, truncate: true });
+    // The file holds whole tokens: readable by the server's user alone, whatever the umask.
+    const file = await Deno.open(temporary, {
+      write: true,
+      create: true,
+      truncate: true,
+      mode: STATE_FILE_MODE,
+    });
     try {
       const bytes = new TextEncoder().encode(text);
       for (let written = 0; written < bytes.length;) {
@@ -197,6 +206,8 @@ export class StateWriter {
     } finally {
       file.close();
     }
+    // A temporary file left by a crash keeps its old mode when opened again.
+    await Deno.chmod(temporary, STATE_FILE_MODE);
     await Deno.rename(temporary, this.#path);
     const dir = await Deno.open(directoryOf(this.#path), { read: true });
     try {
