@@ -14,6 +14,9 @@ export const REDIS_SERVER = which("redis-server");
 
 /** Whether tests that need Redis must be skipped: only outside CI, with no redis-server. */
 export const SKIP_REDIS = REDIS_SERVER === undefined && Deno.env.get("CI") === undefined;
+if (SKIP_REDIS) {
+  console.error("SKIPPED Redis tests: redis-server not found (apt-get install -y redis-server)");
+}
 
 /** Options of {@linkcode RedisServer.start}. */
 export interface RedisOptions {
@@ -41,7 +44,9 @@ export class RedisServer {
   /** Starts a server and waits until it answers. */
   static async start(options: RedisOptions = {}): Promise<RedisServer> {
     if (!REDIS_SERVER) {
-      throw new Error("redis-server is not installed (apt-get install redis-server)");
+      throw new Error(
+        "redis-server not found: .ci/run installs it (apt-get install -y redis-server)",
+      );
     }
     const dir = await Deno.makeTempDir({ prefix: "startup-lock-redis-" });
     const server = new RedisServer(freePort(), dir, options);
