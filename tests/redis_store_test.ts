@@ -31,10 +31,12 @@ async function openStore(capacity: number, name = `test-${++semaphores}`) {
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 if (redis) {
+  // A busy machine (two cores, other work) was seen 54 ms late between two calls: a tolerance of
+  // 80 ms, and a unit to match.
   storeContract("RedisLockStore", async (capacity) => ({
     store: await openStore(capacity),
     advance: sleep,
-  }), { unitMs: 100, toleranceMs: 40 });
+  }), { unitMs: 200, toleranceMs: 80 });
 } else {
   Deno.test.ignore("RedisLockStore: skipped, redis-server is not installed", () => {});
 }
