@@ -14,11 +14,18 @@ export const REDIS_SERVER = which("redis-server");
 
 /** Whether tests that need Redis must be skipped: only outside CI, with no redis-server. */
 export const SKIP_REDIS = REDIS_SERVER === undefined && Deno.env.get("CI") === undefined;
+if (SKIP_REDIS) {
+  console.error("SKIPPED Redis tests: redis-server not found (apt-get install -y redis-server)");
+}
 
 /** Options of {@linkcode RedisServer.start}. */
 export interface RedisOptions {
   /** @default {"always"} */
   appendfsync?: "always" | "everysec" | "no";
+  /** Clients must give this password (`--requirepass`). @default {none} */
+  requirepass?: string;
+  /** Speak TLS only (`rediss://`), with this certificate and key (PEM files). @default {plain TCP} */
+  tls?: { certFile: string; keyFile: string; caFile: string };
 }
 
 /** A redis-server child process; see the module documentation. */
@@ -37,7 +44,9 @@ export class RedisServer {
   /** Starts a server and waits until it answers. */
   static async start(options: RedisOptions = {}): Promise<RedisServer> {
     if (!REDIS_SERVER) {
-      throw new Error("redis-server is not installed (apt-get install redis-server)");
+      throw new Error(
+        "redis-server not found: .ci/run installs it (apt-get install -y redis-server)",
+      );
     }
     const dir = await Deno.makeTempDir({ prefix: "startup-lock-redis-" });
     const server = new RedisServer(freePort(), dir, options);
@@ -45,9 +54,9 @@ export class RedisServer {
     return server;
   }
 
-  /** `redis://127.0.0.1:PORT` */
+  /** `redis://127.0.0.1:PORT`, or `rediss://…` with TLS. */
   get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
+    return `${this.#options.tls ? "rediss" : "redis"}://127.0.0.1:${this.port}`;
   }
 
   get pid(): number {
@@ -57,7 +66,12 @@ export class RedisServer {
 
   /** A client for reading and changing the data directly, as an observer. */
   async client() {
-    const client = createClient({ url: this.url });
+    const { requirepass: password, tls } = this.#options;
+    const client = createClient({
+      url: this.url,
+      ...(password ? { password } : {}),
+      ...(tls ? { socket: { tls: true, ca: await Deno.readTextFile(tls.caFile) } } : {}),
+    });
     client.on("error", () => {});
     await client.connect();
     return client;
@@ -116,26 +130,41 @@ export class RedisServer {
   }
 
   async #launch(): Promise<void> {
+    const tls = this.#options.tls;
     this.#child = new Deno.Command(REDIS_SERVER!, {
       args: [
-        ...["--port", String(this.port), "--bind", "127.0.0.1", "--dir", this.dir],
+        ...(tls
+          ? [
+            ...["--port", "0", "--tls-port", String(this.port), "--tls-auth-clients", "no"],
+            ...["--tls-cert-file", tls.certFile, "--tls-key-file", tls.keyFile],
+            ...["--tls-ca-cert-file", tls.caFile],
+          ]
+          : ["--port", String(this.port)]),
+        ...["--bind", "127.0.0.1", "--dir", this.dir],
         ...["--save", "", "--appendonly", "yes"],
         ...["--appendfsync", this.#options.appendfsync ?? "always"],
         ...["--daemonize", "no", "--loglevel", "warning"],
+        ...(this.#options.requirepass ? ["--requirepass", this.#options.requirepass] : []),
       ],
       stdout: "null",
       stderr: "null",
       stdin: "null",
     }).spawn();
     const deadline = Date.now() + 10_000;
+    const caCerts = tls ? [await Deno.readTextFile(tls.caFile)] : undefined;
     for (;;) {
       try {
-        const conn = await Deno.connect({ hostname: "127.0.0.1", port: this.port });
+        const address = { hostname: "127.0.0.1", port: this.port };
+        const conn = caCerts
+          ? await Deno.connectTls({ ...address, caCerts })
+          : await Deno.connect(address);
         const buf = new Uint8Array(64);
         await conn.write(new TextEncoder().encode("PING\r\n"));
         const n = await conn.read(buf);
         conn.close();
-        if (n && new TextDecoder().decode(buf.subarray(0, n)).startsWith("+PONG")) return;
+        const reply = n ? new TextDecoder().decode(buf.subarray(0, n)) : "";
+        // Up: it answers, even if only to say that a password is needed first.
+        if (reply.startsWith("+PONG") || reply.startsWith("-NOAUTH")) return;
       } catch {
         // Not listening yet, or still loading its data.
       }

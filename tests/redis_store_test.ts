@@ -31,10 +31,49 @@ async function openStore(capacity: number, name = `test-${++semaphores}`) {
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 if (redis) {
+  // A busy machine (two cores, other work) was seen 54 ms late between two calls: a tolerance of
+  // 80 ms, and a unit to match.
   storeContract("RedisLockStore", async (capacity) => ({
     store: await openStore(capacity),
     advance: sleep,
-  }), { unitMs: 100, toleranceMs: 40 });
+  }), { unitMs: 200, toleranceMs: 80 });
 } else {
   Deno.test.ignore("RedisLockStore: skipped, redis-server is not installed", () => {});
 }
+
+Deno.test({
+  name: "RedisLockStore's line no longer lists a ticket of its own once it left, at once",
+  ignore: !redis,
+  async fn() {
+    const store = await openStore(1);
+    try {
+      const line = store.line;
+      await line.join(`${line.replica}/1`, "stays", undefined);
+      await line.join(`${line.replica}/2`, "leaves", undefined);
+      assert.deepEqual(await line.waiting(), ["stays", "leaves"]);
+      // The leave reaches Redis a moment later, in a batch; the line must not lag behind it.
+      line.leave(`${line.replica}/2`);
+      assert.deepEqual(await line.waiting(), ["stays"]);
+    } finally {
+      await store.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "RedisLockStore grants a free slot at once after the only ticket in line left",
+  ignore: !redis,
+  async fn() {
+    const store = await openStore(1);
+    try {
+      const line = store.line;
+      await line.join(`${line.replica}/1`, "gone", undefined);
+      line.leave(`${line.replica}/1`);
+      // Asked the same instant, before the leave's batch went out: nobody waits ahead any more.
+      const result = await store.acquire({ durationMs: 10_000, id: "next" });
+      assert.ok(result.granted, JSON.stringify(result));
+    } finally {
+      await store.close();
+    }
+  },
+});

@@ -152,6 +152,7 @@ export class RedisLockStore implements LockStore, SharedStore {
   }
 
   async acquire(request: AcquireRequest): Promise<AcquireResult> {
+    this.#sendLeaves();
     const token = newToken();
     const reply = await this.#run("acquire", "acquire", [
       String(this.capacity),
@@ -257,6 +258,17 @@ export class RedisLockStore implements LockStore, SharedStore {
     if (this.#leaveTimer === undefined) this.#leaveTimer = setTimeout(() => this.#flushLeaves(), 0);
   }
 
+  /**
+   * Sends the leaves still waiting for their batch now, ahead of a command
+   * that reads the line (one connection keeps the order): a ticket that left
+   * must not count as waiting ahead, nor be listed.
+   */
+  #sendLeaves(): void {
+    if (this.#leaveTimer === undefined) return;
+    clearTimeout(this.#leaveTimer);
+    this.#flushLeaves();
+  }
+
   #flushLeaves(): void {
     this.#leaveTimer = undefined;
     if (this.#closed || this.#leaving.size === 0) return;
@@ -274,6 +286,7 @@ export class RedisLockStore implements LockStore, SharedStore {
   }
 
   async #waiting(): Promise<(string | undefined)[]> {
+    this.#sendLeaves();
     const pairs = await this.#run("list the line", "line", []) as [string, string][];
     return pairs.map(([, id]) => id === "" ? undefined : id);
   }
