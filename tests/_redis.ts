@@ -19,6 +19,8 @@ export const SKIP_REDIS = REDIS_SERVER === undefined && Deno.env.get("CI") === u
 export interface RedisOptions {
   /** @default {"always"} */
   appendfsync?: "always" | "everysec" | "no";
+  /** Clients must give this password (`requirepass`). @default {none} */
+  password?: string;
 }
 
 /** A redis-server child process; see the module documentation. */
@@ -57,7 +59,8 @@ export class RedisServer {
 
   /** A client for reading and changing the data directly, as an observer. */
   async client() {
-    const client = createClient({ url: this.url });
+    const password = this.#options.password;
+    const client = createClient({ url: this.url, ...(password === undefined ? {} : { password }) });
     client.on("error", () => {});
     await client.connect();
     return client;
@@ -94,6 +97,12 @@ export class RedisServer {
     await this.#launch();
   }
 
+  /** Starts again on the same port and data after {@linkcode stop} or {@linkcode kill}. */
+  async relaunch(): Promise<void> {
+    if (this.#child) throw new Error("redis-server is still running");
+    await this.#launch();
+  }
+
   /** Kills the server and removes its data, synchronously (for an `unload` listener). */
   killSync(): void {
     try {
@@ -122,6 +131,7 @@ export class RedisServer {
         ...["--save", "", "--appendonly", "yes"],
         ...["--appendfsync", this.#options.appendfsync ?? "always"],
         ...["--daemonize", "no", "--loglevel", "warning"],
+        ...(this.#options.password === undefined ? [] : ["--requirepass", this.#options.password]),
       ],
       stdout: "null",
       stderr: "null",
@@ -135,7 +145,8 @@ export class RedisServer {
         await conn.write(new TextEncoder().encode("PING\r\n"));
         const n = await conn.read(buf);
         conn.close();
-        if (n && new TextDecoder().decode(buf.subarray(0, n)).startsWith("+PONG")) return;
+        // With a password, an unauthenticated PING is refused, which also says the server is up.
+        if (n && /^(\+PONG|-NOAUTH)/.test(new TextDecoder().decode(buf.subarray(0, n)))) return;
       } catch {
         // Not listening yet, or still loading its data.
       }
