@@ -8,12 +8,17 @@
  *   channel; every replica hears it on a second connection and serves its
  *   waiters at once.
  * - Waiting clients hold tickets in a line shared by all replicas, in arrival
- *   order. A replica beats every {@linkcode BEAT_INTERVAL_MS}; the tickets of
- *   a replica that stopped beating for {@linkcode TICKET_TTL_MS} are dropped,
- *   so a dead replica holds the line up for no longer than that.
+ *   order. A replica serves its own waiters in its own order, so its first
+ *   ticket in line is its place. A replica beats every
+ *   {@linkcode BEAT_INTERVAL_MS}; the tickets of a replica that stopped beating
+ *   for {@linkcode TICKET_TTL_MS} are dropped, so a dead replica holds the line
+ *   up for no longer than that. A silence of every replica at once (Redis
+ *   stopped, frozen or out of reach) kills none of them.
  * - Redis down or slow: every operation fails within {@linkcode REDIS_TIMEOUT_MS}
  *   with a {@linkcode StoreUnavailableError}; the client reconnects by itself
- *   with growing pauses.
+ *   with growing pauses. A frozen Redis runs what it was sent once it thaws:
+ *   the token of an acquire without an id that failed is given back then, so
+ *   no slot stays held by a token nobody knows.
  *
  * @module
  */
