@@ -108,6 +108,12 @@ export class RedisServer {
     await this.#launch();
   }
 
+  /** Starts again on the same port and data after {@linkcode stop} or {@linkcode kill}. */
+  async relaunch(): Promise<void> {
+    if (this.#child) throw new Error("redis-server is still running");
+    await this.#launch();
+  }
+
   /** Kills the server and removes its data, synchronously (for an `unload` listener). */
   killSync(): void {
     try {

@@ -8,12 +8,17 @@
  *   channel; every replica hears it on a second connection and serves its
  *   waiters at once.
  * - Waiting clients hold tickets in a line shared by all replicas, in arrival
- *   order. A replica beats every {@linkcode BEAT_INTERVAL_MS}; the tickets of
- *   a replica that stopped beating for {@linkcode TICKET_TTL_MS} are dropped,
- *   so a dead replica holds the line up for no longer than that.
+ *   order. A replica serves its own waiters in its own order, so its first
+ *   ticket in line is its place. A replica beats every
+ *   {@linkcode BEAT_INTERVAL_MS}; the tickets of a replica that stopped beating
+ *   for {@linkcode TICKET_TTL_MS} are dropped, so a dead replica holds the line
+ *   up for no longer than that. A silence of every replica at once (Redis
+ *   stopped, frozen or out of reach) kills none of them.
  * - Redis down or slow: every operation fails within {@linkcode REDIS_TIMEOUT_MS}
  *   with a {@linkcode StoreUnavailableError}; the client reconnects by itself
- *   with growing pauses.
+ *   with growing pauses. A frozen Redis runs what it was sent once it thaws:
+ *   the token of an acquire without an id that failed is given back then, so
+ *   no slot stays held by a token nobody knows.
  *
  * @module
  */
@@ -68,7 +73,11 @@ export class RedisLockStore implements LockStore, SharedStore {
   readonly #listeners = new Set<(freed: SlotsFreed) => void>();
   readonly #scripts = new Map<string, Script>();
   readonly #options: RedisLockStoreOptions;
-  readonly #leaving = new Set<string>();
+  /** Tickets to take out of line, each with the number of the call that asked for it. */
+  readonly #leaving = new Map<string, number>();
+  #leaveCalls = 0;
+  /** Tokens of acquires that failed but that Redis may have run, with when their lease would end. */
+  readonly #abandoned = new Map<string, number>();
   /** This replica's tickets in line: while there are any, expiries are watched to serve them. */
   readonly #mine = new Set<string>();
   #leaveTimer: ReturnType<typeof setTimeout> | undefined;
@@ -154,13 +163,23 @@ export class RedisLockStore implements LockStore, SharedStore {
   async acquire(request: AcquireRequest): Promise<AcquireResult> {
     this.#sendLeaves();
     const token = newToken();
-    const reply = await this.#run("acquire", "acquire", [
-      String(this.capacity),
-      String(Math.max(1, Math.round(request.durationMs))),
-      request.id ?? "",
-      request.ticket ?? "",
-      token,
-    ]) as [number, number, number, RawLease | number, number, RawLease[]];
+    const durationMs = Math.max(1, Math.round(request.durationMs));
+    const sent = this.#client.isReady && !this.#closed;
+    let reply: [number, number, number, RawLease | number, number, RawLease[]];
+    try {
+      reply = await this.#run("acquire", "acquire", [
+        String(this.capacity),
+        String(durationMs),
+        request.id ?? "",
+        request.ticket ?? "",
+        token,
+      ]) as typeof reply;
+    } catch (error) {
+      // Redis may run it late (it was frozen, or the answer was lost): a lease with an id is
+      // found again when its client asks again, but nobody would ever learn this token.
+      if (sent && request.id === undefined) this.#abandon(token, durationMs);
+      throw error;
+    }
     const [granted, now, soonest, lease, extra, expired] = reply;
     if (granted === 1 && request.ticket !== undefined && extra !== 1) {
       this.#mine.delete(request.ticket); // The grant took it out of line.
@@ -225,7 +244,10 @@ export class RedisLockStore implements LockStore, SharedStore {
     clearTimeout(this.#recheckTimer);
     clearTimeout(this.#leaveTimer);
     if (this.#client.isReady && this.#leaving.size > 0) {
-      await this.#call("leave", "leave", [...this.#leaving]).catch(() => {});
+      await this.#call("leave", "leave", [...this.#leaving.keys()]).catch(() => {});
+    }
+    if (this.#client.isReady && this.#abandoned.size > 0) {
+      await this.#call("give back", "abandon", [...this.#abandoned.keys()]).catch(() => {});
     }
     await Promise.allSettled([this.#client, this.#subscriber].map((client) => client.destroy()));
   }
@@ -254,8 +276,8 @@ export class RedisLockStore implements LockStore, SharedStore {
   /** Takes a ticket out of line; retried until Redis takes it, so no ticket of ours is left behind. */
   #leave(ticket: string): void {
     this.#mine.delete(ticket);
-    this.#leaving.add(ticket);
-    if (this.#leaveTimer === undefined) this.#leaveTimer = setTimeout(() => this.#flushLeaves(), 0);
+    this.#leaving.set(ticket, ++this.#leaveCalls);
+    this.#flushSoon();
   }
 
   /**
@@ -264,25 +286,49 @@ export class RedisLockStore implements LockStore, SharedStore {
    * must not count as waiting ahead, nor be listed.
    */
   #sendLeaves(): void {
-    if (this.#leaveTimer === undefined) return;
+    if (this.#leaveTimer === undefined || this.#leaving.size === 0) return;
     clearTimeout(this.#leaveTimer);
     this.#flushLeaves();
   }
 
+  /** Drops the lease of `token`, if Redis runs the acquire that took it; retried like a leave. */
+  #abandon(token: string, durationMs: number): void {
+    this.#abandoned.set(token, performance.now() + durationMs);
+    this.#flushSoon();
+  }
+
+  #flushSoon(): void {
+    if (this.#leaveTimer === undefined) this.#leaveTimer = setTimeout(() => this.#flushLeaves(), 0);
+  }
+
+  /** Sends the pending leaves and give-backs; what fails is sent again a beat later. */
   #flushLeaves(): void {
     this.#leaveTimer = undefined;
-    if (this.#closed || this.#leaving.size === 0) return;
-    const batch = [...this.#leaving];
-    this.#call("leave the line", "leave", batch).then(
-      () => {
-        for (const ticket of batch) this.#leaving.delete(ticket);
-      },
-      () => {
-        if (!this.#closed && this.#leaveTimer === undefined) {
-          this.#leaveTimer = setTimeout(() => this.#flushLeaves(), BEAT_INTERVAL_MS);
+    if (this.#closed) return;
+    const retry = () => {
+      if (!this.#closed && this.#leaveTimer === undefined) {
+        this.#leaveTimer = setTimeout(() => this.#flushLeaves(), BEAT_INTERVAL_MS);
+      }
+    };
+    if (this.#leaving.size > 0) {
+      const batch = [...this.#leaving];
+      this.#call("leave the line", "leave", batch.map(([ticket]) => ticket)).then(() => {
+        // A ticket that joined and left again since has a newer leave of its own to send.
+        for (const [ticket, call] of batch) {
+          if (this.#leaving.get(ticket) === call) this.#leaving.delete(ticket);
         }
-      },
-    );
+      }, retry);
+    }
+    const now = performance.now();
+    for (const [token, until] of this.#abandoned) if (until <= now) this.#abandoned.delete(token);
+    if (this.#abandoned.size > 0) {
+      const tokens = [...this.#abandoned.keys()];
+      this.#call("give back", "abandon", tokens).then((dropped) => {
+        for (const token of tokens) this.#abandoned.delete(token);
+        // Our own message on the channel does not come back to us.
+        if (Number(dropped) > 0) this.#notify({ expired: [] });
+      }, retry);
+    }
   }
 
   async #waiting(): Promise<(string | undefined)[]> {
@@ -300,7 +346,9 @@ export class RedisLockStore implements LockStore, SharedStore {
       },
       () => {},
     );
-    if (this.#leaving.size > 0 && this.#leaveTimer === undefined) this.#flushLeaves();
+    if ((this.#leaving.size > 0 || this.#abandoned.size > 0) && this.#leaveTimer === undefined) {
+      this.#flushLeaves();
+    }
   }
 
   /**

@@ -15,7 +15,8 @@
  * | `tickets`  | hash   | ticket → the waiting client's id (`""` when anonymous) |
  * | `replicas` | zset   | replica → heartbeat deadline (server milliseconds)     |
  * | `seq`      | string | the last arrival number given out                      |
- * | `config`   | hash   | `capacity` → the number of slots                       |
+ * | `config`   | hash   | `capacity` → the number of slots, `beat` → the last    |
+ * |            |        | heartbeat of any replica (server milliseconds)         |
  *
  * and begins its arguments with the channel and the calling replica's name.
  * A lease comes back as `{token, id or false, acquiredAt, expiresAt}`, with
@@ -37,10 +38,20 @@ export const KEY_NAMES = [
   "config",
 ] as const;
 
+/**
+ * When no replica has beaten for this long, Redis (or the way to it) was gone
+ * for all of them: none is counted dead for that time. Replicas beat every
+ * second (`BEAT_INTERVAL_MS`) and count as dead after 3 (`TICKET_TTL_MS`), so
+ * 2 s of silence means that nobody could beat, while a live replica's
+ * heartbeat still has time left.
+ */
+export const SILENCE_MS = 2_000;
+
 const PRELUDE = `
 local leases, info, ids, line, tickets, replicas, seq, config =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local channel, self = ARGV[1], ARGV[2]
+local SILENCE_MS = ${SILENCE_MS}
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
@@ -79,24 +90,42 @@ local function soonest()
   return -1
 end
 
+local function owner(ticket)
+  return string.match(ticket, '^(.*)/[^/]*$')
+end
+
 local function alive(ticket)
-  local replica = string.match(ticket, '^(.*)/[^/]*$')
+  local replica = owner(ticket)
   local deadline = replica and redis.call('ZSCORE', replicas, replica)
   return deadline and tonumber(deadline) > now
 end
 
--- How many live tickets wait ahead of ticket (all of them when ticket is ''), counting up to
--- limit; drops the tickets of replicas that stopped beating on the way.
+-- After a silence of every replica (Redis stopped, frozen or out of reach), nobody could beat:
+-- each replica gets back the time it had left, so that no live replica's tickets are dropped.
+local function catchUp()
+  local last = tonumber(redis.call('HGET', config, 'beat'))
+  if last and now - last > SILENCE_MS then
+    for _, r in ipairs(redis.call('ZRANGE', replicas, 0, -1)) do
+      redis.call('ZINCRBY', replicas, now - last, r)
+    end
+    redis.call('HSET', config, 'beat', now)
+  end
+end
+
+-- How many live tickets of other replicas wait ahead of this replica's first ticket in line
+-- (ahead of any ticket when ticket is ''), counting up to limit; drops the tickets of replicas
+-- that stopped beating on the way. A replica serves its own waiters in its own order, so its
+-- first ticket is its place, whichever of its waiters asks. Returns the count and that ticket.
 local function ahead(ticket, limit)
   local count, start = 0, 0
   while count < limit do
     local batch = redis.call('ZRANGE', line, start, start + 63)
-    if #batch == 0 then return count end
+    if #batch == 0 then return count, false end
     local dead = {}
     for _, m in ipairs(batch) do
-      if m == ticket then
+      if ticket ~= '' and (m == ticket or owner(m) == self) then
         for _, d in ipairs(dead) do redis.call('ZREM', line, d); redis.call('HDEL', tickets, d) end
-        return count
+        return count, m
       end
       if alive(m) then
         count = count + 1
@@ -108,7 +137,7 @@ local function ahead(ticket, limit)
     for _, d in ipairs(dead) do redis.call('ZREM', line, d); redis.call('HDEL', tickets, d) end
     start = start + #batch - #dead
   end
-  return count
+  return count, false
 end
 
 local function join(ticket, id, score)
@@ -125,8 +154,9 @@ end
  * `acquire`: ARGV = channel, replica, capacity, durationMs, id, ticket, token.
  * Returns `{1, now, soonest, lease, existing, expired}` for a grant, or
  * `{0, now, soonest, nextFreeInMs, waitingAhead, expired}`.
- * A ticket (`""` for none) is put in line if it is not there yet; without
- * one, any live ticket waits ahead.
+ * A ticket (`""` for none) is put in line if it is not there yet, and counts
+ * as waiting at its replica's first place; without one, any live ticket waits
+ * ahead.
  */
 export const ACQUIRE = PRELUDE + `
 local capacity, duration, id, ticket, token =
@@ -140,8 +170,11 @@ end
 if ticket ~= '' then join(ticket, id, '') end
 local held = redis.call('ZCARD', leases)
 local free = capacity - held
-local waiting = 0
-if free > 0 then waiting = ahead(ticket, free) end
+local waiting, first = 0, false
+if free > 0 then
+  catchUp()
+  waiting, first = ahead(ticket, free)
+end
 if free <= 0 or waiting >= free then
   local nextFree = 0
   if held >= capacity then
@@ -159,6 +192,10 @@ else
   redis.call('HSET', info, token, now)
 end
 if ticket ~= '' then
+  -- The replica's first place goes with the grant; its ticket there takes this one's place.
+  if first and first ~= ticket then
+    redis.call('ZADD', line, redis.call('ZSCORE', line, ticket), first)
+  end
   redis.call('ZREM', line, ticket)
   redis.call('HDEL', tickets, ticket)
   -- Slots are still free and others wait: let them ask.
@@ -227,12 +264,31 @@ return removed
 `;
 
 /**
+ * `abandon`: ARGV = channel, replica, tokens…. Drops the leases of acquires
+ * whose answer never came back (Redis ran them after the caller gave up), so
+ * no slot stays held by a token nobody knows. Returns how many were held.
+ */
+export const ABANDON = PRELUDE + `
+local dropped = 0
+for i = 3, #ARGV do
+  if redis.call('ZSCORE', leases, ARGV[i]) then
+    drop(ARGV[i])
+    dropped = dropped + 1
+  end
+end
+if dropped > 0 then redis.call('PUBLISH', channel, self) end
+return dropped
+`;
+
+/**
  * `beat`: ARGV = channel, replica, ttlMs. Keeps the replica's tickets alive
  * for ttlMs, forgets replicas silent for a minute, drops run-out leases.
  * Returns `{now, soonest, expired}`.
  */
 export const BEAT = PRELUDE + `
+catchUp()
 redis.call('ZADD', replicas, now + tonumber(ARGV[3]), self)
+redis.call('HSET', config, 'beat', now)
 redis.call('ZREMRANGEBYSCORE', replicas, '-inf', now - 60000)
 local expired = sweep()
 return {now, soonest(), expired}
@@ -243,6 +299,7 @@ return {now, soonest(), expired}
  * `{ticket, id}` pairs (id `""` when anonymous).
  */
 export const LINE = PRELUDE + `
+catchUp()
 local out = {}
 for _, m in ipairs(redis.call('ZRANGE', line, 0, -1)) do
   if alive(m) then out[#out + 1] = {m, redis.call('HGET', tickets, m) or ''} end
@@ -267,6 +324,7 @@ export const SCRIPTS = {
   read: READ,
   join: JOIN,
   leave: LEAVE,
+  abandon: ABANDON,
   beat: BEAT,
   line: LINE,
   init: INIT,
