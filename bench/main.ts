@@ -42,7 +42,7 @@
  * `deno.json` with the same permission flags (`program.ts`).
  *
  * Environment overrides: `BENCH_HANDOFFS` (1000), `BENCH_WAITERS` (10000),
- * and for `http` `BENCH_SECONDS` (4), `BENCH_ROUNDS` (3),
+ * and for `http` `BENCH_SECONDS` (3), `BENCH_ROUNDS` (3),
  * `BENCH_WARMUP_SECONDS` (1, once per server, before the first concurrency),
  * `BENCH_THREADS` (2) and `BENCH_CONNECTIONS` (`50,1000`).
  *
@@ -116,7 +116,7 @@ export function readConfig(get: (name: string) => string | undefined): BenchConf
   return {
     handoffs: read("BENCH_HANDOFFS", 1000),
     waiters: read("BENCH_WAITERS", 10_000),
-    seconds: read("BENCH_SECONDS", 4),
+    seconds: read("BENCH_SECONDS", 3),
     rounds: read("BENCH_ROUNDS", 3),
     warmupSeconds: read("BENCH_WARMUP_SECONDS", 1, 0),
     threads: read("BENCH_THREADS", 2),
