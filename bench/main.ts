@@ -379,6 +379,11 @@ interface HttpResults {
   rows: Summary[];
   /** One line per scraped server and concurrency: how many scrapes, how long they took. */
   scrapeLines: string[];
+  /**
+   * One line per startup-lock server that dropped log lines during the run: a
+   * server that drops lines writes less, so its figure would flatter it.
+   */
+  droppedLines: string[];
 }
 
 async function bench(
@@ -407,7 +412,25 @@ async function bench(
       }
     }
   }
-  return { rows, scrapeLines };
+  const droppedLines: string[] = [];
+  for (const target of targets) {
+    if (!target.mode) continue;
+    const dropped = await logLinesDropped(target.server.url);
+    if (dropped) droppedLines.push(`${target.name}: ${dropped.toLocaleString("en-US")}`);
+  }
+  return { rows, scrapeLines, droppedLines };
+}
+
+/** `startup_lock_log_lines_dropped_total` of the server at `url`; `undefined` if it has none. */
+async function logLinesDropped(url: string): Promise<number | undefined> {
+  try {
+    const response = await fetch(`${url}metrics`);
+    const text = await response.text();
+    const value = /^startup_lock_log_lines_dropped_total (\d+)$/m.exec(text)?.[1];
+    return value === undefined ? undefined : Number(value);
+  } catch {
+    return undefined; // A baseline without /metrics.
+  }
 }
 
 /** What the rows are, printed before the results. */
@@ -423,7 +446,7 @@ export const ROWS_LEGEND: readonly string[] = [
 ];
 
 function printResults(results: HttpResults): void {
-  const { rows, scrapeLines } = results;
+  const { rows, scrapeLines, droppedLines } = results;
   console.log(`\nResults (median of rounds; "vs bare" = req/s relative to the bare handler):\n`);
   for (const line of ROWS_LEGEND) console.log(line);
   console.log();
@@ -437,6 +460,13 @@ function printResults(results: HttpResults): void {
   for (const line of logCostLines(rows)) console.log(`  ${line}`);
   console.log("\nVariants (relative to acquire with the default flags, same run):");
   for (const line of variantLines(rows)) console.log(`  ${line}`);
+  console.log(
+    droppedLines.length === 0
+      ? "\nNo server dropped a log line: every line was written and read."
+      : "\nLog lines DROPPED because the benchmark's reader of stderr fell behind (such a server " +
+        "wrote less than it would have):",
+  );
+  for (const line of droppedLines) console.log(`  ${line}`);
   if (scrapeLines.length > 0) {
     console.log("\nScrapes of /metrics during the scraped rounds:");
     for (const line of scrapeLines) console.log(`  ${line}`);
@@ -556,7 +586,7 @@ export async function main(args: readonly string[] = Deno.args): Promise<number>
   const onSignal = () => stopAll(started).finally(() => Deno.exit(130));
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
-  let http: HttpResults = { rows: [], scrapeLines: [] };
+  let http: HttpResults = { rows: [], scrapeLines: [], droppedLines: [] };
   try {
     for (const part of parts) {
       if (part === "http") {
