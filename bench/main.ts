@@ -26,7 +26,8 @@
  *     varies is a Prometheus fetching `/metrics` every
  *     {@link SCRAPE_INTERVAL_MS} ms during the run.
  *
- *   A baseline checkout (`--baseline`) runs `deny` and `acquire` only. Each
+ *   A baseline checkout (`--baseline`) runs `deny`, `acquire` and `acquire,
+ *   --logLevel warn` only, so that its cost of logging is measured too. Each
  *   server is measured at each concurrency in alternating rounds; the tables
  *   show the median of the rounds. The variants are also printed relative to
  *   `acquire` in the same run.
@@ -68,6 +69,7 @@ import { type Scrapes, scrapesText, startScraper } from "./scraper.ts";
 import {
   BASELINE_MODES,
   type BenchServer,
+  DEFAULT_MODES,
   LOCK_MODES,
   MODES,
   type ModeSpec,
@@ -279,8 +281,8 @@ async function startTargets(
     await start(BARE_NAME, () => startBareServer()),
     await start("bare Deno.serve reading the request (423)", () => startBareServer(true)),
   ];
-  // The default flags of every program, then this checkout's variants: a baseline may not
-  // know every flag of a variant, and what the variants cost is this checkout's figure.
+  // The default flags and --logLevel warn of every program, then this checkout's other
+  // variants: a baseline may not know their flags, and what they cost is this checkout's figure.
   const runs = [
     ...programs.flatMap((program) => BASELINE_MODES.map((mode) => ({ program, mode }))),
     ...programs.slice(0, 1).flatMap((program) =>
@@ -477,7 +479,7 @@ function printResults(results: HttpResults): void {
 
 /** Whether `row` is startup-lock with the default flags. */
 function isDefaultRow(row: Summary): boolean {
-  return BASELINE_MODES.some((mode) => row.server.endsWith(` ${MODES[mode].label}`));
+  return DEFAULT_MODES.some((mode) => row.server.endsWith(` ${MODES[mode].label}`));
 }
 
 /** Acquire throughput at the default level must stay at least this share of it at `warn`. */
@@ -485,15 +487,26 @@ export const LOG_TARGET_RATIO = 0.85;
 
 /** The row of `mode` of the program whose default acquire row is `acquire`, at its concurrency. */
 function rowOf(rows: readonly Summary[], acquire: Summary, mode: keyof typeof MODES) {
-  const program = acquire.server.slice(0, -` ${MODES.acquire.label}`.length);
   return rows.find((r) =>
-    r.connections === acquire.connections && r.server === `${program} ${MODES[mode].label}`
+    r.connections === acquire.connections &&
+    r.server === `${programOf(acquire)} ${MODES[mode].label}`
   );
+}
+
+/** The program's name in a row of acquire with the default flags. */
+function programOf(acquire: Summary): string {
+  return acquire.server.slice(0, -` ${MODES.acquire.label}`.length);
 }
 
 /** The rows of acquire with the default flags. */
 function acquireRows(rows: readonly Summary[]): Summary[] {
   return rows.filter((r) => r.server.endsWith(` ${MODES.acquire.label}`));
+}
+
+/** `name: ` before each line of a program when there are several (a baseline), else nothing. */
+function programPrefix(rows: readonly Summary[]): (acquire: Summary) => string {
+  const several = new Set(acquireRows(rows).map(programOf)).size > 1;
+  return (acquire) => several ? `${programOf(acquire)}: ` : "";
 }
 
 /**
@@ -502,6 +515,7 @@ function acquireRows(rows: readonly Summary[]): Summary[] {
  * {@linkcode LOG_TARGET_RATIO}.
  */
 export function logCostLines(rows: readonly Summary[]): string[] {
+  const prefix = programPrefix(rows);
   return acquireRows(rows).flatMap((acquire) => {
     const base = rowOf(rows, acquire, "acquire-warn");
     if (!base || base.requestsPerSecond === 0) return [];
@@ -509,13 +523,17 @@ export function logCostLines(rows: readonly Summary[]): string[] {
     const text = ratio(acquire);
     const json = rowOf(rows, acquire, "acquire-json");
     return [
-      `default (text) at ${acquire.connections} connections: ${text.toFixed(2)} of ` +
+      `${prefix(acquire)}default (text) at ${acquire.connections} connections: ${
+        text.toFixed(2)
+      } of ` +
       `--logLevel warn (target ${LOG_TARGET_RATIO}): ${
         text >= LOG_TARGET_RATIO ? "met" : "NOT met"
       }`,
       ...json
         ? [
-          `--logFormat json at ${json.connections} connections: ${ratio(json).toFixed(2)} of ` +
+          `${prefix(acquire)}--logFormat json at ${json.connections} connections: ${
+            ratio(json).toFixed(2)
+          } of ` +
           "--logLevel warn",
         ]
         : [],
@@ -525,13 +543,14 @@ export function logCostLines(rows: readonly Summary[]): string[] {
 
 /** Each variant of acquire relative to acquire with the default flags, in the same run. */
 export function variantLines(rows: readonly Summary[]): string[] {
+  const prefix = programPrefix(rows);
   return acquireRows(rows).flatMap((acquire) =>
     LOCK_MODES.filter((mode) => mode.startsWith("acquire-")).flatMap((mode) => {
       const row = rowOf(rows, acquire, mode);
       if (!row || acquire.requestsPerSecond === 0) return [];
       const variant = MODES[mode].label.replace(/^acquire, (.*) \(200\)$/, "$1");
       return [
-        `${variant} at ${row.connections} connections: ` +
+        `${prefix(acquire)}${variant} at ${row.connections} connections: ` +
         `${(row.requestsPerSecond / acquire.requestsPerSecond).toFixed(2)} of the default ` +
         `(${formatRate(row.requestsPerSecond)} vs ${formatRate(acquire.requestsPerSecond)} req/s)`,
       ];

@@ -19,7 +19,7 @@ import {
 } from "../bench/main.ts";
 import { COMPARED_NAMES } from "../bench/program.ts";
 import type { Summary } from "../bench/report.ts";
-import { BASELINE_MODES, LOCK_MODES, MODES } from "../bench/servers.ts";
+import { BASELINE_MODES, DEFAULT_MODES, LOCK_MODES, MODES } from "../bench/servers.ts";
 import { allowFlags, PROGRAM_PERMISSIONS } from "../lib/permissions.ts";
 import { which } from "./_which.ts";
 
@@ -176,6 +176,22 @@ Deno.test("logCostLines() sets acquire at the default level and as JSON against 
   );
 });
 
+Deno.test("logCostLines() names the program of each line when a baseline is measured too", () => {
+  const [ours, theirs] = COMPARED_NAMES;
+  const rows = [ours, theirs].flatMap((program, i) => [
+    summary(`${program} ${MODES.acquire.label}`, 50, 9_000 - 1_000 * i, 1),
+    summary(`${program} ${MODES["acquire-warn"].label}`, 50, 10_000, 1),
+  ]);
+  assert.deepEqual(logCostLines(rows), [
+    `${ours}: default (text) at 50 connections: 0.90 of --logLevel warn (target 0.85): met`,
+    `${theirs}: default (text) at 50 connections: 0.80 of --logLevel warn (target 0.85): NOT met`,
+  ]);
+  assert.deepEqual(variantLines(rows), [
+    `${ours}: --logLevel warn at 50 connections: 1.11 of the default (10,000 vs 9,000 req/s)`,
+    `${theirs}: --logLevel warn at 50 connections: 1.25 of the default (10,000 vs 8,000 req/s)`,
+  ]);
+});
+
 Deno.test("variantLines() sets each variant of acquire against acquire with the default flags", () => {
   const rows = LOCK_MODES.map((mode, i) =>
     summary(`startup-lock ${MODES[mode].label}`, 50, 10_000 - 1_000 * i, 1)
@@ -190,12 +206,13 @@ Deno.test("variantLines() sets each variant of acquire against acquire with the 
 
 Deno.test("the throughput rows are the default flags first, then variants that say what differs", () => {
   assert.deepEqual(LOCK_MODES.slice(0, 2), ["deny", "acquire"]);
-  assert.deepEqual(BASELINE_MODES, ["deny", "acquire"]);
-  for (const mode of BASELINE_MODES) {
+  assert.deepEqual(DEFAULT_MODES, ["deny", "acquire"]);
+  assert.deepEqual(BASELINE_MODES, ["deny", "acquire", "acquire-warn"]);
+  for (const mode of DEFAULT_MODES) {
     assert.ok(!MODES[mode].flags.includes("--logLevel"), `${mode} runs at the default level`);
     assert.ok(!MODES[mode].flags.includes("--logFormat"), `${mode} runs in the default format`);
   }
-  for (const mode of LOCK_MODES.filter((m) => !BASELINE_MODES.includes(m))) {
+  for (const mode of LOCK_MODES.filter((m) => !DEFAULT_MODES.includes(m))) {
     const { label, flags } = MODES[mode];
     const extra = flags.filter((f) => !MODES.acquire.flags.includes(f));
     // Each variant names in its label the flag it adds.
