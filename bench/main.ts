@@ -26,6 +26,10 @@
  *     varies is a Prometheus fetching `/metrics` every
  *     {@link SCRAPE_INTERVAL_MS} ms during the run.
  *
+ *   Each acquire run is followed by a pause of {@link SETTLE_MS} ms: the
+ *   locks it granted last expire (and are logged) then, not during the next
+ *   server's run.
+ *
  *   A baseline checkout (`--baseline`) runs `deny`, `acquire` and `acquire,
  *   --logLevel warn` only, so that its cost of logging is measured too. Each
  *   server is measured at each concurrency in alternating rounds; the tables
@@ -53,7 +57,7 @@ import { comparisonLines, figuresComparisonMarkdown } from "./compare.ts";
 import { type Figure, figuresMarkdown, targetLines as figureTargetLines } from "./figures.ts";
 import { HANDOFF_VARIANTS, runHandoff } from "./handoff.ts";
 import { runMemory } from "./memory.ts";
-import type { ChildProcess } from "./process.ts";
+import { type ChildProcess, delay } from "./process.ts";
 import { defaultProgram, type Program, programsToCompare } from "./program.ts";
 import { runRollout } from "./rollout.ts";
 import {
@@ -74,6 +78,7 @@ import {
   MODES,
   type ModeSpec,
   SCRAPE_INTERVAL_MS,
+  SETTLE_MS,
   startBareServer,
   startLockServer,
   STATE_FILE_LENGTH_FACTOR,
@@ -234,7 +239,8 @@ async function machineLines(
       `wrk:     ${wrk}, -t${config.threads}`,
       `Runs:    ${rounds} of ${config.seconds} s per server and concurrency ` +
       `(--stateFile: ${config.seconds * STATE_FILE_LENGTH_FACTOR} s), after ` +
-      `${config.warmupSeconds} s of warm-up per server; medians shown`,
+      `${config.warmupSeconds} s of warm-up per server; each acquire run is followed by ` +
+      `${SETTLE_MS / 1000} s for its locks to expire; medians shown`,
     ]),
   ];
 }
@@ -316,8 +322,17 @@ async function measure(
   config: BenchConfig,
   warmupSeconds: number,
 ): Promise<Measured> {
-  const wrk = (target: Target, seconds: number) =>
-    runWrk({ url: target.server.url, threads: config.threads, connections, seconds });
+  const wrk = async (target: Target, seconds: number) => {
+    const result = await runWrk({
+      url: target.server.url,
+      threads: config.threads,
+      connections,
+      seconds,
+    });
+    // Its locks expire in the next second: not during the next server's run.
+    if (target.mode?.settleMs) await delay(target.mode.settleMs);
+    return result;
+  };
   if (warmupSeconds > 0) {
     for (const target of targets) await wrk(target, warmupSeconds);
   }

@@ -74,7 +74,19 @@ export interface ModeSpec {
   scrapeEveryMs?: number;
   /** Each round runs this many times as long as the others. @default {1} */
   lengthFactor?: number;
+  /**
+   * A pause after each run, before the next server's: the locks granted at
+   * the end of a run expire (and are logged) during the following second,
+   * and must not take the CPU from the next server's run. @default {0}
+   */
+  settleMs?: number;
 }
+
+/** How long the acquire modes' locks are held: their `--timeout 1s`. */
+const LOCK_MS = 1_000;
+
+/** The pause after an acquire run: its last locks' duration, and a little for their log lines. */
+export const SETTLE_MS = LOCK_MS + 100;
 
 // A million slots that expire after 1 s never run out: almost every request is a 200.
 const ACQUIRE = ["--locks", "1000000", "--timeout", "1s"];
@@ -84,27 +96,31 @@ export const MODES: Record<LockMode, ModeSpec> = {
   // One slot, taken before the run: every request is a 423 (refusals are logged at debug only).
   deny: { label: "deny (423)", flags: ["--locks", "1", "--timeout", "1h"] },
   // The default level and format: a "Lock granted" line per request, and one when it expires.
-  acquire: { label: "acquire (200)", flags: ACQUIRE },
+  acquire: { label: "acquire (200)", flags: ACQUIRE, settleMs: SETTLE_MS },
   // No line per request: the baseline of the cost of logging.
   "acquire-warn": {
     label: "acquire, --logLevel warn (200)",
     flags: [...ACQUIRE, "--logLevel", "warn"],
+    settleMs: SETTLE_MS,
   },
   "acquire-json": {
     label: "acquire, --logFormat json (200)",
     flags: [...ACQUIRE, "--logFormat", "json"],
+    settleMs: SETTLE_MS,
   },
   // Every grant on disk before its 200 (group commit), at the default level.
   "acquire-state": {
     label: "acquire, --stateFile (200)",
     flags: [...ACQUIRE, "--stateFile", BENCH_STATE_FILE],
     lengthFactor: STATE_FILE_LENGTH_FACTOR,
+    settleMs: SETTLE_MS,
   },
   // Metrics are always on; this is the same server while a Prometheus scrapes it.
   "acquire-scraped": {
     label: `acquire, /metrics scraped every ${SCRAPE_INTERVAL_MS / 1000} s (200)`,
     flags: ACQUIRE,
     scrapeEveryMs: SCRAPE_INTERVAL_MS,
+    settleMs: SETTLE_MS,
   },
 };
 

@@ -221,6 +221,10 @@ Deno.test("the throughput rows are the default flags first, then variants that s
       assert.ok(!flags.includes("--logLevel"), `${label}: default level`);
     }
   }
+  for (const mode of LOCK_MODES.filter((m) => m.startsWith("acquire"))) {
+    // Its locks of 1 s expire after its run, not during the next server's.
+    assert.ok((MODES[mode].settleMs ?? 0) >= 1_000, mode);
+  }
   assert.ok(MODES["acquire-scraped"].scrapeEveryMs);
   assert.ok((MODES["acquire-state"].lengthFactor ?? 1) > 1);
   assert.equal(HANDOFF_VARIANTS[0]?.name, undefined, "the handoff's first row is the default");
