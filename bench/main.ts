@@ -322,7 +322,7 @@ async function measure(
   config: BenchConfig,
   warmupSeconds: number,
 ): Promise<Measured> {
-  const wrk = async (target: Target, seconds: number) => {
+  const wrk = async (target: Target, seconds: number, settle = true) => {
     const result = await runWrk({
       url: target.server.url,
       threads: config.threads,
@@ -330,11 +330,14 @@ async function measure(
       seconds,
     });
     // Its locks expire in the next second: not during the next server's run.
-    if (target.mode?.settleMs) await delay(target.mode.settleMs);
+    if (settle && target.mode?.settleMs) await delay(target.mode.settleMs);
     return result;
   };
   if (warmupSeconds > 0) {
-    for (const target of targets) await wrk(target, warmupSeconds);
+    // No warm-up run is measured: only the last one must settle before the first round.
+    for (const [i, target] of targets.entries()) {
+      await wrk(target, warmupSeconds, i === targets.length - 1);
+    }
   }
   const runs: WrkResult[][] = targets.map(() => []);
   const scrapes: (Scrapes | undefined)[] = targets.map((t) =>
