@@ -9,6 +9,10 @@
  * holder, and the old holder queues again. As a baseline, the same run
  * measures the round trip of `GET /healthz` on a third connection.
  *
+ * The server runs with the default flags first (log level `info`: a line per
+ * grant and per release), then with `--stateFile`, where both the release and
+ * the grant are on disk before they are answered.
+ *
  * @module
  */
 import { atMost, type Figure, formatMs, labelText, percentile } from "./figures.ts";
@@ -32,20 +36,48 @@ export interface HandoffOptions {
   warmup: number;
   /** Gets each process started, so that an interrupted run can stop it. */
   track: (child: ChildProcess) => void;
+  /** The ways of running the server, in order. @default {HANDOFF_VARIANTS} */
+  variants?: readonly HandoffVariant[];
 }
 
 const NAME = "Handoff latency";
 // The clients never wait long: the holder releases as soon as the waiter is queued.
-const SERVER_FLAGS = ["--locks", "1", "--timeout", "1m", "--maxWait", "1m", "--logLevel", "warn"];
+const SERVER_FLAGS = ["--locks", "1", "--timeout", "1m", "--maxWait", "1m"];
 
-/** Runs the benchmark, printing as it goes; returns its figures. */
+/** Where the `--stateFile` variant keeps its lock (the benchmark may not write, the server may). */
+export const HANDOFF_STATE_FILE = `/tmp/startup-lock-bench-handoff-${Deno.pid}.json`;
+
+/** A way of running the server for the handoff: the default flags, then variants. */
+export interface HandoffVariant {
+  /** Named in the heading and the figures; `undefined` for the default flags. */
+  name: string | undefined;
+  /** Flags after {@link SERVER_FLAGS}. */
+  flags: readonly string[];
+}
+
+/** The default flags first, then `--stateFile`. */
+export const HANDOFF_VARIANTS: readonly HandoffVariant[] = [
+  { name: undefined, flags: [] },
+  { name: "--stateFile", flags: ["--stateFile", HANDOFF_STATE_FILE] },
+];
+
+/** Runs the benchmark for each of {@link HANDOFF_VARIANTS}, printing as it goes; returns its figures. */
 export async function runHandoff(options: HandoffOptions): Promise<Figure[]> {
+  const figures: Figure[] = [];
+  for (const variant of options.variants ?? HANDOFF_VARIANTS) {
+    figures.push(...await runVariant(options, variant));
+  }
+  return figures;
+}
+
+async function runVariant(options: HandoffOptions, variant: HandoffVariant): Promise<Figure[]> {
   const { handoffs, warmup } = options;
+  const flags = [...SERVER_FLAGS, ...variant.flags];
   console.log(
-    `\nHandoff latency${labelText(options.label)}: --locks 1, ${handoffs} handoffs after ` +
-      `${warmup} of warm-up`,
+    `\nHandoff latency${labelText(options.label)}${variant.name ? `, ${variant.name}` : ""}: ` +
+      `--locks 1, ${handoffs} handoffs after ${warmup} of warm-up`,
   );
-  const server = await launchLockServer(options.program, SERVER_FLAGS);
+  const server = await launchLockServer(options.program, flags);
   options.track(server);
   const clients = [Deno.createHttpClient({}), Deno.createHttpClient({})] as const;
   const probe = Deno.createHttpClient({});
@@ -63,6 +95,14 @@ export async function runHandoff(options: HandoffOptions): Promise<Figure[]> {
         `  ${what.padEnd(24)} p50 ${formatMs(percentile(samples, 50))}, ` +
           `p99 ${formatMs(percentile(samples, 99))}, max ${formatMs(Math.max(...samples))}`,
       );
+    }
+    if (variant.name !== undefined) {
+      // The target is the default's; a variant says what it costs.
+      return [{
+        benchmark: NAME,
+        measure: `${variant.name}: p50 / p99, release → waiter's 200 (${handoffs} handoffs)`,
+        value: `${formatMs(percentile(handoff, 50))} / ${formatMs(p99)}`,
+      }];
     }
     return [
       {

@@ -99,7 +99,7 @@ export async function runMemory(options: MemoryOptions): Promise<Figure[]> {
   }
   const lock = await launchLockServer(options.program, [
     ...["--locks", "1", "--timeout", "1h", "--maxWait", "2m"],
-    ...["--maxWaiters", String(waiters), "--logLevel", "warn"],
+    ...["--maxWaiters", String(waiters)],
   ], { raiseFileLimit: true });
   options.track(lock);
   let measured: Measured;

@@ -40,7 +40,7 @@ const RAISE_FILE_LIMIT = 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@"'
 
 /**
  * Starts `program` on a free port of 127.0.0.1 with `flags` and waits until
- * `/healthz` answers. At `--logLevel warn` it prints no `Listening on` line, so
+ * `/healthz` answers. Its `Listening on` line may never come (`--logLevel warn`), so
  * the port is picked here.
  */
 export async function launchLockServer(

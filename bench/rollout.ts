@@ -178,7 +178,7 @@ async function withServer(
 ): Promise<Rollout> {
   const server = await launchLockServer(options.program, [
     ...["--locks", String(SLOTS), "--timeout", `${durationMs}ms`],
-    ...["--maxWait", "1m", "--logLevel", "warn"],
+    ...["--maxWait", "1m"],
   ]);
   options.track(server);
   try {

@@ -77,7 +77,23 @@ export function formatLine(
 ): string {
   const iso = time ? time.toISOString() : isoNow();
   if (format === "text") return `${iso} ${TEXT_LEVELS[level]} ${message}`;
-  return JSON.stringify({ time: iso, level, msg: message, ...fields });
+  const head = `{"time":"${iso}","level":"${level}","msg":${JSON.stringify(message)}`;
+  if (fields === undefined) return `${head}}`;
+  // The fields' own JSON after the head: what JSON.stringify({ time, level, msg, ...fields })
+  // gives, without copying the fields into a new object, unless a field would take another
+  // place there: one named time, level or msg, or named like an integer (those come first).
+  const rest = JSON.stringify(fields);
+  if (
+    isDigit(rest.charCodeAt(2)) || Object.hasOwn(fields, "time") ||
+    Object.hasOwn(fields, "level") || Object.hasOwn(fields, "msg")
+  ) {
+    return JSON.stringify({ time: iso, level, msg: message, ...fields });
+  }
+  return rest.length > 2 ? `${head},${rest.slice(1)}` : `${head}}`;
+}
+
+function isDigit(code: number): boolean {
+  return code >= 48 && code <= 57;
 }
 
 /** Options of {@link createLogger}. */

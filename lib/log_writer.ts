@@ -5,11 +5,26 @@
  * the buffer is full, lines are dropped and counted, never waited for, and one
  * line saying how many follows once the writer catches up.
  *
+ * Under a steady stream of lines, writes can also be spaced out
+ * (`intervalMs`): each write wakes this process, the reader of stderr and
+ * both of their event loops, so one write of everything that came in 10 ms
+ * costs far less than one per turn of the event loop. The first line after a
+ * quiet spell still goes out at once.
+ *
  * @module
  */
 
+import { type Clock, realClock } from "./clock.ts";
+
 /** 1 MiB of lines: minutes of grants at the default level, yet little memory. */
 export const DEFAULT_MAX_BUFFERED_BYTES = 1024 * 1024;
+
+/**
+ * The server's least time between the starts of two writes: lines reach
+ * stderr at most this much later, and a busy server writes at most 100 times
+ * a second instead of once per turn of its event loop.
+ */
+export const DEFAULT_WRITE_INTERVAL_MS = 10;
 
 /** How long a shutdown waits for buffered lines to reach a slow stderr before exiting anyway. */
 export const DEFAULT_CLOSE_TIMEOUT_MS = 2_000;
@@ -25,6 +40,15 @@ export interface LogWriterOptions {
   maxBufferedBytes?: number;
   /** The line that reports `count` dropped lines, in the log's format. */
   droppedLine?: (count: number) => string;
+  /**
+   * The least time between the starts of two writes while lines keep coming;
+   * 0 writes as soon as the previous write is done. The server passes
+   * {@linkcode DEFAULT_WRITE_INTERVAL_MS}.
+   * @default {0}
+   */
+  intervalMs?: number;
+  /** The clock that spaces writes (`now`, `setTimeout`). @default {realClock} */
+  clock?: Clock;
 }
 
 /** The words of the line that reports dropped lines. */
@@ -39,11 +63,15 @@ export class LogWriter {
   readonly #sink: LogSink;
   readonly #max: number;
   readonly #droppedLine: (count: number) => string;
+  readonly #intervalMs: number;
+  readonly #clock: Clock;
   #lines: string[] = [];
   #size = 0;
   /** Dropped since the last report. */
   #unreported = 0;
   #dropped = 0;
+  /** When the last write started, on the clock. */
+  #lastWriteAt = -Infinity;
   /** The running drain, from the first buffered line until the buffer is empty. */
   #draining: Promise<void> | undefined;
 
@@ -54,6 +82,13 @@ export class LogWriter {
       throw new RangeError(`Invalid maxBufferedBytes "${this.#max}": expected a positive number`);
     }
     this.#droppedLine = options.droppedLine ?? droppedMessage;
+    this.#intervalMs = options.intervalMs ?? 0;
+    this.#clock = options.clock ?? realClock;
+    if (!(this.#intervalMs >= 0)) {
+      throw new RangeError(
+        `Invalid intervalMs "${this.#intervalMs}": expected a number of at least 0`,
+      );
+    }
   }
 
   /** Lines dropped since start because stderr could not keep up. */
@@ -94,10 +129,15 @@ export class LogWriter {
   }
 
   async #drain(): Promise<void> {
-    // A macrotask later: the lines of one burst of requests go out in one write.
-    await new Promise((resolve) => setTimeout(resolve, 0));
     try {
-      while (this.#lines.length > 0 || this.#unreported > 0) {
+      for (let first = true; this.#lines.length > 0 || this.#unreported > 0; first = false) {
+        // The first write a macrotask later, so that the lines of one burst of requests go out
+        // together; any write later still when the last one started less than the interval ago.
+        const wait = this.#lastWriteAt + this.#intervalMs - this.#clock.now();
+        if (first || wait > 0) {
+          await new Promise<void>((resolve) => this.#clock.setTimeout(resolve, Math.max(0, wait)));
+        }
+        this.#lastWriteAt = this.#clock.now();
         const lines = this.#lines;
         // Dropped lines came after the buffered ones and before any taken later.
         if (this.#unreported > 0) lines.push(this.#droppedLine(this.#unreported));

@@ -16,7 +16,7 @@ import { loadGate, pressureGate } from "./gates/load.ts";
 import { FileToken, staticToken, type TokenSource } from "./http/auth.ts";
 import { createHandler } from "./http/handler.ts";
 import { createLogger, formatLine, type Logger } from "./log.ts";
-import { droppedMessage, LogWriter } from "./log_writer.ts";
+import { DEFAULT_WRITE_INTERVAL_MS, droppedMessage, LogWriter } from "./log_writer.ts";
 import { Metrics } from "./observers/metrics.ts";
 import { logEvents } from "./observers/text_log.ts";
 import { EXIT } from "./exit.ts";
@@ -206,6 +206,7 @@ function formatHost(hostname: string): string {
 export async function runServer(config: ServerConfig): Promise<number> {
   const format = config.logFormat;
   const writer = new LogWriter({
+    intervalMs: DEFAULT_WRITE_INTERVAL_MS,
     droppedLine: (count) =>
       formatLine(format, "warn", droppedMessage(count), { event: "log_dropped", count }),
   });

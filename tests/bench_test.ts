@@ -1,16 +1,27 @@
 /**
- * The benchmark's command line and its comparison with a baseline checkout.
- * The benchmarks themselves measure and are run by `deno task bench`, not here.
+ * The benchmark's command line, its rows and their ratios, and its comparison
+ * with a baseline checkout. The benchmarks measure when `deno task bench`
+ * runs them; here they run once in a tiny configuration, to show that every
+ * row and variant runs, not to measure.
  *
  * @module
  */
 import assert from "node:assert/strict";
 import { comparisonLines, figuresComparisonMarkdown } from "../bench/compare.ts";
 import type { Figure } from "../bench/figures.ts";
-import { logCostLines, parseBenchArgs, PARTS, selectPrograms } from "../bench/main.ts";
+import { HANDOFF_VARIANTS } from "../bench/handoff.ts";
+import {
+  logCostLines,
+  parseBenchArgs,
+  PARTS,
+  selectPrograms,
+  variantLines,
+} from "../bench/main.ts";
 import { COMPARED_NAMES } from "../bench/program.ts";
 import type { Summary } from "../bench/report.ts";
+import { BASELINE_MODES, DEFAULT_MODES, LOCK_MODES, MODES } from "../bench/servers.ts";
 import { allowFlags, PROGRAM_PERMISSIONS } from "../lib/permissions.ts";
+import { which } from "./_which.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const noEnv = () => undefined;
@@ -146,26 +157,129 @@ Deno.test("comparisonLines() sets this checkout's figures next to the baseline's
   );
 });
 
-Deno.test("logCostLines() sets each logged acquire variant against the same server at --logLevel warn", () => {
-  const row = (server: string, requestsPerSecond: number): Summary => ({
-    server,
-    connections: 50,
-    requestsPerSecond,
-    p50Ms: 1,
-    p99Ms: 2,
-    non2xxPercent: 0,
-    socketErrors: 0,
-    ratio: 1,
-  });
+Deno.test("logCostLines() sets acquire at the default level and as JSON against --logLevel warn", () => {
+  const row = (label: string, requestsPerSecond: number, connections = 50) =>
+    summary(`startup-lock ${label}`, connections, requestsPerSecond, 1);
   assert.deepEqual(
     logCostLines([
-      row("startup-lock acquire (200)", 10_000),
-      row("startup-lock acquire, default log (200)", 9_000),
-      row("startup-lock acquire, JSON log (200)", 8_000),
+      row(MODES.acquire.label, 9_000),
+      row(MODES["acquire-warn"].label, 10_000),
+      row(MODES["acquire-json"].label, 8_000),
+      row(MODES.acquire.label, 8_000, 1000),
+      row(MODES["acquire-warn"].label, 10_000, 1000),
     ]),
     [
-      "default log at 50 connections: 0.90 of --logLevel warn (target 0.85): met",
-      "JSON log at 50 connections: 0.80 of --logLevel warn",
+      "default (text) at 50 connections: 0.90 of --logLevel warn (target 0.85): met",
+      "--logFormat json at 50 connections: 0.80 of --logLevel warn",
+      "default (text) at 1000 connections: 0.80 of --logLevel warn (target 0.85): NOT met",
     ],
   );
 });
+
+Deno.test("logCostLines() names the program of each line when a baseline is measured too", () => {
+  const [ours, theirs] = COMPARED_NAMES;
+  const rows = [ours, theirs].flatMap((program, i) => [
+    summary(`${program} ${MODES.acquire.label}`, 50, 9_000 - 1_000 * i, 1),
+    summary(`${program} ${MODES["acquire-warn"].label}`, 50, 10_000, 1),
+  ]);
+  assert.deepEqual(logCostLines(rows), [
+    `${ours}: default (text) at 50 connections: 0.90 of --logLevel warn (target 0.85): met`,
+    `${theirs}: default (text) at 50 connections: 0.80 of --logLevel warn (target 0.85): NOT met`,
+  ]);
+  assert.deepEqual(variantLines(rows), [
+    `${ours}: --logLevel warn at 50 connections: 1.11 of the default (10,000 vs 9,000 req/s)`,
+    `${theirs}: --logLevel warn at 50 connections: 1.25 of the default (10,000 vs 8,000 req/s)`,
+  ]);
+});
+
+Deno.test("variantLines() sets each variant of acquire against acquire with the default flags", () => {
+  const rows = LOCK_MODES.map((mode, i) =>
+    summary(`startup-lock ${MODES[mode].label}`, 50, 10_000 - 1_000 * i, 1)
+  );
+  assert.deepEqual(variantLines(rows), [
+    "--logLevel warn at 50 connections: 0.89 of the default (8,000 vs 9,000 req/s)",
+    "--logFormat json at 50 connections: 0.78 of the default (7,000 vs 9,000 req/s)",
+    "--stateFile at 50 connections: 0.67 of the default (6,000 vs 9,000 req/s)",
+    "/metrics scraped every 1 s at 50 connections: 0.56 of the default (5,000 vs 9,000 req/s)",
+  ]);
+});
+
+Deno.test("the throughput rows are the default flags first, then variants that say what differs", () => {
+  assert.deepEqual(LOCK_MODES.slice(0, 2), ["deny", "acquire"]);
+  assert.deepEqual(DEFAULT_MODES, ["deny", "acquire"]);
+  assert.deepEqual(BASELINE_MODES, ["deny", "acquire", "acquire-warn"]);
+  for (const mode of DEFAULT_MODES) {
+    assert.ok(!MODES[mode].flags.includes("--logLevel"), `${mode} runs at the default level`);
+    assert.ok(!MODES[mode].flags.includes("--logFormat"), `${mode} runs in the default format`);
+  }
+  for (const mode of LOCK_MODES.filter((m) => !DEFAULT_MODES.includes(m))) {
+    const { label, flags } = MODES[mode];
+    const extra = flags.filter((f) => !MODES.acquire.flags.includes(f));
+    // Each variant names in its label the flag it adds.
+    if (extra[0]) assert.ok(label.includes(extra[0]), `${label} names ${extra[0]}`);
+    if (mode !== "acquire-warn") {
+      assert.ok(!flags.includes("--logLevel"), `${label}: default level`);
+    }
+  }
+  for (const mode of LOCK_MODES.filter((m) => m.startsWith("acquire"))) {
+    // Its locks of 1 s expire after its run, not during the next server's.
+    assert.ok((MODES[mode].settleMs ?? 0) >= 1_000, mode);
+  }
+  assert.ok(MODES["acquire-scraped"].scrapeEveryMs);
+  assert.ok((MODES["acquire-state"].lengthFactor ?? 1) > 1);
+  assert.equal(HANDOFF_VARIANTS[0]?.name, undefined, "the handoff's first row is the default");
+  assert.deepEqual(HANDOFF_VARIANTS[1]?.flags[0], "--stateFile");
+});
+
+const WRK = which("wrk");
+/** CI installs wrk (`.ci/run`) and must never skip the run below. */
+const IN_CI = Boolean(Deno.env.get("CI"));
+if (!WRK && !IN_CI) {
+  console.error("SKIPPED the tiny benchmark run: wrk not found (apt-get install -y wrk)");
+}
+
+Deno.test({
+  name: "deno task bench runs every row and variant in a tiny configuration",
+  ignore: !WRK && !IN_CI,
+  async fn() {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["task", "--quiet", "--config", `${ROOT}deno.json`, "bench", "--", "handoff,http"],
+      env: {
+        NO_COLOR: "1",
+        BENCH_BASELINE: "",
+        BENCH_HANDOFFS: "5",
+        BENCH_SECONDS: "1",
+        BENCH_ROUNDS: "1",
+        BENCH_WARMUP_SECONDS: "0",
+        BENCH_THREADS: "1",
+        BENCH_CONNECTIONS: "2",
+      },
+      stdin: "null",
+    }).output();
+    const stdout = new TextDecoder().decode(out.stdout);
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, `${stdout}\n${stderr}`);
+    const table = stdout.slice(stdout.indexOf("Results"), stdout.indexOf("Throughput target"));
+    for (const mode of LOCK_MODES) {
+      assert.match(table, new RegExp(`^startup-lock ${escape(MODES[mode].label)} +2 `, "m"));
+    }
+    // The state file runs twice as long; the scraped server is scraped, and every scrape works.
+    assert.match(stdout, /^Runs: .*\(--stateFile: 2 s\)/m);
+    assert.match(stdout, /^ {2}default \(text\) at 2 connections: [\d.]+ of --logLevel warn/m);
+    assert.match(stdout, /^ {2}--logFormat json at 2 connections: [\d.]+ of --logLevel warn$/m);
+    assert.match(stdout, /^ {2}--stateFile at 2 connections: [\d.]+ of the default/m);
+    assert.match(stdout, /^ {2}\/metrics scraped every 1 s at 2 connections: [\d.]+ of the/m);
+    const scrapes = /scraped every 1 s \(200\) at 2 connections: (\d+) scrapes?(.*)$/m.exec(stdout);
+    assert.ok(scrapes && Number(scrapes[1]) >= 1, stdout);
+    assert.doesNotMatch(scrapes[2] ?? "", /FAILED/);
+    // Whether a server wrote less than it logged is said, either way.
+    assert.match(stdout, /^(No server dropped a log line|Log lines DROPPED)/m);
+    // The handoff: the default flags with the target, then --stateFile.
+    assert.match(stdout, /^\| Handoff latency \| p99, release → waiter's 200 \(5 handoffs\) \|/m);
+    assert.match(stdout, /^\| Handoff latency \| --stateFile: p50 \/ p99, release → waiter's/m);
+  },
+});
+
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+}

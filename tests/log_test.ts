@@ -23,6 +23,39 @@ Deno.test("formatLine() renders JSON as one object with time, level, msg and the
   });
 });
 
+Deno.test("formatLine() writes JSON as JSON.stringify({ time, level, msg, ...fields }) would", async (t) => {
+  const cases: [string, Record<string, unknown> | undefined][] = [
+    ["no fields", undefined],
+    ["empty fields", {}],
+    ["only undefined", { gone: undefined }],
+    ["every kind of value", {
+      s: 'a"b\\\u2028',
+      n: -0,
+      nan: NaN,
+      inf: -Infinity,
+      t: true,
+      f: false,
+    }],
+    ["null", { n: null }],
+    ["a field named msg replaces the message in its place", { msg: "mine", z: 1 }],
+    ["a field named level or time", { level: "x", time: "t" }],
+    ["fields named like integers come first", { a: 2, "1": "one" }],
+    ["a name that needs escaping", { 'é"k': "v", "": "empty" }],
+    [
+      "inherited fields are left out",
+      Object.create({ inherited: 1 }, { own: { value: 2, enumerable: true } }),
+    ],
+  ];
+  for (const [name, fields] of cases) {
+    await t.step(name, () => {
+      assert.equal(
+        formatLine("json", "info", 'Say "hi"', fields as Record<string, string>, TIME),
+        JSON.stringify({ time: TIME.toISOString(), level: "info", msg: 'Say "hi"', ...fields }),
+      );
+    });
+  }
+});
+
 Deno.test("createLogger() writes lines at or above its level, in its format", () => {
   const lines: string[] = [];
   const log = createLogger("info", (line) => lines.push(line), { format: "json" });

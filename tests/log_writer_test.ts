@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { createLogger, formatLine } from "../lib/log.ts";
-import { droppedMessage, LogWriter } from "../lib/log_writer.ts";
+import { DEFAULT_WRITE_INTERVAL_MS, droppedMessage, LogWriter } from "../lib/log_writer.ts";
+import { ManualClock } from "./_clock.ts";
 
 /** A sink whose writes stay pending until `release()`; it records what it got. */
 function stalledSink() {
@@ -44,6 +45,43 @@ Deno.test("LogWriter.write() returns at once and sends a burst of lines in one w
   s.release();
   await writer.flush();
   assert.equal(writer.dropped, 0);
+});
+
+Deno.test("LogWriter with intervalMs writes a line at once, then at most once per interval", async () => {
+  const clock = new ManualClock();
+  const batches: string[] = [];
+  const decoder = new TextDecoder();
+  const writer = new LogWriter({
+    sink: (bytes) => {
+      batches.push(decoder.decode(bytes));
+      return Promise.resolve(bytes.length);
+    },
+    intervalMs: 10,
+    clock,
+  });
+  // Lets the writer's promise callbacks run; the clock only moves by hand.
+  const settle = () => new Promise((resolve) => setTimeout(resolve, 0));
+  const step = async (ms: number) => {
+    clock.advance(ms);
+    await settle();
+  };
+  writer.write("first");
+  await step(0);
+  assert.deepEqual(batches, ["first\n"], "the first line goes out at once");
+  writer.write("a");
+  await step(0);
+  writer.write("b");
+  await step(9);
+  assert.equal(batches.length, 1, "not within 10 ms of the last write");
+  await step(1);
+  assert.deepEqual(batches, ["first\n", "a\nb\n"], "what came in meanwhile goes in one write");
+  await step(50);
+  writer.write("after a quiet spell");
+  await step(0);
+  assert.deepEqual(batches.at(-1), "after a quiet spell\n", "goes out at once");
+  await writer.flush();
+  assert.equal(DEFAULT_WRITE_INTERVAL_MS, 10, "the server's: at most 100 writes a second");
+  assert.throws(() => new LogWriter({ intervalMs: -1 }), RangeError);
 });
 
 Deno.test("LogWriter keeps accepting lines, in order, while the sink is stalled", async () => {

@@ -24,8 +24,8 @@ const holder = (id: string | undefined) => id ? ` of ${id}` : "";
 
 /** An event's fields for a log line: its type as `event`, and the rest as they are. */
 export function eventFields(event: LockEvent): LogFields {
-  const { type, ...fields } = event;
-  return { event: type, ...fields };
+  // One copy, not two: `type` stays, undefined, and is left out like any undefined field.
+  return { event: event.type, ...event, type: undefined };
 }
 
 /** Writes one event, if its level is enabled. */
