@@ -15,7 +15,7 @@
  */
 import { RedisLockStore } from "../lib/stores/redis.ts";
 import { parseStore } from "../lib/stores/redis_url.ts";
-import { RedisServer } from "../tests/_redis.ts";
+import { REDIS_SERVER, RedisServer } from "../tests/_redis.ts";
 import { atMost, type Figure, formatMs, labelText, percentile } from "./figures.ts";
 import { acquire, checkStatus, grantedToken, untilStatus } from "./lock_api.ts";
 import { type ChildProcess, launchLockServer } from "./process.ts";
@@ -47,6 +47,12 @@ const HANDOFF_FLAGS = ["--locks", "1", "--timeout", "1m", "--maxWait", "1m"];
 /** Runs the benchmark, printing as it goes; returns its figures. */
 export async function runRedis(options: RedisBenchOptions): Promise<Figure[]> {
   const { samples, warmup } = options;
+  if (!REDIS_SERVER) {
+    console.log(
+      "\nRedis store: skipped, redis-server is not installed (apt-get install redis-server)",
+    );
+    return [];
+  }
   console.log(
     `\nRedis store${labelText(options.label)}: redis-server on 127.0.0.1 (appendfsync always), ` +
       `${samples} requests per latency run after ${warmup} of warm-up`,
