@@ -36,6 +36,13 @@
  *   show the median of the rounds. The variants are also printed relative to
  *   `acquire` in the same run.
  *
+ * - `redis` (`redis.ts`): the Redis store against a redis-server started for the
+ *   run: a `PING` round trip (the floor), the store's acquire in round trips
+ *   (target 2), acquire latency and
+ *   throughput against the memory store, and the handoff from a release on
+ *   one replica to a waiter on another (target p99 ≤ 5 ms). Skipped where redis-server is not
+ *   installed.
+ *
  * All run by default; name some to run only those:
  * `deno task bench -- handoff,rollout` or `BENCH_ONLY=memory deno task bench`.
  *
@@ -57,6 +64,7 @@ import { comparisonLines, figuresComparisonMarkdown } from "./compare.ts";
 import { type Figure, figuresMarkdown, targetLines as figureTargetLines } from "./figures.ts";
 import { HANDOFF_VARIANTS, runHandoff } from "./handoff.ts";
 import { runMemory } from "./memory.ts";
+import { runRedis } from "./redis.ts";
 import { type ChildProcess, delay } from "./process.ts";
 import { defaultProgram, type Program, programsToCompare } from "./program.ts";
 import { runRollout } from "./rollout.ts";
@@ -86,7 +94,7 @@ import {
 import { runWrk, WRK_MISSING, type WrkResult, wrkVersion } from "./wrk.ts";
 
 /** The parts of the benchmark, in the order they run. */
-export const PARTS = ["handoff", "rollout", "memory", "http"] as const;
+export const PARTS = ["handoff", "rollout", "memory", "http", "redis"] as const;
 
 /** One part of the benchmark. */
 export type Part = (typeof PARTS)[number];
@@ -612,7 +620,7 @@ export async function main(args: readonly string[] = Deno.args): Promise<number>
     console.error(error.message);
     return 2;
   }
-  const wrk = parts.includes("http") ? await wrkVersion() : undefined;
+  const wrk = parts.includes("http") || parts.includes("redis") ? await wrkVersion() : undefined;
   // Without wrk the other parts still run; the exit code tells that one was skipped.
   const wrkMissing = parts.includes("http") && wrk === undefined;
   if (wrkMissing) console.error(WRK_MISSING);
@@ -649,6 +657,14 @@ export async function main(args: readonly string[] = Deno.args): Promise<number>
           })
           : part === "rollout"
           ? await runRollout(common)
+          : part === "redis"
+          ? await runRedis({
+            ...common,
+            samples: config.handoffs,
+            warmup: HANDOFF_WARMUP,
+            // Throughput needs wrk, and the HTTP part's rounds give the memory store's at length.
+            seconds: wrk === undefined ? 0 : config.seconds,
+          })
           // The bare Deno.serve baseline is the same for every program: measured once.
           : await runMemory({ ...common, waiters: config.waiters, bare: i === 0 });
         figures.push(

@@ -6,6 +6,7 @@
  */
 import type { LogFormat, LogLevel } from "./log.ts";
 import type { CheckTarget } from "./probes.ts";
+import type { StoreSetting } from "./stores/redis_url.ts";
 
 /** Listen on every interface, as the original does: clients are pods and units on the node. */
 export const DEFAULT_HOST = "0.0.0.0";
@@ -42,6 +43,9 @@ export const DEFAULT_LOG_FORMAT: LogFormat = "text";
 /** The most slots a server may have: far above any node's real need, small enough to stay cheap. */
 export const MAX_LOCKS = 1_000_000;
 
+/** The semaphore of a shared store when `--name` is not given. */
+export const DEFAULT_STORE_NAME = "default";
+
 /** The highest --maxLoad accepted: no node's load average comes near it. */
 export const MAX_LOAD = 100_000;
 
@@ -72,6 +76,10 @@ export interface ServerConfig {
   maxPressure: number | undefined;
   /** Where held locks are kept across restarts; `undefined`: in memory only. */
   stateFile: string | undefined;
+  /** Where the slots live: this process's memory, or Redis, shared with other replicas. */
+  store: StoreSetting;
+  /** The semaphore's name in a shared store: replicas with one name share its slots. */
+  storeName: string;
   logLevel: LogLevel;
   logFormat: LogFormat;
   /** The bearer token that acquire, release, renew and `/status` need; absent, they are open. */

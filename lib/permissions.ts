@@ -22,8 +22,16 @@ export const ENV_VARIABLES: readonly string[] = [
   ),
 ];
 
-/** Other variables the program reads: `HOSTNAME` names the client in its default `--id`. */
-export const OTHER_ENV_VARIABLES: readonly string[] = ["HOSTNAME"];
+/**
+ * Other variables the program reads: `HOSTNAME` names the client in its
+ * default `--id`; the Redis client (`@redis/client`) reads two debugging
+ * switches of its own when it connects.
+ */
+export const OTHER_ENV_VARIABLES: readonly string[] = [
+  "HOSTNAME",
+  "REDIS_DEBUG_MAINTENANCE",
+  "REDIS_EMIT_DIAGNOSTICS",
+];
 
 /** The name of the program's permission set in `deno.json`. */
 export const PERMISSION_SET = "startup-lock";

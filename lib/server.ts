@@ -23,6 +23,8 @@ import { EXIT } from "./exit.ts";
 import { RecoveryGate } from "./gates/recovery.ts";
 import { FileLockStore } from "./stores/file.ts";
 import { MemoryLockStore } from "./stores/memory.ts";
+import type { LockStore } from "./core/store.ts";
+import type { RedisStoreModule, RedisTarget } from "./stores/redis_url.ts";
 import { checkWritable, loadState, type StoredLock } from "./stores/state_file.ts";
 
 /** How long in-flight requests may take to finish after a shutdown signal before the process exits anyway. */
@@ -90,6 +92,8 @@ export interface BuildOptions {
   logLinesDropped?: () => number;
   /** What the state file gave back at start. @default {nothing held} */
   state?: PersistedState;
+  /** The store, made already (Redis). @default {a memory store, kept in --stateFile if set} */
+  store?: LockStore;
 }
 
 /**
@@ -102,9 +106,10 @@ export function buildServer(config: ServerConfig, log: Logger, options: BuildOpt
   const state = options.state ?? NO_STATE;
   const events = new EventBus();
   logEvents(events, log);
-  const store = config.stateFile === undefined
-    ? new MemoryLockStore(config.locks)
-    : new FileLockStore(config.locks, config.stateFile, { restore: state.locks });
+  const store = options.store ??
+    (config.stateFile === undefined
+      ? new MemoryLockStore(config.locks)
+      : new FileLockStore(config.locks, config.stateFile, { restore: state.locks }));
   const checker = new DependencyChecker({
     targets: config.checks,
     passIntervalMs: config.passHcMs,
@@ -170,6 +175,9 @@ export function startServer(
   log.info(
     `Listening on http://${formatHost(addr.hostname)}:${addr.port}/ with ${config.locks} ` +
       `lock${config.locks === 1 ? "" : "s"}, default duration ${formatDuration(config.timeoutMs)}` +
+      (config.store.kind === "redis"
+        ? `, shared in ${config.store.target.display} as "${config.storeName}"`
+        : "") +
       (config.checks.length ? `, checking ${config.checks.map((c) => c.url).join(", ")}` : "") +
       (config.auth ? ", bearer token required" : ""),
   );
@@ -213,11 +221,30 @@ export async function runServer(config: ServerConfig): Promise<number> {
       return EXIT.USAGE;
     }
   }
+  let conflict: ((message: string) => void) | undefined;
+  const conflicted = new Promise<string>((resolve) => conflict = resolve);
+  let store: LockStore | undefined;
+  if (config.store.kind === "redis") {
+    const shared = await openRedisStore(config, config.store.target, log, (m) => conflict!(m));
+    const refused = await Promise.race([conflicted, shared.ready.then(() => undefined)]);
+    if (refused !== undefined) {
+      log.error(refused);
+      await shared.store.close();
+      await writer.close();
+      return EXIT.USAGE;
+    }
+    store = shared.store;
+  }
   let server: RunningServer;
   try {
-    server = startServer(config, log, { state, logLinesDropped: () => writer.dropped });
+    server = startServer(config, log, {
+      state,
+      logLinesDropped: () => writer.dropped,
+      ...(store ? { store } : {}),
+    });
   } catch (error) {
     log.error(explainListenError(error, config));
+    await store?.close();
     await writer.close();
     return 1;
   }
@@ -225,12 +252,52 @@ export async function runServer(config: ServerConfig): Promise<number> {
   const stopped = new Promise<Deno.Signal>((resolve) => {
     for (const signal of signals) Deno.addSignalListener(signal, () => resolve(signal));
   });
-  const signal = await stopped;
-  log.info(`Received ${signal}: shutting down`);
+  const ended = await Promise.race([stopped, conflicted.then((message) => ({ message }))]);
+  if (typeof ended === "object") log.error(`${ended.message}: shutting down`);
+  else log.info(`Received ${ended}: shutting down`);
   await server.shutdown();
   log.info("Stopped");
   await writer.close();
-  return 0;
+  return typeof ended === "object" ? EXIT.USAGE : 0;
+}
+
+/**
+ * The Redis store's module, named in a variable so that Deno does not follow
+ * it ahead of time: a server with its locks in memory never loads the Redis
+ * client, and `deno task start` needs no download. `deno compile` is told to
+ * include it (`scripts/compile.ts`).
+ */
+export const REDIS_STORE_MODULE = "./stores/redis.ts";
+
+/** How long the server waits for Redis at start before it listens anyway (and answers 503). */
+export const STORE_CONNECT_WAIT_MS = 3_000;
+
+/**
+ * Opens the Redis store. Its module, and the Redis client with it, is loaded
+ * only here: a server with its locks in memory never loads them.
+ */
+async function openRedisStore(
+  config: ServerConfig,
+  target: RedisTarget,
+  log: Logger,
+  onConflict: (message: string) => void,
+): Promise<{ store: LockStore; ready: Promise<void> }> {
+  const { RedisLockStore } = await import(REDIS_STORE_MODULE) as RedisStoreModule;
+  const store = new RedisLockStore(config.locks, target, {
+    name: config.storeName,
+    onConflict: (stored) =>
+      onConflict(
+        `--locks ${config.locks} differs from the ${stored} slot${stored === 1 ? "" : "s"} ` +
+          `that ${target.display} holds for --name ${config.storeName}: every replica of a ` +
+          "semaphore must have the same --locks (or use another --name)",
+      ),
+    onConnection: (up, error) =>
+      up
+        ? log.info(`Connected to ${target.display} again`)
+        : log.warn(`Lost ${target.display} (${error}): no grants until it is back`),
+  });
+  const ready = store.connect(STORE_CONNECT_WAIT_MS);
+  return { store, ready };
 }
 
 function explainListenError(error: unknown, config: ServerConfig): string {

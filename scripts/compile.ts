@@ -10,6 +10,7 @@
  * @module
  */
 import { PERMISSION_FLAGS } from "../lib/permissions.ts";
+import { REDIS_STORE_MODULE } from "../lib/server.ts";
 
 /** The arguments of `deno compile` that build the program into `output`. */
 export function compileArgs(output: string, target?: string): string[] {
@@ -25,6 +26,10 @@ export function compileArgs(output: string, target?: string): string[] {
     // writes nothing, so it behaves the same on a read-only root filesystem. The program is
     // small, so compiling it at every start costs little.
     "--no-code-cache",
+    // The server loads the Redis store only for --store redis://…, by a path Deno does not follow
+    // ahead of time (lib/server.ts): the executable must carry it, and the Redis client with it.
+    "--include",
+    new URL(`../lib/${REDIS_STORE_MODULE.replace(/^\.\//, "")}`, import.meta.url).pathname,
     ...(target ? ["--target", target] : []),
     "--output",
     output,

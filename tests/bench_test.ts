@@ -17,6 +17,7 @@ import {
   selectPrograms,
   variantLines,
 } from "../bench/main.ts";
+import { REDIS_SERVER } from "./_redis.ts";
 import { COMPARED_NAMES } from "../bench/program.ts";
 import type { Summary } from "../bench/report.ts";
 import { BASELINE_MODES, DEFAULT_MODES, LOCK_MODES, MODES } from "../bench/servers.ts";
@@ -283,3 +284,33 @@ Deno.test({
 function escape(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
 }
+
+Deno.test({
+  name: "deno task bench -- redis measures the Redis store against its floor and the memory store",
+  ignore: (!WRK || !REDIS_SERVER) && !IN_CI,
+  async fn() {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["task", "--quiet", "--config", `${ROOT}deno.json`, "bench", "--", "redis"],
+      env: {
+        NO_COLOR: "1",
+        BENCH_BASELINE: "",
+        BENCH_HANDOFFS: "5",
+        BENCH_SECONDS: "1",
+      },
+      stdin: "null",
+    }).output();
+    const stdout = new TextDecoder().decode(out.stdout);
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, `${stdout}\n${stderr}`);
+    for (
+      const row of [
+        /^\| Redis store \| p50 of a Redis PING round trip \| [\d.]+ ms \|/m,
+        /^\| Redis store \| p50 of the store's acquire, in PING round trips \| [\d.]+ ms = [\d.]+ \| ≤ 2 round trips/m,
+        /^\| Redis store \| Redis calls per acquire over HTTP .*\| [\d.]+ \| ≤ 2/m,
+        /^\| Redis store \| p50 acquire, memory store \/ Redis store \| [\d.]+ ms \/ [\d.]+ ms \|/m,
+        /^\| Redis store \| acquires\/s at 50 connections, memory store \/ Redis store \| \d+ \/ \d+/m,
+        /^\| Redis store \| p99, release on replica A → waiter's 200 on replica B \(5 handoffs\) \| [\d.]+ ms \| ≤ 5 ms/m,
+      ]
+    ) assert.match(stdout, row);
+  },
+});

@@ -38,6 +38,8 @@ const DEFAULT_CONFIG: ServerConfig = {
   maxWaitMs: defaults.DEFAULT_MAX_WAIT_MS,
   maxWaiters: defaults.DEFAULT_MAX_WAITERS,
   stateFile: undefined,
+  store: { kind: "memory" },
+  storeName: "default",
   cooldownMs: undefined,
   maxLoad: undefined,
   maxPressure: undefined,
@@ -103,6 +105,8 @@ Deno.test("serveCommand.parse() reads every value flag", () => {
     maxWaitMs: 90_000,
     maxWaiters: 50,
     stateFile: undefined,
+    store: { kind: "memory" },
+    storeName: "default",
     cooldownMs: 2_000,
     maxLoad: 4.5,
     maxPressure: undefined,
@@ -203,6 +207,8 @@ Deno.test("serveCommand.parse() reads every value flag from its STARTUP_LOCK_* v
     maxWaitMs: 120_000,
     maxWaiters: 7,
     stateFile: undefined,
+    store: { kind: "memory" },
+    storeName: "default",
     cooldownMs: 60_000,
     maxLoad: 8,
     maxPressure: undefined,
@@ -277,6 +283,110 @@ Deno.test("serveCommand.usage() lists every flag with its default and environmen
   }
 });
 
+/** Password files for the tests of the Redis flags; removed when the tests end. */
+const PASSWORD_DIR = Deno.makeTempDirSync({ prefix: "startup-lock-password-" });
+addEventListener("unload", () => Deno.removeSync(PASSWORD_DIR, { recursive: true }));
+const passwordFile = (name: string, text: string) => {
+  const path = `${PASSWORD_DIR}/${name}`;
+  Deno.writeTextFileSync(path, text);
+  return path;
+};
+const PASSWORD_FILE = passwordFile("password", "fromFile\n");
+const EMPTY_FILE = passwordFile("empty", "");
+const NEWLINE_FILE = passwordFile("newline", "\n");
+
+Deno.test("serveCommand.parse() reads --store: memory, or a Redis URL with its parts apart", async (t) => {
+  const redis = (
+    url: string,
+    more: { username?: string; password?: string; tls?: boolean } = {},
+  ): ServerConfig["store"] => ({
+    kind: "redis",
+    target: {
+      url,
+      display: url,
+      username: more.username,
+      password: more.password,
+      tls: more.tls ?? false,
+    },
+  });
+  const cases: [string, ServerConfig["store"]][] = [
+    ["memory", { kind: "memory" }],
+    ["redis://h:1", redis("redis://h:1")],
+    ["redis://h", redis("redis://h:6379")],
+    ["redis://h:1/0", redis("redis://h:1/0")],
+    ["rediss://redis.example:6380", redis("rediss://redis.example:6380", { tls: true })],
+    ["redis://user:pass@h:1/2", redis("redis://h:1/2", { username: "user", password: "pass" })],
+    ["redis://:pass@h:1", redis("redis://h:1", { password: "pass" })],
+    ["redis://:p%40ss%2Fw@h:1", redis("redis://h:1", { password: "p@ss/w" })],
+    ["redis://[::1]:7000", redis("redis://[::1]:7000")],
+    [" redis://h:1 ", redis("redis://h:1")],
+  ];
+  for (const [text, store] of cases) {
+    await t.step(JSON.stringify(text), () => {
+      assert.deepEqual(serve(["--store", text]).store, store);
+    });
+  }
+});
+
+Deno.test("serveCommand.parse() reads --name and the Redis password file beside a Redis store", async (t) => {
+  await t.step("--name", () => {
+    const config = serve(["--store", "redis://h:1", "--name", "web.pool-1_a"]);
+    assert.equal(config.storeName, "web.pool-1_a");
+    assert.equal(serve(["--store", "redis://h:1", "--name", "n".repeat(64)]).storeName.length, 64);
+    assert.equal(serve(["--store", "redis://h:1"]).storeName, defaults.DEFAULT_STORE_NAME);
+  });
+  await t.step("--storePasswordFile, its last line break dropped", () => {
+    const files: [string, string][] = [
+      ["s3 cret\n", "s3 cret"],
+      ["s3cret\r\n", "s3cret"],
+      ["s3cret", "s3cret"],
+    ];
+    for (const [text, password] of files) {
+      const file = passwordFile("variant", text);
+      const config = serve(["--store", "redis://u@h:1", "--store-password-file", file]);
+      assert.ok(config.store.kind === "redis");
+      assert.equal(config.store.target.password, password);
+      assert.equal(config.store.target.username, "u");
+      assert.equal(config.store.target.display, "redis://h:1", "no password on display");
+    }
+  });
+  await t.step(
+    "from STARTUP_LOCK_STORE, STARTUP_LOCK_NAME and STARTUP_LOCK_STORE_PASSWORD_FILE",
+    () => {
+      const config = serve([], {
+        STARTUP_LOCK_STORE: "rediss://h:6380/3",
+        STARTUP_LOCK_NAME: "pool",
+        STARTUP_LOCK_STORE_PASSWORD_FILE: PASSWORD_FILE,
+      });
+      assert.deepEqual(config.store, {
+        kind: "redis",
+        target: {
+          url: "rediss://h:6380/3",
+          display: "rediss://h:6380/3",
+          username: undefined,
+          password: "fromFile",
+          tls: true,
+        },
+      });
+      assert.equal(config.storeName, "pool");
+    },
+  );
+  await t.step("a flag wins over its variable", () => {
+    const config = serve(["--store", "redis://flag:1", "--name", "flag"], {
+      STARTUP_LOCK_STORE: "redis://env:1",
+      STARTUP_LOCK_NAME: "env",
+    });
+    assert.ok(config.store.kind === "redis");
+    assert.equal(config.store.target.url, "redis://flag:1");
+    assert.equal(config.storeName, "flag");
+  });
+  await t.step("--store memory given outright, with --stateFile", () => {
+    const config = serve(["--store", "memory", "--stateFile", "/tmp/locks.json"]);
+    assert.deepEqual(config.store, { kind: "memory" });
+    assert.equal(config.stateFile, "/tmp/locks.json");
+  });
+});
+
 /** One row of the validation table. */
 interface Invalid {
   /** What the row checks; the step is named "rejects <what>". */
@@ -289,6 +399,8 @@ interface Invalid {
   value?: string;
   /** What the message must say is allowed (or what is wrong). */
   says: string;
+  /** A secret (a password) the message must not contain. */
+  hides?: string;
 }
 
 const PORT_RANGE = "expected an integer from 0 to 65535";
@@ -298,6 +410,9 @@ const NOT_DURATION = `expected ${DURATION_HINT}`;
 const TCP_FORM = "expected tcp://HOST:PORT with a port from 1 to 65535";
 const URL_FORM =
   "expected a URL such as http://host:9200/health, https://host/ or tcp://host:27017";
+const STORE_FORM = "expected memory, or redis://[USER:PASSWORD@]HOST:PORT[/DB] (rediss:// for TLS)";
+const NAME_FORM = "expected 1 to 64 letters, digits, dots, dashes or underscores";
+const REDIS_ONLY = "applies to a Redis store only: add --store redis://HOST:PORT";
 
 const INVALID: Invalid[] = [
   {
@@ -678,6 +793,207 @@ const INVALID: Invalid[] = [
     value: "logfmt",
     says: "expected one of text, json",
   },
+  {
+    what: "a store URL with one slash",
+    argv: ["--store", "redis:/x"],
+    names: "--store",
+    value: "redis:/x",
+    says: STORE_FORM,
+  },
+  {
+    what: "a store URL of another scheme",
+    argv: ["--store", "http://x"],
+    names: "--store",
+    value: "http://x",
+    says: STORE_FORM,
+  },
+  {
+    what: "a store URL whose database is no number",
+    argv: ["--store", "redis://h:1/abc"],
+    names: "--store",
+    value: "redis://h:1/abc",
+    says: `the database must be a number such as /0; ${STORE_FORM}`,
+  },
+  {
+    what: "a store URL with a query",
+    argv: ["--store", "redis://h:1?x=1"],
+    names: "--store",
+    value: "redis://h:1?x=1",
+    says: `no ?query or #fragment allowed; ${STORE_FORM}`,
+  },
+  {
+    what: "a store URL with a fragment",
+    argv: ["--store", "redis://h:1#x"],
+    names: "--store",
+    value: "redis://h:1#x",
+    says: `no ?query or #fragment allowed; ${STORE_FORM}`,
+  },
+  { what: "an empty store", argv: ["--store="], names: "--store", value: "", says: STORE_FORM },
+  {
+    what: "a store URL with a bad port, without its password",
+    argv: ["--store", "redis://u:s3cret@h:notaport"],
+    names: "--store",
+    value: "redis://u:***@h:notaport",
+    says: `not a valid URL; ${STORE_FORM}`,
+    hides: "s3cret",
+  },
+  {
+    what: "a store URL with a port over 65535, without its password",
+    argv: ["--store", "redis://:s3cret@h:65536"],
+    names: "--store",
+    value: "redis://:***@h:65536",
+    says: `not a valid URL; ${STORE_FORM}`,
+    hides: "s3cret",
+  },
+  {
+    what: "a store URL with a bad database, without its password",
+    argv: ["--store", "redis://u:s3cret@h:1/x"],
+    names: "--store",
+    value: "redis://u:***@h:1/x",
+    says: "the database must be a number",
+    hides: "s3cret",
+  },
+  {
+    what: "a store URL whose password has an unencoded /, without any of it",
+    argv: ["--store", "redis://u:pa55/w0rd@h:1"],
+    names: "--store",
+    value: "redis://u:***@h:1",
+    says: `not a valid URL; ${STORE_FORM}`,
+    hides: "pa55",
+  },
+  {
+    what: "a STARTUP_LOCK_STORE with a bad port, without its password",
+    argv: [],
+    env: { STARTUP_LOCK_STORE: "redis://u:s3cret@h:notaport" },
+    names: "STARTUP_LOCK_STORE",
+    value: "redis://u:***@h:notaport",
+    says: STORE_FORM,
+    hides: "s3cret",
+  },
+  {
+    what: "a name with a space",
+    argv: ["--store", "redis://h:1", "--name", "a b"],
+    names: "--name",
+    value: "a b",
+    says: NAME_FORM,
+  },
+  {
+    what: "an empty name",
+    argv: ["--store", "redis://h:1", "--name="],
+    names: "--name",
+    value: "",
+    says: NAME_FORM,
+  },
+  {
+    what: "a name with braces, which would break the Redis keys' hash tag",
+    argv: ["--store", "redis://h:1", "--name", "{x}"],
+    names: "--name",
+    value: "{x}",
+    says: NAME_FORM,
+  },
+  {
+    what: "a name of 65 characters",
+    argv: ["--store", "redis://h:1", "--name", "n".repeat(65)],
+    names: "--name",
+    value: "n".repeat(65),
+    says: NAME_FORM,
+  },
+  {
+    what: "a STARTUP_LOCK_NAME with a slash",
+    argv: [],
+    env: { STARTUP_LOCK_STORE: "redis://h:1", STARTUP_LOCK_NAME: "a/b" },
+    names: "STARTUP_LOCK_NAME",
+    value: "a/b",
+    says: NAME_FORM,
+  },
+  {
+    what: "--name with the memory store",
+    argv: ["--name", "pool"],
+    names: "--name",
+    says: REDIS_ONLY,
+  },
+  {
+    what: "--name with --store memory said outright",
+    argv: ["--store", "memory", "--name", "pool"],
+    names: "--name",
+    says: REDIS_ONLY,
+  },
+  {
+    what: "--storePasswordFile with the memory store",
+    argv: ["--storePasswordFile", "/etc/hostname"],
+    names: "--storePasswordFile",
+    says: REDIS_ONLY,
+  },
+  {
+    what: "STARTUP_LOCK_NAME with the memory store",
+    argv: [],
+    env: { STARTUP_LOCK_NAME: "pool" },
+    names: "STARTUP_LOCK_NAME",
+    says: REDIS_ONLY,
+  },
+  {
+    what: "STARTUP_LOCK_STORE_PASSWORD_FILE with the memory store",
+    argv: [],
+    env: { STARTUP_LOCK_STORE_PASSWORD_FILE: "/etc/hostname" },
+    names: "STARTUP_LOCK_STORE_PASSWORD_FILE",
+    says: REDIS_ONLY,
+  },
+  {
+    what: "--stateFile with a Redis store",
+    argv: ["--store", "redis://u:s3cret@h:1", "--stateFile", "/var/lib/startup-lock/locks.json"],
+    names: "--stateFile",
+    says: "keeps the locks of a memory store; with --store redis://h:1 they live in Redis",
+    hides: "s3cret",
+  },
+  {
+    what: "STARTUP_LOCK_STATE_FILE with a Redis STARTUP_LOCK_STORE",
+    argv: [],
+    env: { STARTUP_LOCK_STORE: "redis://h:1", STARTUP_LOCK_STATE_FILE: "/tmp/locks.json" },
+    names: "STARTUP_LOCK_STATE_FILE",
+    says: "keeps the locks of a memory store",
+  },
+  {
+    what: "a password file that does not exist",
+    argv: ["--store", "redis://h:1", "--storePasswordFile", "/nonexistent/redis-password"],
+    names: "--storePasswordFile",
+    says: 'Cannot read --storePasswordFile "/nonexistent/redis-password": ',
+  },
+  {
+    what: "a password file that is a directory",
+    argv: ["--store", "redis://h:1", "--storePasswordFile", "/"],
+    names: "--storePasswordFile",
+    says: 'Cannot read --storePasswordFile "/": ',
+  },
+  {
+    what: "an empty password file",
+    argv: ["--store", "redis://h:1", "--storePasswordFile", EMPTY_FILE],
+    names: "--storePasswordFile",
+    says: `--storePasswordFile "${EMPTY_FILE}" is empty`,
+  },
+  {
+    what: "a password file holding only a line break",
+    argv: ["--store", "redis://h:1", "--storePasswordFile", NEWLINE_FILE],
+    names: "--storePasswordFile",
+    says: "is empty",
+  },
+  {
+    what: "a password both in the store URL and in a file, without the password",
+    argv: ["--store", "redis://u:s3cret@h:1", "--storePasswordFile", PASSWORD_FILE],
+    names: "--storePasswordFile",
+    says: "and a password in --store redis://u:***@h:1: give the password one way",
+    hides: "s3cret",
+  },
+  {
+    what: "a password both in STARTUP_LOCK_STORE and in STARTUP_LOCK_STORE_PASSWORD_FILE",
+    argv: [],
+    env: {
+      STARTUP_LOCK_STORE: "redis://:s3cret@h:1",
+      STARTUP_LOCK_STORE_PASSWORD_FILE: PASSWORD_FILE,
+    },
+    names: "STARTUP_LOCK_STORE_PASSWORD_FILE",
+    says: "give the password one way",
+    hides: "s3cret",
+  },
 ];
 
 Deno.test("serveCommand.parse() rejects invalid input with a message naming the flag, the value and what is allowed", async (t) => {
@@ -700,6 +1016,9 @@ Deno.test("serveCommand.parse() rejects invalid input with a message naming the 
       }
       assert.ok(message.includes(row.says), `says "${row.says}": ${message}`);
       assert.ok(!message.includes("\n"), `one line: ${message}`);
+      if (row.hides !== undefined) {
+        assert.ok(!message.includes(row.hides), `never shows "${row.hides}": ${message}`);
+      }
     });
   }
 });
@@ -799,6 +1118,64 @@ Deno.test("startup-lock exits 2 with one line on stderr for a usage error", asyn
       assert.ok(line.includes(says), line);
     });
   }
+});
+
+Deno.test("startup-lock exits 2 with one line for a bad store setting, and never shows the password", async (t) => {
+  const cases: { args: string[]; env?: Record<string, string>; says: string }[] = [
+    {
+      args: ["--store", "redis://u:s3cret@h:notaport"],
+      says: 'Invalid --store "redis://u:***@h:notaport": not a valid URL',
+    },
+    {
+      args: [],
+      env: { STARTUP_LOCK_STORE: "redis://:s3cret@h:1/abc" },
+      says: 'Invalid STARTUP_LOCK_STORE "redis://:***@h:1/abc": the database must be a number',
+    },
+    {
+      args: ["--store", "redis://:s3cret@h:1", "--storePasswordFile", PASSWORD_FILE],
+      says: "give the password one way",
+    },
+    {
+      args: ["--store", "redis://:s3cret@h:1", "--stateFile", `${PASSWORD_DIR}/locks.json`],
+      says: "--stateFile keeps the locks of a memory store; with --store redis://h:1",
+    },
+    { args: ["--name", "pool"], says: "--name applies to a Redis store only" },
+    {
+      args: ["--store", "redis://h:1"],
+      env: { STARTUP_LOCK_STORE_PASSWORD_FILE: EMPTY_FILE },
+      says: `STARTUP_LOCK_STORE_PASSWORD_FILE "${EMPTY_FILE}" is empty`,
+    },
+  ];
+  for (const { args, env, says } of cases) {
+    await t.step(
+      [...Object.entries(env ?? {}).map(([k, v]) => `${k}=${v}`), ...args].join(" "),
+      async () => {
+        const { code, stdout, stderr } = await runProgram(args, { env: env ?? {} });
+        assert.equal(code, 2, stderr);
+        assert.equal(stdout, "");
+        const line = assertOneLine(stderr, "startup-lock: ");
+        assert.ok(line.includes(says), line);
+        assert.ok(!stderr.includes("s3cret"), `no password: ${line}`);
+      },
+    );
+  }
+});
+
+Deno.test("startup-lock --help describes --store, --name and --storePasswordFile", async () => {
+  const { stdout } = await runProgram(["--help"]);
+  const line = (flag: string) => stdout.split("\n").find((l) => l.trimStart().startsWith(flag));
+  assert.match(
+    line("--store ") ?? "",
+    /memory.*redis:\/\/.*\(default: memory; env: STARTUP_LOCK_STORE\)/,
+  );
+  assert.match(
+    line("--name ") ?? "",
+    /Redis --store.*\(default: default; env: STARTUP_LOCK_NAME\)/,
+  );
+  assert.match(
+    line("--storePasswordFile ") ?? "",
+    /Redis password.*\(env: STARTUP_LOCK_STORE_PASSWORD_FILE\)/,
+  );
 });
 
 Deno.test("startup-lock exits 2 naming the variable for an invalid environment variable", async () => {

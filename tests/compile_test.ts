@@ -4,7 +4,34 @@
  * internet) these tests are skipped, and say so.
  */
 import assert from "node:assert/strict";
+import { REDIS_STORE_MODULE } from "../lib/server.ts";
+import type { RedisStoreModule } from "../lib/stores/redis_url.ts";
 import { compileArgs } from "../scripts/compile.ts";
+
+/** The module `lib/server.ts` loads for a Redis `--store`, by a path only it knows. */
+const REDIS_MODULE = new URL(REDIS_STORE_MODULE, new URL("../lib/server.ts", import.meta.url));
+
+Deno.test("REDIS_STORE_MODULE names the Redis store's module, which exports the store", async () => {
+  assert.ok(Deno.statSync(REDIS_MODULE).isFile, `${REDIS_MODULE.pathname} exists`);
+  const module: RedisStoreModule = await import(REDIS_MODULE.href);
+  assert.equal(typeof module.RedisLockStore, "function");
+});
+
+Deno.test("deno compile includes the Redis store's module, which the program's static graph leaves out", async () => {
+  const args = compileArgs("out");
+  assert.equal(args[args.indexOf("--include") + 1], REDIS_MODULE.pathname);
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", "--lock=" + new URL("deno.lock", import.meta.url).pathname, "main.ts"],
+    cwd: new URL("../", import.meta.url).pathname,
+    env: { NO_COLOR: "1" },
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const modules: string[] = JSON.parse(new TextDecoder().decode(out.stdout)).modules
+    .map((m: { specifier: string }) => m.specifier);
+  // Without --include the executable could not load it; with it in the graph, every server would.
+  assert.ok(!modules.includes(REDIS_MODULE.href), "the Redis store is not imported ahead of time");
+  assert.deepEqual(modules.filter((m) => m.startsWith("npm:")), [], "nor any npm package");
+});
 
 const dir = await Deno.makeTempDir({ prefix: "startup-lock-compile-" });
 const binary = `${dir}/startup-lock`;

@@ -124,14 +124,18 @@ Deno.test("the program may read exactly its own environment variables", () => {
   assert.equal(new Set(ENV_VARIABLES).size, ENV_VARIABLES.length, "no duplicates");
 });
 
-Deno.test("the program may read the variable of every flag of every command, and HOSTNAME", () => {
+Deno.test("the program may read the variable of every flag of every command, HOSTNAME and the Redis client's", () => {
   const allowed = new Set(PROGRAM_PERMISSIONS.env);
   for (const specs of [SERVER_FLAGS, ACQUIRE_FLAGS, RELEASE_FLAGS, RUN_FLAGS, HOLD_FLAGS]) {
     for (const name of envNames(specs)) assert.ok(allowed.has(name), name);
   }
-  for (const name of ["STARTUP_LOCK_SERVER", "STARTUP_LOCK_TOKEN", "HOSTNAME"]) {
-    assert.ok(allowed.has(name), name);
-  }
+  const named = [
+    ...["STARTUP_LOCK_SERVER", "STARTUP_LOCK_TOKEN", "HOSTNAME"],
+    ...["STARTUP_LOCK_STORE", "STARTUP_LOCK_NAME", "STARTUP_LOCK_STORE_PASSWORD_FILE"],
+    // @redis/client reads these two as it connects (and no other: its dist, version 6.3.1).
+    ...["REDIS_DEBUG_MAINTENANCE", "REDIS_EMIT_DIAGNOSTICS"],
+  ];
+  for (const name of named) assert.ok(allowed.has(name), name);
   assert.deepEqual([...allowed], [...ENV_VARIABLES, ...OTHER_ENV_VARIABLES]);
 });
 

@@ -2,7 +2,9 @@
  * The systemd units of `deploy/systemd/`: `systemd-analyze verify` accepts them
  * without a warning, the server unit has the hardening it promises, the
  * example default file lists the server's variables with their real defaults,
- * and every command line in the units is one the program accepts.
+ * and every command line in the units is one the program accepts; and the
+ * drop-in that shares the server's locks in Redis turns the server unit into a
+ * server with a Redis store, its password a credential.
  */
 import assert from "node:assert/strict";
 import { envName, envNames } from "../lib/args.ts";
@@ -15,6 +17,11 @@ import { which } from "./_which.ts";
 const DIR = new URL("../deploy/systemd/", import.meta.url);
 const SERVER_UNIT = "startup-lock.service";
 const DEFAULT_FILE = "startup-lock.default";
+/** The drop-in for VMs sharing one Redis, and where it is installed. */
+const REDIS_DROP_IN = "startup-lock-redis.conf";
+const REDIS_DROP_IN_PATH = `${SERVER_UNIT}.d/redis.conf`;
+/** Where systemd puts the credentials of a system service (%d). */
+const credentialsDir = (unit: string) => `/run/credentials/${unit}`;
 const UNITS = [...Deno.readDirSync(DIR)]
   .filter((e) => e.isFile && e.name.endsWith(".service"))
   .map((e) => e.name)
@@ -84,6 +91,7 @@ function expandSpecifiers(text: string, unit: string): string {
     n: unit,
     t: "/run",
     S: "/var/lib",
+    d: credentialsDir(unit),
     "%": "%",
   };
   return text.replace(/%(.)/g, (_, c: string) => {
@@ -109,10 +117,16 @@ function commands(unit: string): { key: string; line: number; argv: string[] }[]
     }));
 }
 
-/** The `Environment=` assignments of a unit, specifiers expanded. */
-function environment(unit: string): Record<string, string> {
+/**
+ * The `Environment=` assignments of a unit, specifiers expanded, then those of
+ * its drop-ins (files of this directory), later ones winning as in systemd.
+ */
+function environment(unit: string, dropIns: readonly string[] = []): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const value of values(readUnit(unit), "Service", "Environment")) {
+  const settings = [unit, ...dropIns].flatMap((file) =>
+    values(readUnit(file), "Service", "Environment")
+  );
+  for (const value of settings) {
     for (const word of words(expandSpecifiers(value, unit))) {
       const eq = word.indexOf("=");
       env[word.slice(0, eq)] = word.slice(eq + 1);
@@ -132,10 +146,17 @@ function defaultFileSettings(): Map<string, string> {
   return settings;
 }
 
-Deno.test("deploy/systemd holds the server unit, its default file and example application units", () => {
+Deno.test("deploy/systemd holds the server unit, its default file, its Redis drop-in and example application units", () => {
   assert.ok(UNITS.includes(SERVER_UNIT), `deploy/systemd has no ${SERVER_UNIT}`);
   assert.ok(UNITS.includes("example-app.service"), "deploy/systemd has no example-app.service");
   assert.ok(Deno.statSync(new URL(DEFAULT_FILE, DIR)).isFile);
+  assert.ok(Deno.statSync(new URL(REDIS_DROP_IN, DIR)).isFile);
+  // The install command in its header puts it where the tests verify it.
+  const text = Deno.readTextFileSync(new URL(REDIS_DROP_IN, DIR));
+  assert.ok(
+    text.includes(`deploy/systemd/${REDIS_DROP_IN} /etc/systemd/system/${REDIS_DROP_IN_PATH}\n`),
+    `${REDIS_DROP_IN}: installed as /etc/systemd/system/${REDIS_DROP_IN_PATH}`,
+  );
 });
 
 Deno.test("startup-lock.service runs the server with the default file, restarts it, and is hardened", () => {
@@ -195,9 +216,24 @@ Deno.test("startup-lock.default lists every server variable, commented out, with
   for (const spec of SERVER_FLAGS.filter((s) => serverVariables.includes(envName(s.name)))) {
     assert.equal(settings.get(envName(spec.name)), spec.default ?? "", envName(spec.name));
   }
-  // Uncommented, the file changes nothing: the values shown are the defaults.
+  // Uncommented, the file changes nothing: the values shown are the defaults. Those of a
+  // Redis store's variables too, with a Redis store (without one the program refuses them).
   const env = Object.fromEntries(settings);
-  assert.deepEqual(serveCommand.parse([], (n) => env[n]), serveCommand.parse([], () => undefined));
+  const redisOnly = ["STARTUP_LOCK_NAME", "STARTUP_LOCK_STORE_PASSWORD_FILE"].map((n) => {
+    assert.ok(settings.has(n), `${DEFAULT_FILE}: no ${n}`);
+    return n;
+  });
+  const memory = Object.fromEntries([...settings].filter(([k]) => !redisOnly.includes(k)));
+  assert.deepEqual(
+    serveCommand.parse([], (n) => memory[n]),
+    serveCommand.parse([], () => undefined),
+  );
+  const store = "redis://redis.internal:6379";
+  const redis: Record<string, string> = { ...env, STARTUP_LOCK_STORE: store };
+  assert.deepEqual(
+    serveCommand.parse([], (n) => redis[n]),
+    serveCommand.parse(["--store", store], () => undefined),
+  );
 });
 
 Deno.test("the units' command lines use the program's commands, flags and variables", async (t) => {
@@ -257,7 +293,9 @@ async function verifyRoot(units: Record<string, string>): Promise<string> {
   }).output();
   assert.equal(copy.code, 0, new TextDecoder().decode(copy.stderr));
   for (const [name, text] of Object.entries(units)) {
-    await Deno.writeTextFile(`${root}/etc/systemd/system/${name}`, text);
+    const path = `${root}/etc/systemd/system/${name}`;
+    await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true });
+    await Deno.writeTextFile(path, text);
   }
   const programs = new Set(UNITS.flatMap((u) => commands(u).map((c) => c.argv[0]!)));
   for (const program of programs) {
@@ -284,6 +322,14 @@ function unitTexts(): Record<string, string> {
   return Object.fromEntries(UNITS.map((u) => [u, Deno.readTextFileSync(new URL(u, DIR))]));
 }
 
+/** The units, with the Redis drop-in where systemd reads it. */
+function unitTextsWithRedis(): Record<string, string> {
+  return {
+    ...unitTexts(),
+    [REDIS_DROP_IN_PATH]: Deno.readTextFileSync(new URL(REDIS_DROP_IN, DIR)),
+  };
+}
+
 Deno.test({
   name: "systemd-analyze verify accepts every unit without a warning",
   ignore: !SYSTEMD_ANALYZE,
@@ -303,6 +349,24 @@ Deno.test({
       assert.equal(output, "", `systemd-analyze verify warned:\n${output}`);
       assert.equal(code, 0);
 
+      await t.step(`${SERVER_UNIT} with ${REDIS_DROP_IN} as ${REDIS_DROP_IN_PATH}`, async () => {
+        const dropIn = `${root}/etc/systemd/system/${REDIS_DROP_IN_PATH}`;
+        const text = unitTextsWithRedis()[REDIS_DROP_IN_PATH]!;
+        await Deno.mkdir(`${root}/etc/systemd/system/${SERVER_UNIT}.d`);
+        await Deno.writeTextFile(dropIn, text);
+        try {
+          const { code, output } = await verify([SERVER_UNIT]);
+          assert.equal(output, "", `systemd-analyze verify warned:\n${output}`);
+          assert.equal(code, 0);
+          // It reads the drop-in: a specifier it does not know is a warning.
+          assert.ok(text.includes("%d/"), `${REDIS_DROP_IN}: no credential path %d/…`);
+          await Deno.writeTextFile(dropIn, text.replace("%d/", "%Z/"));
+          assert.match((await verify([SERVER_UNIT])).output, /Failed to resolve specifiers/);
+        } finally {
+          await Deno.remove(dropIn);
+        }
+      });
+
       await t.step("(it does warn about a unit with a mistake)", async () => {
         const name = "broken.service";
         const broken = unitTexts()[SERVER_UNIT]!.replace(
@@ -320,22 +384,28 @@ Deno.test({
 });
 
 Deno.test({
-  name: "systemd-analyze security rates startup-lock.service at most 2.0 (OK)",
+  name:
+    "systemd-analyze security rates startup-lock.service at most 2.0 (OK), with the Redis drop-in too",
   ignore: !SYSTEMD_ANALYZE,
-  fn: async () => {
-    const root = await verifyRoot(unitTexts());
-    try {
-      const { code, output } = await systemdAnalyze([
-        "security",
-        "--offline=yes",
-        `--root=${root}`,
-        // Exposure is 0.0 (best) to 10.0, given here in tenths.
-        "--threshold=20",
-        SERVER_UNIT,
-      ]);
-      assert.equal(code, 0, `exposure above 2.0:\n${output.split("\n").slice(-3).join("\n")}`);
-    } finally {
-      await Deno.remove(root, { recursive: true });
+  fn: async (t) => {
+    for (const [label, units] of [["alone", unitTexts()], [REDIS_DROP_IN, unitTextsWithRedis()]]) {
+      await t.step(String(label), async () => {
+        const root = await verifyRoot(units as Record<string, string>);
+        try {
+          const { code, output } = await systemdAnalyze([
+            "security",
+            "--offline=yes",
+            `--root=${root}`,
+            // Exposure is 0.0 (best) to 10.0, given here in tenths.
+            "--threshold=20",
+            SERVER_UNIT,
+          ]);
+          const last = output.split("\n").slice(-3).join("\n");
+          assert.equal(code, 0, `exposure above 2.0:\n${last}`);
+        } finally {
+          await Deno.remove(root, { recursive: true });
+        }
+      });
     }
   },
 });
@@ -379,4 +449,45 @@ Deno.test({
       await Deno.remove(root, { recursive: true });
     }
   },
+});
+
+Deno.test("startup-lock-redis.conf makes the server unit share its locks in Redis, with no state file and the password as a credential", async () => {
+  const dropIn = readUnit(REDIS_DROP_IN);
+  assert.deepEqual([...new Set(dropIn.map((s) => s.section))], ["Unit", "Service"]);
+  // The server's settings change, not its command.
+  assert.deepEqual(dropIn.filter((s) => EXEC_KEYS.includes(s.key)), [], "no Exec*= lines");
+  const env = environment(SERVER_UNIT, [REDIS_DROP_IN]);
+  for (const name of Object.keys(env).filter((n) => n.startsWith("STARTUP_LOCK_"))) {
+    assert.ok(ENV_VARIABLES.includes(name), `${REDIS_DROP_IN}: the program reads no ${name}`);
+  }
+  // What systemd makes of LoadCredential=ID:PATH: a copy of the file in %d, named ID.
+  const credentials = values(dropIn, "Service", "LoadCredential").map((v) => {
+    const colon = v.indexOf(":");
+    return { id: v.slice(0, colon), path: v.slice(colon + 1) };
+  });
+  assert.ok(credentials.length > 0, `${REDIS_DROP_IN}: no LoadCredential=`);
+  for (const { id, path } of credentials) {
+    assert.match(id, /^[A-Za-z0-9_.-]+$/, `${REDIS_DROP_IN}: credential id ${id}`);
+    assert.ok(path.startsWith("/etc/"), `${REDIS_DROP_IN}: credential ${id} from ${path}`);
+  }
+  const dir = await Deno.makeTempDir({ prefix: "startup-lock-credentials-" });
+  try {
+    for (const { id } of credentials) await Deno.writeTextFile(`${dir}/${id}`, `credential ${id}`);
+    const local = Object.fromEntries(
+      Object.entries(env).map(([k, v]) => [k, v.replace(credentialsDir(SERVER_UNIT), dir)]),
+    );
+    const [start] = commands(SERVER_UNIT).filter((c) => c.key === "ExecStart");
+    const parsed = parseCommandLine(start!.argv.slice(1), local);
+    assert.ok(parsed.command === "serve");
+    const { store, stateFile } = parsed.config;
+    assert.equal(store.kind, "redis", `${REDIS_DROP_IN}: a Redis STARTUP_LOCK_STORE`);
+    assert.equal(stateFile, undefined, "the unit's state file, emptied");
+    assert.ok(
+      store.kind === "redis" &&
+        credentials.some(({ id }) => store.target.password === `credential ${id}`),
+      `${REDIS_DROP_IN}: the Redis password is not read from a credential`,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -25,6 +25,7 @@ import { LOG_LEVELS, parseLogLevel } from "../log.ts";
 import { PRESSURE_DIR, pressureAvailable } from "../gates/load.ts";
 import { parseCheckTarget } from "../probes.ts";
 import { runServer } from "../server.ts";
+import { MEMORY_STORE, parseStore, redactUrl, type StoreSetting } from "../stores/redis_url.ts";
 import { VERSION } from "../version.ts";
 import { AUTH_TOKEN_FILE_FLAG, AUTH_TOKEN_FLAG, readAuthFlags } from "./_auth.ts";
 import { LOG_FORMAT_FLAG, parseLogFormat } from "./_log_format.ts";
@@ -118,6 +119,29 @@ export const SERVER_FLAGS: readonly FlagSpec[] = [
     description: "Keep the held locks in this file, so a restart (even kill -9) forgets no holder",
   },
   {
+    name: "store",
+    kind: "value",
+    valueName: "URL",
+    default: "memory",
+    description:
+      "Where the locks live: memory (this process), or redis://[USER:PASSWORD@]HOST:PORT[/DB] " +
+      "(rediss:// for TLS), shared by every replica with the same --name",
+  },
+  {
+    name: "name",
+    kind: "value",
+    valueName: "NAME",
+    default: defaults.DEFAULT_STORE_NAME,
+    description:
+      "The semaphore in a Redis --store: replicas with the same name share its --locks slots",
+  },
+  {
+    name: "storePasswordFile",
+    kind: "value",
+    valueName: "PATH",
+    description: "Read the Redis password from this file instead of the --store URL",
+  },
+  {
     name: "cooldown",
     kind: "value",
     valueName: "DURATION",
@@ -187,6 +211,8 @@ function parse(argv: readonly string[], env: Env): Parsed<ServeOptions> {
     maxWaitMs: read.value("maxWait", defaults.DEFAULT_MAX_WAIT_MS, parseDuration),
     maxWaiters: read.value("maxWaiters", defaults.DEFAULT_MAX_WAITERS, parseMaxWaiters),
     stateFile: read.value("stateFile", undefined, parseStatePath),
+    store: readStore(read),
+    storeName: read.value("name", defaults.DEFAULT_STORE_NAME, parseStoreName),
     cooldownMs: read.value("cooldown", undefined, parseDuration),
     maxLoad: read.value("maxLoad", undefined, parseMaxLoad),
     maxPressure: read.value("maxPressure", undefined, parsePercent),
@@ -200,6 +226,7 @@ function parse(argv: readonly string[], env: Env): Parsed<ServeOptions> {
         "enabled has it); use --maxLoad instead",
     );
   }
+  readStoreFlags(read, config);
   const auth = readAuthFlags(read);
   if (auth) config.auth = "tokenFile" in auth ? { tokenFile: auth.tokenFile } : auth;
   if (config.timeoutMs > config.maxDurationMs) {
@@ -228,6 +255,68 @@ export const serveCommand: Command<ServeOptions> = {
   parse,
   run,
 };
+
+/** The semaphore's name: a few safe characters, as it becomes part of Redis key names. */
+function parseStoreName(text: string): string {
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(text)) {
+    throw new RangeError("expected 1 to 64 letters, digits, dots, dashes or underscores");
+  }
+  return text;
+}
+
+/** `--store`, with any password in it left out of the error. */
+function readStore(read: Reader): StoreSetting {
+  const text = read.text("store");
+  if (text === undefined) return MEMORY_STORE;
+  try {
+    return parseStore(text);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new UsageError(`Invalid ${read.source("store")} "${redactUrl(text)}": ${reason}`);
+  }
+}
+
+/** Checks the Redis flags together and reads the password file. */
+function readStoreFlags(read: Reader, config: ServerConfig): void {
+  const store = config.store;
+  if (store.kind === "memory") {
+    for (const flag of ["name", "storePasswordFile"]) {
+      if (read.has(flag)) {
+        throw new UsageError(
+          `${read.source(flag)} applies to a Redis store only: add --store redis://HOST:PORT`,
+        );
+      }
+    }
+    return;
+  }
+  if (config.stateFile !== undefined) {
+    throw new UsageError(
+      `${read.source("stateFile")} keeps the locks of a memory store; with ` +
+        `--store ${store.target.display} they live in Redis, which keeps them across restarts`,
+    );
+  }
+  const file = read.value("storePasswordFile", undefined, (path) => path);
+  if (file === undefined) return;
+  if (store.target.password !== undefined) {
+    throw new UsageError(
+      `${read.source("storePasswordFile")} and a password in --store ` +
+        `${redactUrl(read.text("store") ?? "")}: give the password one way`,
+    );
+  }
+  let password: string;
+  try {
+    password = Deno.readTextFileSync(file).replace(/\r?\n$/, "");
+  } catch (error) {
+    throw new UsageError(
+      `Cannot read ${read.source("storePasswordFile")} "${file}": ` +
+        (error instanceof Error ? error.message : String(error)),
+    );
+  }
+  if (password === "") {
+    throw new UsageError(`${read.source("storePasswordFile")} "${file}" is empty`);
+  }
+  store.target.password = password;
+}
 
 function parseHost(text: string): string {
   const host = text.trim();

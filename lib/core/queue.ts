@@ -18,7 +18,7 @@
  */
 import { type Clock, realClock, type TimerId } from "../clock.ts";
 import type { EventBus, LeaveReason } from "./events.ts";
-import type { AcquireRequest, AcquireResult, Awaitable, Lease } from "./store.ts";
+import type { AcquireRequest, AcquireResult, Awaitable, Lease, SharedLine } from "./store.ts";
 import { StoreUnavailableError } from "./store.ts";
 
 /** How a wait ended. */
@@ -33,8 +33,13 @@ export type WaitResult =
 
 /** Options of {@linkcode WaitQueue}. */
 export interface WaitQueueOptions<R extends AcquireRequest = AcquireRequest> {
-  /** Takes a slot for a waiter; throws or rejects with a {@linkcode StoreUnavailableError}. */
-  take(request: R): Awaitable<AcquireResult>;
+  /**
+   * Takes a slot for a waiter, with its ticket in the shared line if there is
+   * one; throws or rejects with a {@linkcode StoreUnavailableError}.
+   */
+  take(request: R, ticket: string | undefined): Awaitable<AcquireResult>;
+  /** The line shared with other processes, where every ticket also stands. @default {none} */
+  line?: SharedLine | undefined;
   /**
    * Told of each new slot the moment it is handed to its waiting client, before
    * the client's promise settles and before the next slot is handed out.
@@ -84,11 +89,18 @@ interface Ticket<R> {
   /** While away: drops the ticket when the grace runs out. */
   graceTimer: TimerId | undefined;
   awayBecause: LeaveReason | undefined;
+  /** Its name in the shared line, if there is one. */
+  readonly key: string | undefined;
+  /** Its place in the shared line, once known: a client coming back gets it back. */
+  place: number | undefined;
+  /** Whether it stands in the shared line now (not while its client is away). */
+  inLine: boolean;
 }
 
 /** Clients waiting for a slot; see the module documentation. */
 export class WaitQueue<R extends AcquireRequest = AcquireRequest> {
-  readonly #options: Required<Omit<WaitQueueOptions<R>, "events" | "onGrant">>;
+  readonly #options: Required<Omit<WaitQueueOptions<R>, "events" | "onGrant" | "line">>;
+  readonly #line: SharedLine | undefined;
   readonly #onGrant: WaitQueueOptions<R>["onGrant"];
   readonly #events: EventBus | undefined;
   /** Tickets in arrival order (a `Map` keeps insertion order and deletes in O(1)). */
@@ -114,6 +126,7 @@ export class WaitQueue<R extends AcquireRequest = AcquireRequest> {
     };
     this.#events = options.events;
     this.#onGrant = options.onGrant;
+    this.#line = options.line;
   }
 
   /** How many clients wait now. */
@@ -160,18 +173,24 @@ export class WaitQueue<R extends AcquireRequest = AcquireRequest> {
         ticket.graceTimer = undefined;
         ticket.awayBecause = undefined;
         ticket.request = request;
+        if (!ticket.inLine) this.#join(ticket);
       } else {
+        const seq = ++this.#seq;
         ticket = {
-          seq: ++this.#seq,
+          seq,
           id: request.id,
           request,
           arrivedAt: clock.now(),
           waiter: undefined,
           graceTimer: undefined,
           awayBecause: undefined,
+          key: this.#line && `${this.#line.replica}/${seq}`,
+          place: undefined,
+          inLine: false,
         };
         this.#tickets.set(ticket.seq, ticket);
         if (request.id !== undefined) this.#byId.set(request.id, ticket);
+        this.#join(ticket);
       }
       const t = ticket;
       const isLast = t.seq === this.#seq;
@@ -236,7 +255,7 @@ export class WaitQueue<R extends AcquireRequest = AcquireRequest> {
         if (!head || this.#closed || !this.#options.isOpen()) return done();
         let result: Awaitable<AcquireResult>;
         try {
-          result = this.#options.take(head.request);
+          result = this.#options.take(head.request, head.key);
         } catch (error) {
           return failed(error);
         }
@@ -266,6 +285,8 @@ export class WaitQueue<R extends AcquireRequest = AcquireRequest> {
   #handOver(ticket: Ticket<R>, result: AcquireResult): boolean {
     this.#storeError = undefined;
     if (!result.granted) return false;
+    // A new grant took the ticket out of the shared line with it; an existing lease did not.
+    if (!result.existing) ticket.inLine = false;
     const waiter = ticket.waiter;
     if (!waiter || this.#tickets.get(ticket.seq) !== ticket || waiter.signal?.aborted) {
       // The client went away while the slot was being taken: the slot returns to the pool.
@@ -296,6 +317,8 @@ export class WaitQueue<R extends AcquireRequest = AcquireRequest> {
       return;
     }
     ticket.awayBecause = why;
+    // While away, it holds up nobody in the other processes either; it gets its place back.
+    this.#leaveLine(ticket);
     ticket.graceTimer = this.#options.clock.setTimeout(() => {
       ticket.graceTimer = undefined;
       this.#remove(ticket, why);
@@ -320,6 +343,7 @@ export class WaitQueue<R extends AcquireRequest = AcquireRequest> {
     }
     if (ticket.graceTimer !== undefined) this.#options.clock.clearTimeout(ticket.graceTimer);
     ticket.graceTimer = undefined;
+    this.#leaveLine(ticket);
     if (why && this.#events?.wants("left_queue")) {
       this.#events.emit({
         type: "left_queue",
@@ -328,6 +352,23 @@ export class WaitQueue<R extends AcquireRequest = AcquireRequest> {
         waitedMs: this.#options.clock.now() - ticket.arrivedAt,
       });
     }
+  }
+
+  /** Puts a ticket in the shared line (at its old place, if it had one). */
+  #join(ticket: Ticket<R>): void {
+    if (!this.#line || ticket.key === undefined) return;
+    ticket.inLine = true;
+    this.#line.join(ticket.key, ticket.id, ticket.place).then(
+      (place) => ticket.place = place,
+      // The store is down: the next take puts the ticket in line, at the end if it was not yet.
+      () => {},
+    );
+  }
+
+  #leaveLine(ticket: Ticket<R>): void {
+    if (!this.#line || ticket.key === undefined || !ticket.inLine) return;
+    ticket.inLine = false;
+    this.#line.leave(ticket.key);
   }
 
   #firstWaiting(): Ticket<R> | undefined {

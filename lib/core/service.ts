@@ -136,7 +136,9 @@ export class LockService {
     this.#clock = options.clock ?? realClock;
     this.#maxDurationMs = options.maxDurationMs;
     this.#queue = new WaitQueue<CappedRequest>({
-      take: (request) => this.#call("acquire", () => this.store.acquire(request)),
+      take: (request, ticket) =>
+        this.#call("acquire", () => this.store.acquire(ticket ? { ...request, ticket } : request)),
+      line: this.store.line,
       // Reported as the slot is handed over, before anything else runs: a pacing gate
       // closes before the queue hands out the next slot.
       onGrant: (request, lease, waitedMs) => this.#reportGrant(lease, request, waitedMs),
@@ -271,10 +273,15 @@ export class LockService {
     } catch {
       leases = undefined;
     }
+    let waiting = this.#queue.waitingIds();
+    if (this.store.line) {
+      // Every replica's waiting clients; this one's alone while the store cannot say.
+      waiting = await this.store.line.waiting().catch(() => waiting);
+    }
     return {
       capacity: this.store.capacity,
       leases,
-      waiting: this.#queue.waitingIds(),
+      waiting,
       returning: this.#queue.returningIds(),
       gates: this.#gates.list(),
       store: { up: this.#storeError === undefined, error: this.#storeError },
@@ -314,7 +321,7 @@ export class LockService {
       if (!result.existing) this.#reportGrant(result.lease, request, 0);
       return this.#granted(result.lease, result.existing, request);
     }
-    return this.#waitOrDeny(options, request, result.nextFreeInMs);
+    return this.#waitOrDeny(options, request, result.nextFreeInMs, result.waiting);
   }
 
   /** The answer to a granted request; reported already (`granted`) when it is new. */
@@ -340,8 +347,18 @@ export class LockService {
     options: AcquireOptions,
     request: CappedRequest,
     nextFree?: number,
+    waitingElsewhere?: number,
   ): Awaitable<Outcome> {
-    if (!options.waitMs || options.waitMs <= 0) return this.#refuseNow(options.id, nextFree);
+    if (!options.waitMs || options.waitMs <= 0) {
+      if (waitingElsewhere) {
+        return this.#deny(options.id, {
+          reason: "queued",
+          waiting: waitingElsewhere,
+          retryAfterMs: UNAVAILABLE_RETRY_MS,
+        });
+      }
+      return this.#refuseNow(options.id, nextFree);
+    }
     return this.#queue.wait(request, options.waitMs, options.signal).then((result) =>
       this.#afterWait(result, options, request)
     );

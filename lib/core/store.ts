@@ -27,12 +27,23 @@ export interface Lease {
 export interface AcquireRequest {
   durationMs: number;
   id?: string | undefined;
+  /**
+   * The waiter's place in a {@linkcode SharedLine}, when the store has one:
+   * the store grants only while fewer clients wait ahead than slots are free.
+   */
+  ticket?: string | undefined;
 }
 
 /** The answer to {@linkcode LockStore.acquire}. */
 export type AcquireResult =
   | { granted: true; lease: Lease; /** The id already held this lease. */ existing: boolean }
-  | { granted: false; /** When the first slot frees, at the latest. */ nextFreeInMs: number };
+  | {
+    granted: false;
+    /** When the first slot frees, at the latest. */
+    nextFreeInMs: number;
+    /** Set when slots are free but clients of other processes wait ahead in the shared line. */
+    waiting?: number;
+  };
 
 /** What a store says when slots free. */
 export interface SlotsFreed {
@@ -49,10 +60,29 @@ export interface SlotsFreed {
  */
 export type Awaitable<T> = T | Promise<T>;
 
+/**
+ * A waiting line shared by every process that uses the store (Redis), so a
+ * client waiting through one replica is served before a later one waiting
+ * through another. A store of one process has none: the queue alone decides.
+ * Tickets are named `REPLICA/N`.
+ */
+export interface SharedLine {
+  /** This process's name in the line. */
+  readonly replica: string;
+  /** Puts a ticket at the end of the line, or back at `place`; resolves to its place. */
+  join(ticket: string, id: string | undefined, place?: number): Promise<number>;
+  /** Takes a ticket out of line. Never fails: it retries until the store takes it. */
+  leave(ticket: string): void;
+  /** The ids of the clients waiting in every process, in order (`undefined` when anonymous). */
+  waiting(): Promise<(string | undefined)[]>;
+}
+
 /** The lock state, behind an interface any store implements. */
 export interface LockStore {
   /** How many slots there are. */
   readonly capacity: number;
+  /** The line shared with other processes, if the store has one. */
+  readonly line?: SharedLine;
   /** Takes a free slot, or returns the lease `id` already holds. */
   acquire(request: AcquireRequest): Awaitable<AcquireResult>;
   /** Frees the slot now; `undefined` when the token is unknown or expired. */

@@ -1,0 +1,106 @@
+/**
+ * `--store`: where the locks live. `memory` (this process), or a Redis URL,
+ * `redis://[user:password@]host:port[/db]` (`rediss://` for TLS). The
+ * password never leaves this module except to the Redis client: the display
+ * form, used in logs, `/status` and errors, has none.
+ *
+ * @module
+ */
+
+import type { LockStore } from "../core/store.ts";
+
+/** A Redis server to keep the locks in. */
+export interface RedisTarget {
+  /** The URL for the client, without user or password (they are passed apart). */
+  url: string;
+  /** `redis://host:port/db`, for people: no credentials. */
+  display: string;
+  username: string | undefined;
+  password: string | undefined;
+  tls: boolean;
+}
+
+/** Options of the Redis store (`redis.ts`). */
+export interface RedisLockStoreOptions {
+  /** The semaphore's name; several pools share one Redis under different names. @default {"default"} */
+  name?: string;
+  /** This process's name in the line. @default {a random one} */
+  replica?: string;
+  /** How long an operation may take before it fails. @default {REDIS_TIMEOUT_MS} */
+  timeoutMs?: number;
+  /** Called when Redis says the semaphore has another capacity than ours: this replica must stop. */
+  onConflict?: (stored: number) => void;
+  /** Called when the connection goes down or comes back. */
+  onConnection?: (up: boolean, error: string | undefined) => void;
+}
+
+/** What the Redis store adds to a lock store. */
+export interface SharedStore extends LockStore {
+  /** Where the store is, without a password. */
+  readonly where: string;
+  /** Connects; resolves once Redis answered and the capacity is checked, or after `waitMs`. */
+  connect(waitMs: number): Promise<void>;
+}
+
+/**
+ * The shape of `redis.ts`, which the server loads only for a Redis store
+ * (its import of the Redis client would otherwise load with every server).
+ */
+export interface RedisStoreModule {
+  RedisLockStore: new (
+    capacity: number,
+    target: RedisTarget,
+    options?: RedisLockStoreOptions,
+  ) => SharedStore;
+}
+
+/** The store setting. */
+export type StoreSetting = { kind: "memory" } | { kind: "redis"; target: RedisTarget };
+
+/** The default store. */
+export const MEMORY_STORE: StoreSetting = { kind: "memory" };
+
+const EXPECTED = "expected memory, or redis://[USER:PASSWORD@]HOST:PORT[/DB] (rediss:// for TLS)";
+
+/** Parses `--store`; a RangeError says what is wrong, never with the password in it. */
+export function parseStore(text: string): StoreSetting {
+  const value = text.trim();
+  if (value === "memory") return MEMORY_STORE;
+  if (!/^rediss?:\/\//i.test(value)) throw new RangeError(EXPECTED);
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new RangeError(`not a valid URL; ${EXPECTED}`);
+  }
+  if (!url.hostname) throw new RangeError(`no host; ${EXPECTED}`);
+  if (url.search || url.hash) throw new RangeError(`no ?query or #fragment allowed; ${EXPECTED}`);
+  const db = url.pathname.replace(/^\//, "");
+  if (db !== "" && !/^\d{1,5}$/.test(db)) {
+    throw new RangeError(`the database must be a number such as /0; ${EXPECTED}`);
+  }
+  const tls = url.protocol.toLowerCase() === "rediss:";
+  const port = url.port || "6379";
+  const host = url.hostname;
+  const base = `${tls ? "rediss" : "redis"}://${host}:${port}${db === "" ? "" : `/${db}`}`;
+  return {
+    kind: "redis",
+    target: {
+      url: base,
+      display: base,
+      username: url.username ? decodeURIComponent(url.username) : undefined,
+      password: url.password ? decodeURIComponent(url.password) : undefined,
+      tls,
+    },
+  };
+}
+
+/** Replaces a password in `text` (a URL typed by the user) with `***`, for error messages. */
+export function redactUrl(text: string): string {
+  // Greedy up to the last "@", as URL parsers read it.
+  return text.replace(
+    /^(rediss?:\/\/)(.*)@/i,
+    (_, scheme: string, credentials: string) =>
+      `${scheme}${credentials.includes(":") ? credentials.split(":")[0] + ":" : ""}***@`,
+  );
+}
