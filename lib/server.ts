@@ -294,7 +294,7 @@ async function openRedisStore(
     onConnection: (up, error) =>
       up
         ? log.info(`Connected to ${target.display} again`)
-        : log.warn(`Lost ${target.display} (${error}): no grants until it is back`),
+        : log.warn(`Cannot reach ${target.display} (${error}): no grants until it answers`),
   });
   const ready = store.connect(STORE_CONNECT_WAIT_MS);
   return { store, ready };
