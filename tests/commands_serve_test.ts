@@ -303,7 +303,6 @@ Deno.test("serveCommand.parse() reads --store: memory, or a Redis URL with its p
     kind: "redis",
     target: {
       url,
-      display: url,
       username: more.username,
       password: more.password,
       tls: more.tls ?? false,
@@ -347,7 +346,7 @@ Deno.test("serveCommand.parse() reads --name and the Redis password file beside 
       assert.ok(config.store.kind === "redis");
       assert.equal(config.store.target.password, password);
       assert.equal(config.store.target.username, "u");
-      assert.equal(config.store.target.display, "redis://h:1", "no password on display");
+      assert.equal(config.store.target.url, "redis://h:1", "no password on display");
     }
   });
   await t.step(
@@ -362,7 +361,6 @@ Deno.test("serveCommand.parse() reads --name and the Redis password file beside 
         kind: "redis",
         target: {
           url: "rediss://h:6380/3",
-          display: "rediss://h:6380/3",
           username: undefined,
           password: "fromFile",
           tls: true,
@@ -813,6 +811,13 @@ const INVALID: Invalid[] = [
     names: "--store",
     value: "redis://h:1/abc",
     says: `the database must be a number such as /0; ${STORE_FORM}`,
+  },
+  {
+    what: "a store URL with port 0",
+    argv: ["--store", "redis://h:0"],
+    names: "--store",
+    value: "redis://h:0",
+    says: `port 0 is not a port to connect to; ${STORE_FORM}`,
   },
   {
     what: "a store URL with a query",

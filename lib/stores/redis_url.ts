@@ -1,8 +1,8 @@
 /**
  * `--store`: where the locks live. `memory` (this process), or a Redis URL,
  * `redis://[user:password@]host:port[/db]` (`rediss://` for TLS). The
- * password never leaves this module except to the Redis client: the display
- * form, used in logs, `/status` and errors, has none.
+ * password never leaves this module except to the Redis client: the URL
+ * kept, used for the connection and in logs, `/status` and errors, has none.
  *
  * @module
  */
@@ -11,10 +11,11 @@ import type { LockStore } from "../core/store.ts";
 
 /** A Redis server to keep the locks in. */
 export interface RedisTarget {
-  /** The URL for the client, without user or password (they are passed apart). */
+  /**
+   * `redis://host:port/db`, without user or password (they are passed apart):
+   * what the client connects to, and what logs, `/status` and errors show.
+   */
   url: string;
-  /** `redis://host:port/db`, for people: no credentials. */
-  display: string;
   username: string | undefined;
   password: string | undefined;
   tls: boolean;
@@ -36,8 +37,6 @@ export interface RedisLockStoreOptions {
 
 /** What the Redis store adds to a lock store. */
 export interface SharedStore extends LockStore {
-  /** Where the store is, without a password. */
-  readonly where: string;
   /** Connects; resolves once Redis answered and the capacity is checked, or after `waitMs`. */
   connect(waitMs: number): Promise<void>;
 }
@@ -79,6 +78,7 @@ export function parseStore(text: string): StoreSetting {
   if (db !== "" && !/^\d{1,5}$/.test(db)) {
     throw new RangeError(`the database must be a number such as /0; ${EXPECTED}`);
   }
+  if (url.port === "0") throw new RangeError(`port 0 is not a port to connect to; ${EXPECTED}`);
   const tls = url.protocol.toLowerCase() === "rediss:";
   const port = url.port || "6379";
   const host = url.hostname;
@@ -87,7 +87,6 @@ export function parseStore(text: string): StoreSetting {
     kind: "redis",
     target: {
       url: base,
-      display: base,
       username: url.username ? decodeURIComponent(url.username) : undefined,
       password: url.password ? decodeURIComponent(url.password) : undefined,
       tls,
