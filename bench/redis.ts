@@ -111,13 +111,16 @@ export async function runRedis(options: RedisBenchOptions): Promise<Figure[]> {
     },
   );
 
-  const memory = await launchLockServer(options.program, ACQUIRE_FLAGS);
-  options.track(memory);
-  const shared = await launchLockServer(options.program, [
-    ...ACQUIRE_FLAGS,
-    ...["--store", redis.url, "--name", "bench-acquire"],
-  ]);
-  options.track(shared);
+  const launch = async (flags: readonly string[], name?: string) => {
+    const server = await launchLockServer(
+      options.program,
+      name === undefined ? flags : [...flags, "--store", redis.url, "--name", name],
+    );
+    options.track(server);
+    return server;
+  };
+  const memory = await launch(ACQUIRE_FLAGS);
+  const shared = await launch(ACQUIRE_FLAGS, "bench-acquire");
   try {
     const memoryLatency = await acquireLatency(memory.url, warmup, samples, "m");
     const before = await redisCalls(redis);
@@ -169,16 +172,9 @@ export async function runRedis(options: RedisBenchOptions): Promise<Figure[]> {
     await Promise.all([memory.stop(), shared.stop()]);
   }
 
-  const a = await launchLockServer(options.program, [
-    ...HANDOFF_FLAGS,
-    ...["--store", redis.url, "--name", "bench-handoff"],
-  ]);
-  options.track(a);
-  const b = await launchLockServer(options.program, [
-    ...HANDOFF_FLAGS,
-    ...["--store", redis.url, "--name", "bench-handoff"],
-  ]);
-  options.track(b);
+  // Two replicas of one semaphore.
+  const a = await launch(HANDOFF_FLAGS, "bench-handoff");
+  const b = await launch(HANDOFF_FLAGS, "bench-handoff");
   try {
     const handoff = await crossHandoffs([a.url, b.url], warmup, samples);
     line("handoff, release on A → waiter on B", handoff);

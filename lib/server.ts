@@ -176,7 +176,7 @@ export function startServer(
     `Listening on http://${formatHost(addr.hostname)}:${addr.port}/ with ${config.locks} ` +
       `lock${config.locks === 1 ? "" : "s"}, default duration ${formatDuration(config.timeoutMs)}` +
       (config.store.kind === "redis"
-        ? `, shared in ${config.store.target.display} as "${config.storeName}"`
+        ? `, shared in ${config.store.target.url} as "${config.storeName}"`
         : "") +
       (config.checks.length ? `, checking ${config.checks.map((c) => c.url).join(", ")}` : "") +
       (config.auth ? ", bearer token required" : ""),
@@ -288,13 +288,13 @@ async function openRedisStore(
     onConflict: (stored) =>
       onConflict(
         `--locks ${config.locks} differs from the ${stored} slot${stored === 1 ? "" : "s"} ` +
-          `that ${target.display} holds for --name ${config.storeName}: every replica of a ` +
+          `that ${target.url} holds for --name ${config.storeName}: every replica of a ` +
           "semaphore must have the same --locks (or use another --name)",
       ),
     onConnection: (up, error) =>
       up
-        ? log.info(`Connected to ${target.display} again`)
-        : log.warn(`Cannot reach ${target.display} (${error}): no grants until it answers`),
+        ? log.info(`Connected to ${target.url} again`)
+        : log.warn(`Cannot reach ${target.url} (${error}): no grants until it answers`),
   });
   const ready = store.connect(STORE_CONNECT_WAIT_MS);
   return { store, ready };

@@ -759,7 +759,7 @@ function serviceOfHost(
 function redisOf(shared: SharedServer, manifests: readonly Manifest[]): RedisInstance[] {
   const { server, target } = shared;
   const url = new URL(target.url);
-  const where = `${server.where}: --store ${target.display}`;
+  const where = `${server.where}: --store ${target.url}`;
   const service = serviceOfHost(url.hostname, server.pod.namespace, manifests);
   assert.ok(service, `${where}: no Service ${url.hostname} in the manifests`);
   const name = service.metadata?.name;

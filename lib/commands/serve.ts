@@ -292,7 +292,7 @@ function readStoreFlags(read: Reader, config: ServerConfig): void {
   if (config.stateFile !== undefined) {
     throw new UsageError(
       `${read.source("stateFile")} keeps the locks of a memory store; with ` +
-        `--store ${store.target.display} they live in Redis, which keeps them across restarts`,
+        `--store ${store.target.url} they live in Redis, which keeps them across restarts`,
     );
   }
   const file = read.value("storePasswordFile", undefined, (path) => path);

@@ -54,7 +54,6 @@ type Raw = unknown;
 type RawLease = [string, string | null, number, number];
 
 interface Script {
-  readonly name: string;
   readonly source: string;
   sha: string | undefined;
 }
@@ -101,7 +100,7 @@ export class RedisLockStore implements LockStore, SharedStore {
     this.#replica = options.replica ?? `${Deno.pid}-${newToken().slice(0, 8)}`.replaceAll("/", "_");
     this.#timeoutMs = options.timeoutMs ?? REDIS_TIMEOUT_MS;
     for (const [key, source] of Object.entries(scripts.SCRIPTS)) {
-      this.#scripts.set(key, { name: key, source, sha: undefined });
+      this.#scripts.set(key, { source, sha: undefined });
     }
     this.#client = createClient({
       url: target.url,
@@ -129,11 +128,6 @@ export class RedisLockStore implements LockStore, SharedStore {
       leave: (ticket) => this.#leave(ticket),
       waiting: () => this.#waiting(),
     };
-  }
-
-  /** Where the store is, without a password, for logs and `/status`. */
-  get where(): string {
-    return this.#target.display;
   }
 
   /**
@@ -417,7 +411,7 @@ export class RedisLockStore implements LockStore, SharedStore {
       return Promise.reject(
         new StoreUnavailableError(
           operation,
-          `not connected to ${this.#target.display}` +
+          `not connected to ${this.#target.url}` +
             (this.#lastError ? ` (${this.#lastError})` : ""),
         ),
       );
@@ -434,7 +428,7 @@ export class RedisLockStore implements LockStore, SharedStore {
           reject(
             new StoreUnavailableError(
               operation,
-              `${this.#target.display} did not answer within ${this.#timeoutMs} ms`,
+              `${this.#target.url} did not answer within ${this.#timeoutMs} ms`,
             ),
           ),
         this.#timeoutMs,
