@@ -221,11 +221,11 @@ export async function runServer(config: ServerConfig): Promise<number> {
       return EXIT.USAGE;
     }
   }
-  let conflict: ((message: string) => void) | undefined;
-  const conflicted = new Promise<string>((resolve) => conflict = resolve);
+  // Another --locks in Redis for the same --name: at start, or found on a reconnect.
+  const { promise: conflicted, resolve: conflict } = Promise.withResolvers<string>();
   let store: LockStore | undefined;
   if (config.store.kind === "redis") {
-    const shared = await openRedisStore(config, config.store.target, log, (m) => conflict!(m));
+    const shared = await openRedisStore(config, config.store.target, log, conflict);
     const refused = await Promise.race([conflicted, shared.ready.then(() => undefined)]);
     if (refused !== undefined) {
       log.error(refused);
