@@ -22,7 +22,7 @@
 # docker buildx build --platform linux/amd64,linux/arm64 \
 #   -t registry.example.com/startup-lock:0.1.0 --push .
 #
-# Docker cannot run on our build machines, so tests/image_test.ts checks this file: that the
+# Docker cannot run on our build machines, so tests/deploy/image_test.ts checks this file: that the
 # library list covers what `ldd` reports, and that the program runs, as uid 65532 under chroot, in
 # a folder holding exactly what the final stage below copies.
 

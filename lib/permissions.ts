@@ -4,7 +4,7 @@
  * `--permission-set=startup-lock`: the `start` task, `deno task compile`
  * (which bakes them into the executable) and the tests' `deno run` all pass
  * that flag. This module says what the set must hold, computed from the flag
- * specs, and `tests/permissions_test.ts` checks that `deno.json` agrees.
+ * specs, and `tests/unit/permissions_test.ts` checks that `deno.json` agrees.
  *
  * @module
  */

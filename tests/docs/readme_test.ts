@@ -1,0 +1,444 @@
+/**
+ * Facts of the README checked against the code: snippets still copied from
+ * their files or read by a test, links that lead somewhere, the Operations
+ * section's tables of metrics (against a real scrape), alerts and log events,
+ * and its Kubernetes snippets for the bearer token (against the manifests and
+ * the API schemas).
+ */
+import assert from "node:assert/strict";
+import { DaemonSet, Deployment } from "npm:kubernetes-models@5.1.0/apps/v1";
+import { Secret } from "npm:kubernetes-models@5.1.0/v1";
+import { parse, parseAllDocuments } from "npm:yaml@2.9.1";
+import {
+  EVENT_TYPES,
+  EventBus,
+  type LockEvent,
+  type LockEventType,
+} from "../../lib/core/events.ts";
+import { LockService } from "../../lib/core/service.ts";
+import { checkAuthToken } from "../../lib/http/auth.ts";
+import { Metrics } from "../../lib/observers/metrics.ts";
+import { eventFields } from "../../lib/observers/text_log.ts";
+import { ENV_VARIABLES } from "../../lib/permissions.ts";
+import { MemoryLockStore } from "../../lib/stores/memory.ts";
+import { tokenPrefix } from "../../lib/token.ts";
+import { familyOf, metricFamilies, type MetricFamily, unknownMetrics } from "../_exposition.ts";
+import { startProgram } from "../_program.ts";
+import {
+  codeSpans,
+  readmeBlock,
+  readmeBlocks,
+  readmeHeadings,
+  readmeSection,
+  tableRows,
+} from "../_readme.ts";
+import { which } from "../_which.ts";
+
+const ROOT = new URL("../../", import.meta.url);
+
+/** Every `*_test.ts` below `dir`, in its folders by layer. */
+function testFiles(dir: URL): URL[] {
+  return [...Deno.readDirSync(dir)].flatMap((e) => {
+    if (e.isDirectory) return testFiles(new URL(`${e.name}/`, dir));
+    return e.name.endsWith("_test.ts") ? [new URL(e.name, dir)] : [];
+  });
+}
+
+/** A file's text with shell-style comment markers removed, so commands kept as comments count. */
+function uncommented(text: string): string {
+  return text.split("\n").map((l) => l.replace(/^\s*#\s?/, "")).join("\n");
+}
+
+Deno.test("README blocks marked 'from' are still copies of their files", () => {
+  const from = readmeBlocks().filter((b) => b.mark?.kind === "from");
+  for (const block of from) {
+    const path = block.mark!.value;
+    const text = Deno.readTextFileSync(new URL(path, ROOT));
+    assert.ok(
+      text.includes(block.code) || uncommented(text).includes(block.code),
+      `README.md line ${block.line}: the block is not a copy of ${path}`,
+    );
+  }
+});
+
+Deno.test("README blocks marked 'block' are each read by a test", () => {
+  const tests = testFiles(new URL("tests/", ROOT))
+    .map((url) => Deno.readTextFileSync(url))
+    .join("\n");
+  for (const block of readmeBlocks().filter((b) => b.mark?.kind === "block")) {
+    assert.ok(
+      tests.includes(`readmeBlock("${block.mark!.value}")`),
+      `README.md line ${block.line}: no test reads block "${block.mark!.value}"`,
+    );
+  }
+});
+
+Deno.test("every snippet of the Deploy section is checked by a test or copied from a checked file", () => {
+  const text = Deno.readTextFileSync(new URL("README.md", ROOT));
+  const start = text.indexOf("\n## Deploy");
+  if (start === -1) return;
+  const deployLines = text.slice(0, start).split("\n").length;
+  const next = text.indexOf("\n## ", start + 1);
+  const endLine = next === -1 ? Infinity : text.slice(0, next).split("\n").length;
+  for (const block of readmeBlocks()) {
+    if (block.line < deployLines || block.line > endLine) continue;
+    assert.ok(block.mark, `README.md line ${block.line}: an unmarked snippet in Deploy`);
+  }
+});
+
+/** The README's whole text. */
+const README_TEXT = Deno.readTextFileSync(new URL("README.md", ROOT));
+
+/** The anchor GitHub gives a heading: lower case, punctuation dropped, spaces as hyphens. */
+function slug(heading: string): string {
+  return heading.trim().toLowerCase().replace(/[^\p{L}\p{M}\p{N}\p{Pc} -]/gu, "").replace(
+    / /g,
+    "-",
+  );
+}
+
+Deno.test("README links to its own headings and files that exist", () => {
+  const anchors = new Set<string>();
+  for (const { text } of readmeHeadings()) {
+    const base = slug(text);
+    let anchor = base;
+    for (let n = 1; anchors.has(anchor); n++) anchor = `${base}-${n}`;
+    anchors.add(anchor);
+  }
+  // Links outside code: drop fenced blocks and code spans first.
+  const prose = README_TEXT.replace(/^(`{3,})[^\n]*\n[\s\S]*?^\1\s*$/gm, "").replace(
+    /`[^`\n]*`/g,
+    "",
+  );
+  const targets = [...prose.matchAll(/\]\(([^)\s]+)\)/g)].map((m) => m[1]!);
+  assert.ok(targets.length > 20, `only ${targets.length} links found: is the pattern right?`);
+  for (const target of targets) {
+    if (/^[a-z]+:/.test(target)) continue; // https://…
+    if (target.startsWith("#")) {
+      assert.ok(anchors.has(target.slice(1)), `README.md links to ${target}: no such heading`);
+      continue;
+    }
+    const path = target.split("#")[0]!;
+    try {
+      Deno.statSync(new URL(path, ROOT));
+    } catch {
+      assert.fail(`README.md links to ${target}: no such file`);
+    }
+  }
+});
+
+/** The metrics of the real program, scraped with a passing `--check` so every label shows. */
+async function scrapeProgram(): Promise<string> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepting = (async () => {
+    for await (const connection of listener) connection.close();
+  })().catch(() => {});
+  try {
+    const port = (listener.addr as Deno.NetAddr).port;
+    await using server = await startProgram(["--check", `tcp://127.0.0.1:${port}`]);
+    await server.waitForLog(/All dependencies are up/);
+    const response = await fetch(`${server.url}/metrics`);
+    assert.equal(response.status, 200);
+    return await response.text();
+  } finally {
+    listener.close();
+    await accepting;
+  }
+}
+
+/** What `Metrics` renders with every process figure known, as where `/proc/self/fd` can be read. */
+async function renderAllMetrics(): Promise<string> {
+  const store = new MemoryLockStore(1);
+  const service = new LockService({ store, maxDurationMs: 60_000 });
+  const metrics = new Metrics(new EventBus(), {
+    status: () => service.status(),
+    process: () => ({ startTimeSeconds: 1, residentMemoryBytes: 1, openFds: 1 }),
+  });
+  try {
+    return await metrics.render();
+  } finally {
+    metrics.close();
+    service.close();
+    store.close();
+  }
+}
+
+/** The README's metrics table: metric → type and labels. */
+function metricsTable(): Map<string, MetricFamily> {
+  const rows = tableRows(readmeSection("### Metrics"), "metric");
+  const table = new Map<string, MetricFamily>();
+  for (const [metric = "", type = "", labels = ""] of rows) {
+    const [name] = codeSpans(metric);
+    assert.ok(name, `a row of the metrics table names no metric: ${metric}`);
+    assert.ok(!table.has(name), `${name} is listed twice in the metrics table`);
+    table.set(name, { type, labels: new Set(codeSpans(labels)) });
+  }
+  return table;
+}
+
+Deno.test("README's metrics table lists every metric the server exports, and only those", async (t) => {
+  const scraped = metricFamilies(await scrapeProgram());
+  // Metrics the program leaves out where it cannot measure them (process_open_fds).
+  const possible = new Map([...metricFamilies(await renderAllMetrics()), ...scraped]);
+  const table = metricsTable();
+
+  await t.step("every metric of a real scrape is in the table, with its type and labels", () => {
+    for (const [name, family] of scraped) {
+      const row = table.get(name);
+      assert.ok(row, `${name} is exported but missing from the README's metrics table`);
+      assert.equal(row.type, family.type, `${name}: the README says ${row.type}`);
+      assert.deepEqual([...row.labels].sort(), [...family.labels].sort(), `${name}: labels`);
+    }
+  });
+  await t.step("every metric of the table exists", () => {
+    for (const [name, row] of table) {
+      const family = possible.get(name);
+      assert.ok(family, `the README's metrics table lists ${name}, which the server never exports`);
+      assert.equal(row.type, family.type, `${name}: the README says ${row.type}`);
+    }
+  });
+  await t.step("every metric the README names anywhere exists", () => {
+    for (const [name] of README_TEXT.matchAll(/\b(?:startup_lock|process)_[a-z0-9_]+\b/g)) {
+      assert.ok(familyOf(name, possible), `README.md names ${name}, which is not a metric`);
+    }
+  });
+  await t.step("the README's queries use only metrics and labels that exist", () => {
+    assert.deepEqual(unknownMetrics(readmeBlock("promql"), possible), []);
+  });
+});
+
+/** The README's queries, one per comment: each comment line starts the next one. */
+function readmeQueries(): string[] {
+  const queries: string[] = [];
+  for (const line of readmeBlock("promql").split("\n")) {
+    if (line.startsWith("#")) queries.push("");
+    else if (queries.length) queries[queries.length - 1] += ` ${line.trim()}`;
+  }
+  return queries.map((q) => q.trim());
+}
+
+const PROMTOOL = which("promtool");
+
+Deno.test({
+  name: "README's PromQL queries parse (promtool check rules)",
+  ignore: !PROMTOOL && !Deno.env.get("CI"),
+  fn: async () => {
+    const queries = readmeQueries();
+    assert.equal(queries.length, 6);
+    const rules = queries.map((expr, i) =>
+      `      - record: readme:query_${i}\n        expr: ${expr}`
+    );
+    const file = await Deno.makeTempFile({ suffix: ".yaml" });
+    try {
+      await Deno.writeTextFile(
+        file,
+        `groups:\n  - name: readme\n    rules:\n${rules.join("\n")}\n`,
+      );
+      const out = await new Deno.Command(PROMTOOL!, { args: ["check", "rules", file] }).output();
+      const decode = (b: Uint8Array) => new TextDecoder().decode(b);
+      assert.equal(out.code, 0, decode(out.stdout) + decode(out.stderr));
+    } finally {
+      await Deno.remove(file);
+    }
+  },
+});
+
+/** One event of every type, with every field the type has. */
+const SAMPLE_EVENTS: { [T in LockEventType]: Extract<LockEvent, { type: T }> } = {
+  granted: {
+    type: "granted",
+    id: "web-1",
+    token: "abcdef",
+    durationMs: 60_000,
+    requestedMs: 7_200_000,
+    waitedMs: 1_500,
+  },
+  released: { type: "released", id: "web-1", token: "abcdef", heldMs: 42_000 },
+  expired: { type: "expired", id: "web-1", token: "abcdef", heldMs: 60_000 },
+  renewed: {
+    type: "renewed",
+    id: "web-1",
+    token: "abcdef",
+    durationMs: 120_000,
+    requestedMs: undefined,
+  },
+  denied: { type: "denied", id: "web-2", reason: "busy", retryAfterMs: 1_000 },
+  queued: { type: "queued", id: "web-3", position: 1, waiting: 1 },
+  left_queue: { type: "left_queue", id: "web-3", why: "timeout", waitedMs: 30_000 },
+  handed_back: { type: "handed_back", id: "web-1", token: "abcdef" },
+  dependency: {
+    type: "dependency",
+    endpoint: "tcp://db:5432",
+    up: false,
+    was: true,
+    error: "Connection refused",
+    previousError: undefined,
+    durationMs: 0.5,
+  },
+  gate: { type: "gate", gate: "load", open: false, reason: "load" },
+  store: { type: "store", up: true, error: undefined },
+};
+
+/** Events that the log writer adds, beside the core's: its fields besides `event`. */
+const WRITER_EVENTS: Record<string, string[]> = { log_dropped: ["count"] };
+
+Deno.test("README's log tables list every event with its fields", async (t) => {
+  const logs = readmeSection("### Logs");
+  const rows = tableRows(logs, "`event`");
+  const table = new Map(rows.map(([event = "", , , fields = ""]) => {
+    const [name] = codeSpans(event);
+    assert.ok(name, `a row of the log table names no event: ${event}`);
+    return [name, codeSpans(fields)];
+  }));
+
+  await t.step("every event type of the core has a row with its fields", () => {
+    for (const type of EVENT_TYPES) {
+      const fields = table.get(type);
+      assert.ok(fields, `event ${type} is missing from the README's log table`);
+      // `event` is the type; `type` is left undefined, so a line never carries it.
+      const expected = Object.keys(eventFields(SAMPLE_EVENTS[type]))
+        .filter((f) => f !== "event" && f !== "type");
+      assert.deepEqual([...fields].sort(), expected.sort(), `the fields of ${type}`);
+    }
+  });
+  await t.step("the log writer's events have rows too, and no other event does", () => {
+    for (const [event, fields] of Object.entries(WRITER_EVENTS)) {
+      assert.deepEqual(table.get(event), fields, `the fields of ${event}`);
+    }
+    const known = new Set<string>([...EVENT_TYPES, ...Object.keys(WRITER_EVENTS)]);
+    for (const event of table.keys()) assert.ok(known.has(event), `${event} is not an event`);
+  });
+  await t.step("the field table explains every field, and only those", () => {
+    const explained = tableRows(logs, "field").flatMap(([field = ""]) => codeSpans(field));
+    const used = new Set([...table.values()].flat());
+    assert.deepEqual([...new Set(explained)].sort(), [...used].sort());
+  });
+  await t.step("it gives the length of the token prefix that events carry", () => {
+    const n = tokenPrefix("x".repeat(22)).length;
+    assert.match(logs, new RegExp(`the first ${n} characters of (its|the lock's) token`));
+  });
+});
+
+type Json = Record<string, unknown>;
+
+/** Parses a YAML snippet of the README, which may be indented as in its file. */
+function yamlSnippet(code: string): Json {
+  const indent = Math.min(
+    ...code.split("\n").filter((l) => l.trim() && !l.trim().startsWith("#")).map((l) =>
+      l.length - l.trimStart().length
+    ),
+  );
+  return parse(code.split("\n").map((l) => l.slice(indent)).join("\n")) as Json;
+}
+
+/** A strategic merge patch, as `kubectl patch` applies it: lists of objects merge by name. */
+function strategicMerge(base: unknown, patch: unknown): unknown {
+  const key = (item: unknown) => {
+    const o = item as Json | null;
+    return o && typeof o === "object" ? (o.name ?? o.mountPath) : undefined;
+  };
+  if (Array.isArray(base) && Array.isArray(patch)) {
+    const merged = [...base];
+    for (const item of patch) {
+      const i = key(item) === undefined ? -1 : merged.findIndex((b) => key(b) === key(item));
+      if (i === -1) merged.push(item);
+      else merged[i] = strategicMerge(merged[i], item);
+    }
+    return merged;
+  }
+  const isObject = (v: unknown): v is Json => !!v && typeof v === "object" && !Array.isArray(v);
+  if (isObject(base) && isObject(patch)) {
+    const merged: Json = { ...base };
+    for (const [k, v] of Object.entries(patch)) merged[k] = strategicMerge(base[k], v);
+    return merged;
+  }
+  return patch;
+}
+
+/** The first document of `file` under deploy/kubernetes/ of the given kind. */
+function manifest(file: string, kind: string): Json {
+  const text = Deno.readTextFileSync(new URL(`deploy/kubernetes/${file}`, ROOT));
+  const doc = parseAllDocuments(text).map((d) => d.toJS() as Json).find((d) => d.kind === kind);
+  assert.ok(doc, `${file} has no ${kind}`);
+  return doc;
+}
+
+type Container = {
+  name: string;
+  env?: { name: string; value?: string; valueFrom?: { secretKeyRef?: Json } }[];
+  volumeMounts?: { name: string; mountPath: string; readOnly?: boolean }[];
+};
+type PodSpec = {
+  containers: Container[];
+  initContainers?: Container[];
+  volumes?: { name: string; secret?: { secretName: string } }[];
+};
+const podSpec = (workload: Json) =>
+  (workload as { spec: { template: { spec: PodSpec } } }).spec.template.spec;
+
+Deno.test("README's Kubernetes auth snippets give the server and the clients one token from Secrets", async (t) => {
+  const secrets = parseAllDocuments(readmeBlock("auth-kubernetes-secret")).map((d) =>
+    d.toJS() as { metadata: { name: string; namespace: string }; stringData: { token: string } }
+  );
+  const daemonSet = manifest("daemonset.yaml", "DaemonSet");
+
+  await t.step("the Secrets are valid and hold one valid token", () => {
+    assert.ok(secrets.length >= 2);
+    for (const secret of secrets) new Secret(secret as never).validate();
+    const names = new Set(secrets.map((s) => s.metadata.name));
+    assert.equal(names.size, 1, "one name in every namespace");
+    const tokens = new Set(secrets.map((s) => s.stringData.token));
+    assert.equal(tokens.size, 1, "the same token everywhere");
+    checkAuthToken([...tokens][0]!);
+    const namespace = (daemonSet.metadata as { namespace: string }).namespace;
+    assert.ok(secrets.some((s) => s.metadata.namespace === namespace), `one in ${namespace}`);
+  });
+  const secret = secrets[0]!;
+
+  await t.step("the server's patch mounts the Secret where its variable points", () => {
+    const patched = strategicMerge(daemonSet, yamlSnippet(readmeBlock("auth-kubernetes-server")));
+    new DaemonSet(patched as never).validate();
+    const spec = podSpec(patched as Json);
+    assert.equal(spec.containers.length, podSpec(daemonSet).containers.length, "no new container");
+    const server = spec.containers.find((c) => c.name === "startup-lock")!;
+    const variable = server.env?.find((e) => e.name === "STARTUP_LOCK_AUTH_TOKEN_FILE");
+    assert.ok(variable && ENV_VARIABLES.includes(variable.name));
+    const mount = server.volumeMounts?.find((m) => variable.value?.startsWith(`${m.mountPath}/`));
+    assert.ok(mount?.readOnly, `a read-only mount holds ${variable.value}`);
+    const volume = spec.volumes?.find((v) => v.name === mount.name);
+    assert.equal(volume?.secret?.secretName, secret.metadata.name);
+    const key = variable.value!.slice(mount.mountPath.length + 1);
+    assert.ok(key in secret.stringData, `the Secret has a key ${key}`);
+  });
+
+  await t.step("the client's variable comes from the same Secret", () => {
+    const example = manifest("example-init-container.yaml", "Deployment");
+    const snippet = yamlSnippet(readmeBlock("auth-kubernetes-client"));
+    const patched = strategicMerge(example, { spec: { template: { spec: snippet } } });
+    new Deployment(patched as never).validate();
+    const client = podSpec(patched as Json).initContainers?.find((c) => c.name === "startup-lock");
+    assert.ok(client, "the example's init container");
+    assert.equal(
+      podSpec(patched as Json).initContainers?.length,
+      podSpec(example).initContainers?.length,
+      "no new init container",
+    );
+    const variable = client.env?.find((e) => e.name === "STARTUP_LOCK_AUTH_TOKEN");
+    assert.ok(variable && ENV_VARIABLES.includes(variable.name));
+    assert.deepEqual(variable.valueFrom?.secretKeyRef, {
+      name: secret.metadata.name,
+      key: Object.keys(secret.stringData)[0],
+    });
+  });
+});
+
+Deno.test("README's alert table lists every rule of deploy/prometheus/alerts.yaml, and only those", () => {
+  const file = parse(Deno.readTextFileSync(new URL("deploy/prometheus/alerts.yaml", ROOT))) as {
+    groups: { rules: { alert: string }[] }[];
+  };
+  const rules = file.groups.flatMap((g) => g.rules.map((r) => r.alert));
+  const table = tableRows(readmeSection("### Alerts"), "alert").map(([alert = ""]) =>
+    codeSpans(alert)[0]
+  );
+  assert.deepEqual(table, rules);
+});

@@ -1,0 +1,221 @@
+import assert from "node:assert/strict";
+import {
+  describeFetchError,
+  durationParam,
+  ForeignServerError,
+  isReady,
+  type LockAnswer,
+  releaseLock,
+  renewLock,
+  requestLock,
+  retryAfterMs,
+} from "../../../lib/client/http.ts";
+import { freePort } from "../../_client.ts";
+
+/** Serves `respond` on a free port for the duration of `fn`, recording request URLs. */
+async function withServer(
+  respond: (request: Request) => Response,
+  fn: (base: URL, seen: URL[]) => Promise<void>,
+): Promise<void> {
+  const seen: URL[] = [];
+  await using server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    seen.push(new URL(req.url));
+    return respond(req);
+  });
+  await fn(new URL(`http://127.0.0.1:${server.addr.port}/`), seen);
+}
+
+const signal = () => AbortSignal.timeout(10_000);
+const ask = (base: URL, waitMs?: number): Promise<LockAnswer> =>
+  requestLock(base, { durationMs: 1_500, id: "web-1", waitMs }, signal());
+
+Deno.test("durationParam() writes whole seconds as the original expects, else milliseconds", () => {
+  assert.equal(durationParam(60_000), "60");
+  assert.equal(durationParam(1_500), "1500ms");
+});
+
+Deno.test("requestLock() sends duration, id and wait, and reads the token and expiry", async () => {
+  const expiresAt = "2026-11-24T04:10:00.000Z";
+  await withServer(
+    () =>
+      Response.json({ status: "acquired", token: "fromBody", expiresAt }, {
+        headers: { "Lock-Token": "fromHeader" },
+      }),
+    async (base, seen) => {
+      assert.deepEqual(await ask(base, 30_000), {
+        kind: "acquired",
+        token: "fromHeader",
+        expiresAt: Date.parse(expiresAt),
+        durationMs: undefined,
+        requestedMs: undefined,
+      });
+      const query = Object.fromEntries(seen[0]!.searchParams);
+      assert.deepEqual(query, { duration: "1500ms", id: "web-1", wait: "30" });
+    },
+  );
+});
+
+Deno.test("requestLock() takes a 200 without a token from the original server", async () => {
+  await withServer(() => new Response("Lock acquired"), async (base) => {
+    assert.deepEqual(await ask(base), {
+      kind: "acquired",
+      token: undefined,
+      expiresAt: undefined,
+      durationMs: undefined,
+      requestedMs: undefined,
+    });
+  });
+});
+
+Deno.test("requestLock() tells this server's refusals from the original's by their JSON", async () => {
+  const json = Response.json({ status: "locked", message: "Locked: busy" }, { status: 423 });
+  await withServer(() => json, async (base) => {
+    assert.deepEqual(await ask(base), {
+      kind: "wait",
+      status: 423,
+      message: "Locked: busy",
+      json: true,
+      retryAfterMs: undefined,
+    });
+  });
+  await withServer(() => new Response("\n Locked \n", { status: 423 }), async (base) => {
+    assert.deepEqual(await ask(base), {
+      kind: "wait",
+      status: 423,
+      message: "Locked",
+      json: false,
+      retryAfterMs: undefined,
+    });
+  });
+  await withServer(() => new Response("", { status: 502 }), async (base) => {
+    assert.deepEqual(await ask(base), {
+      kind: "wait",
+      status: 502,
+      message: "HTTP 502 Bad Gateway",
+      json: false,
+      retryAfterMs: undefined,
+    });
+  });
+});
+
+Deno.test("requestLock() reports a 400 as refused, with the server's message", async () => {
+  const message = 'Invalid duration "7200": expected at most 3600 seconds (--maxDuration)';
+  await withServer(
+    () => Response.json({ status: "error", message }, { status: 400 }),
+    async (base) => {
+      assert.deepEqual(await ask(base), { kind: "refused", status: 400, message });
+    },
+  );
+});
+
+Deno.test("requestLock() reads the duration granted and the one asked for when it was cut", async (t) => {
+  await t.step("from the headers", async () => {
+    await withServer(
+      () =>
+        Response.json({ status: "acquired", token: "t", duration: 9, requestedDuration: 9 }, {
+          headers: { "Lock-Duration": "3600", "Lock-Duration-Requested": "7200" },
+        }),
+      async (base) => {
+        const answer = await ask(base);
+        assert.ok(answer.kind === "acquired");
+        assert.equal(answer.durationMs, 3_600_000);
+        assert.equal(answer.requestedMs, 7_200_000);
+      },
+    );
+  });
+  await t.step("from the JSON fields when there are no headers", async () => {
+    await withServer(
+      () => Response.json({ status: "acquired", token: "t", duration: 1.5, requestedDuration: 60 }),
+      async (base) => {
+        const answer = await ask(base);
+        assert.ok(answer.kind === "acquired");
+        assert.equal(answer.durationMs, 1_500);
+        assert.equal(answer.requestedMs, 60_000);
+      },
+    );
+  });
+});
+
+Deno.test("releaseLock() answers released on 204, gone on this server's 404, and throws otherwise", async () => {
+  let respond = () => new Response(null, { status: 204 });
+  await withServer(() => respond(), async (base, seen) => {
+    assert.equal(await releaseLock(base, "tok_en-1", signal()), "released");
+    assert.equal(seen[0]!.pathname, "/locks/tok_en-1");
+    respond = () => Response.json({ status: "error", message: "No such lock" }, { status: 404 });
+    assert.equal(await releaseLock(base, "tok_en-1", signal()), "gone");
+    respond = () => new Response("oops", { status: 500 });
+    await assert.rejects(releaseLock(base, "tok_en-1", signal()), /^Error: HTTP 500: oops/);
+  });
+});
+
+Deno.test("releaseLock() recognises answers no startup-lock server gives", async (t) => {
+  const cases: [string, () => Response, RegExp][] = [
+    ["the original's grant", () => new Response("Lock acquired"), /^answered 200 "Lock acquired"/],
+    ["the original's 423", () => new Response("Locked", { status: 423 }), /^answered 423 "Locked"/],
+    [
+      "a page that is not there",
+      () => new Response("404 page not found\n", { status: 404 }),
+      /^answered 404 "404 page not found" to DELETE: not a startup-lock server/,
+    ],
+  ];
+  for (const [what, respond, message] of cases) {
+    await t.step(what, async () => {
+      await withServer(respond, async (base) => {
+        await assert.rejects(releaseLock(base, "t", signal()), (error: unknown) => {
+          assert.ok(error instanceof ForeignServerError);
+          assert.match(error.message, message);
+          return true;
+        });
+      });
+    });
+  }
+});
+
+Deno.test("renewLock() sends the duration and reads what was granted", async () => {
+  let status = 200;
+  await withServer(
+    () =>
+      status === 404
+        ? Response.json({ status: "error", message: "No such lock" }, { status: 404 })
+        : Response.json({ status: "renewed", expiresAt: "2026-01-01T00:00:00.000Z" }, {
+          headers: { "Lock-Duration": "60" },
+        }),
+    async (base, seen) => {
+      assert.deepEqual(await renewLock(base, "tok", 90_000, signal()), {
+        expiresAt: Date.parse("2026-01-01T00:00:00.000Z"),
+        durationMs: 60_000,
+      });
+      assert.equal(seen[0]!.pathname, "/locks/tok");
+      assert.equal(seen[0]!.searchParams.get("duration"), "90");
+      status = 404;
+      assert.equal(await renewLock(base, "tok", 90_000, signal()), "gone");
+    },
+  );
+});
+
+Deno.test("isReady() is true for 2xx only, and false when nothing answers", async () => {
+  let status = 503;
+  await withServer(() => new Response(null, { status }), async (base) => {
+    assert.equal(await isReady(base, 5_000, signal()), false);
+    status = 204;
+    assert.equal(await isReady(base, 5_000, signal()), true);
+  });
+  assert.equal(await isReady(new URL(`http://127.0.0.1:${freePort()}/`), 5_000, signal()), false);
+});
+
+Deno.test("describeFetchError() keeps the cause of a failed connection, not the URL", async () => {
+  const url = `http://127.0.0.1:${freePort()}/`;
+  const error = await fetch(url).then(() => undefined, (e) => e);
+  const line = describeFetchError(error);
+  assert.ok(!line.includes(url), line);
+  assert.match(line, /refused/i);
+});
+
+Deno.test("retryAfterMs() reads Retry-After in seconds and ignores dates and nonsense", () => {
+  assert.equal(retryAfterMs("1"), 1_000);
+  assert.equal(retryAfterMs(" 120 "), 120_000);
+  assert.equal(retryAfterMs(null), undefined);
+  assert.equal(retryAfterMs("Wed, 21 Oct 2026 07:28:00 GMT"), undefined);
+  assert.equal(retryAfterMs("-5"), undefined);
+  assert.equal(retryAfterMs("1.5"), undefined);
+});
