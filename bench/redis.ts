@@ -14,7 +14,7 @@
  * @module
  */
 import { RedisLockStore } from "../lib/stores/redis.ts";
-import { parseStore } from "../lib/stores/redis_url.ts";
+import { parseStore } from "../lib/stores/settings.ts";
 import { REDIS_SERVER, RedisServer } from "../tests/_redis.ts";
 import { atMost, type Figure, formatMs, labelText, percentile } from "./figures.ts";
 import { acquire, checkStatus, grantedToken, untilStatus } from "./lock_api.ts";

@@ -6,7 +6,7 @@
  */
 import type { LogFormat, LogLevel } from "./log.ts";
 import type { CheckTarget } from "./probes.ts";
-import type { StoreSetting } from "./stores/redis_url.ts";
+import type { StoreSetting } from "./stores/settings.ts";
 
 /** Listen on every interface, as the original does: clients are pods and units on the node. */
 export const DEFAULT_HOST = "0.0.0.0";

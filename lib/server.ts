@@ -12,19 +12,19 @@ import { formatDuration } from "./duration.ts";
 import { describeError } from "./errors.ts";
 import { CooldownGate } from "./gates/cooldown.ts";
 import { DependencyChecker } from "./gates/dependencies.ts";
-import { loadGate, pressureGate } from "./gates/load.ts";
+import { loadGate, pressureGate } from "./gates/host.ts";
 import { FileToken, staticToken, type TokenSource } from "./http/auth.ts";
 import { createHandler } from "./http/handler.ts";
 import { createLogger, formatLine, type Logger } from "./log.ts";
 import { DEFAULT_WRITE_INTERVAL_MS, droppedMessage, LogWriter } from "./log_writer.ts";
 import { Metrics } from "./observers/metrics.ts";
-import { logEvents } from "./observers/text_log.ts";
+import { logEvents } from "./observers/event_log.ts";
 import { EXIT } from "./exit.ts";
 import { RecoveryGate } from "./gates/recovery.ts";
 import { FileLockStore } from "./stores/file.ts";
 import { MemoryLockStore } from "./stores/memory.ts";
 import type { LockStore } from "./core/store.ts";
-import type { RedisStoreModule, RedisTarget } from "./stores/redis_url.ts";
+import type { RedisStoreModule, RedisTarget } from "./stores/settings.ts";
 import { checkWritable, loadState, type StoredLock } from "./stores/state_file.ts";
 
 /** How long in-flight requests may take to finish after a shutdown signal before the process exits anyway. */

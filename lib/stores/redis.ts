@@ -35,7 +35,7 @@ import type {
 } from "../core/store.ts";
 import { StoreUnavailableError } from "../core/store.ts";
 import * as scripts from "./redis_scripts.ts";
-import type { RedisLockStoreOptions, RedisTarget, SharedStore } from "./redis_url.ts";
+import type { RedisLockStoreOptions, RedisTarget, SharedStore } from "./settings.ts";
 
 /** An operation that takes longer than this fails: a stalled Redis is a down Redis. */
 export const REDIS_TIMEOUT_MS = 1_000;

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { REDIS_STORE_MODULE } from "../../lib/server.ts";
-import type { RedisStoreModule } from "../../lib/stores/redis_url.ts";
+import type { RedisStoreModule } from "../../lib/stores/settings.ts";
 import { compileArgs } from "../../scripts/compile.ts";
 
 /** The module `lib/server.ts` loads for a Redis `--store`, by a path only it knows. */

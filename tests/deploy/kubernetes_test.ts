@@ -42,7 +42,7 @@ import { createProbeHandler } from "../../lib/commands/hold.ts";
 import { silentLogger } from "../../lib/log.ts";
 import type { ServerConfig } from "../../lib/config.ts";
 import { buildServer } from "../../lib/server.ts";
-import type { RedisTarget } from "../../lib/stores/redis_url.ts";
+import type { RedisTarget } from "../../lib/stores/settings.ts";
 import { VERSION } from "../../lib/version.ts";
 import { parseCommandLine, type ParsedCommandLine } from "../_command_line.ts";
 import { readImageSpec } from "../_image_dockerfile.ts";

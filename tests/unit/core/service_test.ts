@@ -19,7 +19,7 @@ import { LockService, UNAVAILABLE_RETRY_MS } from "../../../lib/core/service.ts"
 import type { LockStore } from "../../../lib/core/store.ts";
 import { MemoryLockStore } from "../../../lib/stores/memory.ts";
 import { RedisLockStore } from "../../../lib/stores/redis.ts";
-import { parseStore } from "../../../lib/stores/redis_url.ts";
+import { parseStore } from "../../../lib/stores/settings.ts";
 import { ManualClock } from "../../_clock.ts";
 import { ManualGate } from "../../_gate.ts";
 import { RedisServer, SKIP_REDIS } from "../../_redis.ts";

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import type { LockEvent } from "../../../lib/core/events.ts";
 import { createLogger, type LogLevel } from "../../../lib/log.ts";
-import { writeEvent } from "../../../lib/observers/text_log.ts";
+import { writeEvent } from "../../../lib/observers/event_log.ts";
 
 function render(event: LockEvent, level: LogLevel = "debug"): string[] {
   const lines: string[] = [];

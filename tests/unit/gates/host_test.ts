@@ -18,7 +18,7 @@ import {
   pressureAvailable,
   pressureGate,
   readPressure,
-} from "../../../lib/gates/load.ts";
+} from "../../../lib/gates/host.ts";
 import { createHandler } from "../../../lib/http/handler.ts";
 import { MemoryLockStore } from "../../../lib/stores/memory.ts";
 import { ManualClock } from "../../_clock.ts";
