@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { allowFlags, PERMISSION_FLAGS, PROGRAM_PERMISSIONS } from "../lib/permissions.ts";
+import { allowFlags, PERMISSION_FLAGS, PROGRAM_PERMISSIONS } from "../lib/commands/permissions.ts";
 
 /** A startup-lock program to benchmark. */
 export interface Program {

@@ -1,2 +1,2 @@
-/** The program's version; `tests/unit/permissions_test.ts` checks it matches `deno.json`. */
+/** The program's version; `tests/unit/commands/permissions_test.ts` checks it matches `deno.json`. */
 export const VERSION = "0.1.0";

@@ -1,6 +1,6 @@
 /**
  * `deno task compile`: builds `dist/startup-lock` for this machine with the
- * program's permissions (the permission set in deno.json, see lib/permissions.ts)
+ * program's permissions (the permission set in deno.json, see lib/commands/permissions.ts)
  * baked in. `scripts/release.ts` builds the release executables with the same
  * {@linkcode compileArgs}.
  *
@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { PERMISSION_FLAGS } from "../lib/permissions.ts";
+import { PERMISSION_FLAGS } from "../lib/commands/permissions.ts";
 import { REDIS_STORE_MODULE } from "../lib/server.ts";
 
 /** The arguments of `deno compile` that build the program into `output`. */

@@ -14,7 +14,7 @@
  *
  * @module
  */
-import { PERMISSION_FLAGS } from "../lib/permissions.ts";
+import { PERMISSION_FLAGS } from "../lib/commands/permissions.ts";
 import { hostTargetArch, type ImageSpec } from "./_image_dockerfile.ts";
 
 const ROOT = new URL("../", import.meta.url);

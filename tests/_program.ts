@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { PERMISSION_FLAGS } from "../lib/permissions.ts";
+import { PERMISSION_FLAGS } from "../lib/commands/permissions.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const COMPILED = new URL("dist/startup-lock", ROOT).pathname;

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { envName, envNames } from "../../lib/args.ts";
 import { serveCommand, SERVER_FLAGS } from "../../lib/commands/serve.ts";
-import { ENV_VARIABLES } from "../../lib/permissions.ts";
+import { ENV_VARIABLES } from "../../lib/commands/permissions.ts";
 import { EXECUTABLE, parseCommandLine } from "../_command_line.ts";
 import { readmeBlock } from "../_readme.ts";
 import { which } from "../_which.ts";

@@ -19,7 +19,7 @@ import { LockService } from "../../lib/core/service.ts";
 import { checkAuthToken } from "../../lib/http/auth.ts";
 import { Metrics } from "../../lib/observers/metrics.ts";
 import { eventFields } from "../../lib/observers/event_log.ts";
-import { ENV_VARIABLES } from "../../lib/permissions.ts";
+import { ENV_VARIABLES } from "../../lib/commands/permissions.ts";
 import { MemoryLockStore } from "../../lib/stores/memory.ts";
 import { tokenPrefix } from "../../lib/token.ts";
 import { familyOf, metricFamilies, type MetricFamily, unknownMetrics } from "../_exposition.ts";

@@ -21,7 +21,7 @@ import { REDIS_SERVER } from "../_redis.ts";
 import { COMPARED_NAMES } from "../../bench/program.ts";
 import type { Summary } from "../../bench/report.ts";
 import { BASELINE_MODES, DEFAULT_MODES, LOCK_MODES, MODES } from "../../bench/servers.ts";
-import { allowFlags, PROGRAM_PERMISSIONS } from "../../lib/permissions.ts";
+import { allowFlags, PROGRAM_PERMISSIONS } from "../../lib/commands/permissions.ts";
 import { which } from "../_which.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;

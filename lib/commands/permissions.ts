@@ -4,16 +4,16 @@
  * `--permission-set=startup-lock`: the `start` task, `deno task compile`
  * (which bakes them into the executable) and the tests' `deno run` all pass
  * that flag. This module says what the set must hold, computed from the flag
- * specs, and `tests/unit/permissions_test.ts` checks that `deno.json` agrees.
+ * specs, and `tests/unit/commands/permissions_test.ts` checks that `deno.json` agrees.
  *
  * @module
  */
-import { envNames } from "./args.ts";
-import { HEALTHCHECK_FLAGS } from "./commands/healthcheck.ts";
-import { HOLD_FLAGS } from "./commands/hold.ts";
-import { RELEASE_FLAGS } from "./commands/release.ts";
-import { RUN_FLAGS } from "./commands/run.ts";
-import { SERVER_FLAGS } from "./commands/serve.ts";
+import { envNames } from "../args.ts";
+import { HEALTHCHECK_FLAGS } from "./healthcheck.ts";
+import { HOLD_FLAGS } from "./hold.ts";
+import { RELEASE_FLAGS } from "./release.ts";
+import { RUN_FLAGS } from "./run.ts";
+import { SERVER_FLAGS } from "./serve.ts";
 
 /** The program's own environment variables: those of every flag of every command. */
 export const ENV_VARIABLES: readonly string[] = [

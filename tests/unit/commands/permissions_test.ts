@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { envNames } from "../../lib/args.ts";
-import { ACQUIRE_FLAGS } from "../../lib/commands/acquire.ts";
-import { HOLD_FLAGS } from "../../lib/commands/hold.ts";
-import { RELEASE_FLAGS } from "../../lib/commands/release.ts";
-import { RUN_FLAGS } from "../../lib/commands/run.ts";
-import { SERVER_FLAGS } from "../../lib/commands/serve.ts";
+import { envNames } from "../../../lib/args.ts";
+import { ACQUIRE_FLAGS } from "../../../lib/commands/acquire.ts";
+import { HOLD_FLAGS } from "../../../lib/commands/hold.ts";
+import { RELEASE_FLAGS } from "../../../lib/commands/release.ts";
+import { RUN_FLAGS } from "../../../lib/commands/run.ts";
+import { SERVER_FLAGS } from "../../../lib/commands/serve.ts";
 import {
   allowFlags,
   ENV_VARIABLES,
@@ -12,12 +12,12 @@ import {
   PERMISSION_FLAGS,
   PERMISSION_SET,
   PROGRAM_PERMISSIONS,
-} from "../../lib/permissions.ts";
-import { VERSION } from "../../lib/version.ts";
-import { compileArgs } from "../../scripts/compile.ts";
-import { programCommand } from "../_program.ts";
+} from "../../../lib/commands/permissions.ts";
+import { VERSION } from "../../../lib/version.ts";
+import { compileArgs } from "../../../scripts/compile.ts";
+import { programCommand } from "../../_program.ts";
 
-const CONFIG = new URL("../../deno.json", import.meta.url);
+const CONFIG = new URL("../../../deno.json", import.meta.url);
 const config = JSON.parse(await Deno.readTextFile(CONFIG));
 
 /** Permission flags and `-A` among `words`. */
