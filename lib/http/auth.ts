@@ -12,6 +12,7 @@
  */
 import { createHash } from "node:crypto";
 import { type Clock, realClock } from "../clock.ts";
+import { checkAuthToken, readAuthTokenFile } from "../auth_token.ts";
 import { describeError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { text } from "./render.ts";
@@ -21,29 +22,6 @@ export const TOKEN_FILE_CHECK_MS = 1_000;
 
 /** The realm of `WWW-Authenticate`. */
 export const AUTH_REALM = "startup-lock";
-
-const WHITESPACE = /\s/;
-
-/**
- * Checks a token's form, without ever putting it in the message.
- *
- * @throws {RangeError} when it is empty or contains whitespace
- */
-export function checkAuthToken(token: string): string {
-  if (token === "") throw new RangeError("the token is empty");
-  if (WHITESPACE.test(token)) throw new RangeError("the token must not contain whitespace");
-  return token;
-}
-
-/**
- * The token in a file, as Kubernetes Secrets and systemd credentials hold it:
- * the whole file, without the line break at its end.
- *
- * @throws {Error} when the file cannot be read; {RangeError} when the token is empty or has whitespace
- */
-export function readAuthTokenFile(path: string): string {
-  return checkAuthToken(Deno.readTextFileSync(path).replace(/\r?\n$/, ""));
-}
 
 /** The SHA-256 digest of a token. */
 export function digest(token: string): Uint8Array {
@@ -178,11 +156,4 @@ export function unauthorized(failure: AuthFailure, json: boolean): Response {
   return json
     ? Response.json({ status: "unauthorized", message }, { status: 401, headers })
     : text(401, `${message}\n`, headers);
-}
-
-/** Says why a token file cannot be used, for a one-line error at start. */
-export function explainTokenFileError(error: unknown): string {
-  if (error instanceof Deno.errors.NotFound) return "no such file";
-  if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
-  return describeError(error);
 }

@@ -16,7 +16,7 @@ import {
   type LockEventType,
 } from "../../lib/core/events.ts";
 import { LockService } from "../../lib/core/service.ts";
-import { checkAuthToken } from "../../lib/http/auth.ts";
+import { checkAuthToken } from "../../lib/auth_token.ts";
 import { Metrics } from "../../lib/observers/metrics.ts";
 import { eventFields } from "../../lib/observers/event_log.ts";
 import { ENV_VARIABLES } from "../../lib/commands/permissions.ts";

@@ -6,10 +6,8 @@
 import assert from "node:assert/strict";
 import { LockService } from "../../../lib/core/service.ts";
 import {
-  checkAuthToken,
   constantTimeEqual,
   FileToken,
-  readAuthTokenFile,
   staticToken,
   TOKEN_FILE_CHECK_MS,
   type TokenSource,
@@ -161,34 +159,6 @@ Deno.test("constantTimeEqual() compares every byte, whatever the lengths", () =>
   assert.equal(constantTimeEqual(bytes("xbc"), bytes("abc")), false);
   // A zero byte does not stand in for a missing one.
   assert.equal(constantTimeEqual(new Uint8Array([1, 0]), new Uint8Array([1])), false);
-});
-
-Deno.test("checkAuthToken() refuses an empty token or one with whitespace, without showing it", () => {
-  assert.equal(checkAuthToken(SECRET), SECRET);
-  assert.throws(() => checkAuthToken(""), { name: "RangeError", message: "the token is empty" });
-  for (const token of ["with space", "tab\there", "line\nbreak", " lead"]) {
-    assert.throws(() => checkAuthToken(token), {
-      name: "RangeError",
-      message: "the token must not contain whitespace",
-    });
-  }
-});
-
-Deno.test("readAuthTokenFile() drops one line break at the end and checks the token", async () => {
-  const path = await Deno.makeTempFile();
-  try {
-    await Deno.writeTextFile(path, `${SECRET}\n`);
-    assert.equal(readAuthTokenFile(path), SECRET);
-    await Deno.writeTextFile(path, `${SECRET}\r\n`);
-    assert.equal(readAuthTokenFile(path), SECRET);
-    await Deno.writeTextFile(path, "");
-    assert.throws(() => readAuthTokenFile(path), RangeError);
-    await Deno.writeTextFile(path, "two words\n");
-    assert.throws(() => readAuthTokenFile(path), RangeError);
-  } finally {
-    await Deno.remove(path);
-  }
-  assert.throws(() => readAuthTokenFile(path), Deno.errors.NotFound);
 });
 
 /** A token file and a handler that reads it, on a manual clock. */
