@@ -1,7 +1,11 @@
 /**
- * `deno task bench`: four benchmarks of startup-lock, each printing its figures
+ * `deno task bench`: the benchmarks of startup-lock, each printing its figures
  * and whether its target is met (a missed target never fails the run):
  *
+ * - `startup` (`startup.ts`): each command's start-up time and memory against
+ *   the runtime's own floor in the same run: `healthcheck` against a one-line
+ *   fetch, `hold` once idle against a bare idle program, the server idle and
+ *   its first answer against a bare `Deno.serve`;
  * - `handoff` (`handoff.ts`): from a release to the waiting client's 200, with the
  *   default flags and with `--stateFile`;
  * - `rollout` (`rollout.ts`): 20 apps on 2 slots, release on ready
@@ -53,7 +57,8 @@
  * Both programs then run the same way, `deno run` of their own `main.ts` and
  * `deno.json` with the same permission flags (`program.ts`).
  *
- * Environment overrides: `BENCH_HANDOFFS` (1000), `BENCH_WAITERS` (10000),
+ * Environment overrides: `BENCH_STARTS` (5 rounds of `startup`), `BENCH_HANDOFFS` (1000),
+ * `BENCH_WAITERS` (10000),
  * and for `http` `BENCH_SECONDS` (3), `BENCH_ROUNDS` (3),
  * `BENCH_WARMUP_SECONDS` (1, once per server, before the first concurrency),
  * `BENCH_THREADS` (2) and `BENCH_CONNECTIONS` (`50,1000`).
@@ -68,6 +73,7 @@ import { runRedis } from "./redis.ts";
 import { type ChildProcess, delay } from "./process.ts";
 import { defaultProgram, type Program, programsToCompare } from "./program.ts";
 import { runRollout } from "./rollout.ts";
+import { runStartup } from "./startup.ts";
 import {
   BARE_NAME,
   markdownTable,
@@ -94,7 +100,7 @@ import {
 import { runWrk, WRK_MISSING, type WrkResult, wrkVersion } from "./wrk.ts";
 
 /** The parts of the benchmark, in the order they run. */
-export const PARTS = ["handoff", "rollout", "memory", "http", "redis"] as const;
+export const PARTS = ["startup", "handoff", "rollout", "memory", "http", "redis"] as const;
 
 /** One part of the benchmark. */
 export type Part = (typeof PARTS)[number];
@@ -104,6 +110,8 @@ const HANDOFF_WARMUP = 100;
 
 /** What to measure, from the environment. */
 export interface BenchConfig {
+  /** Rounds of the `startup` part. */
+  starts: number;
   /** Measured handoffs of the `handoff` part. */
   handoffs: number;
   /** Waiting clients of the `memory` part. */
@@ -129,6 +137,7 @@ export function readConfig(get: (name: string) => string | undefined): BenchConf
     return raw ? integer(name, raw, min) : fallback;
   };
   return {
+    starts: read("BENCH_STARTS", 5),
     handoffs: read("BENCH_HANDOFFS", 1000),
     waiters: read("BENCH_WAITERS", 10_000),
     seconds: read("BENCH_SECONDS", 3),
@@ -590,7 +599,7 @@ function formatRate(perSecond: number): string {
 
 /** Prints the figures of the handoff, rollout and memory parts together. */
 function printFigures(figures: readonly Figure[], programs: readonly Program[]): void {
-  console.log("\nTargets (handoff, rollout, memory):");
+  console.log("\nTargets (start-up, handoff, rollout, memory):");
   for (const line of figureTargetLines(figures)) console.log(`  ${line}`);
   console.log("\nFor the README:\n");
   console.log(
@@ -657,6 +666,8 @@ export async function main(args: readonly string[] = Deno.args): Promise<number>
           })
           : part === "rollout"
           ? await runRollout(common)
+          : part === "startup"
+          ? await runStartup({ ...common, rounds: config.starts })
           : part === "redis"
           ? await runRedis({
             ...common,

@@ -13,7 +13,7 @@ import { describeError } from "./errors.ts";
 import { CooldownGate } from "./gates/cooldown.ts";
 import { DependencyChecker } from "./gates/dependencies.ts";
 import { loadGate, pressureGate } from "./gates/host.ts";
-import { FileToken, staticToken, type TokenSource } from "./http/auth.ts";
+import type { TokenSource } from "./http/auth.ts";
 import { createHandler } from "./http/handler.ts";
 import { createLogger, formatLine, type Logger } from "./log.ts";
 import { DEFAULT_WRITE_INTERVAL_MS, droppedMessage, LogWriter } from "./log_writer.ts";
@@ -94,6 +94,11 @@ export interface BuildOptions {
   state?: PersistedState;
   /** The store, made already (Redis). @default {a memory store, kept in --stateFile if set} */
   store?: LockStore;
+  /**
+   * The bearer token requests must present, from {@linkcode loadTokenSource}:
+   * required when `config.auth` is set.
+   */
+  auth?: TokenSource;
 }
 
 /**
@@ -103,6 +108,9 @@ export interface BuildOptions {
  * Exported for tests.
  */
 export function buildServer(config: ServerConfig, log: Logger, options: BuildOptions = {}) {
+  if (config.auth && !options.auth) {
+    throw new TypeError("config.auth is set: pass its token source (loadTokenSource) as auth");
+  }
   const state = options.state ?? NO_STATE;
   const events = new EventBus();
   logEvents(events, log);
@@ -145,12 +153,23 @@ export function buildServer(config: ServerConfig, log: Logger, options: BuildOpt
     metrics: () => metrics.render(),
     onRefused: (reason) => metrics.refused(reason),
     onError: (message) => log.error(message),
-    ...(config.auth ? { auth: tokenSource(config.auth, log) } : {}),
+    ...(options.auth ? { auth: options.auth } : {}),
   });
   return { store, gates, checker, service, handler, events, metrics };
 }
 
-function tokenSource(auth: NonNullable<ServerConfig["auth"]>, log: Logger): TokenSource {
+/**
+ * The token source of `--authToken` or `--authTokenFile`. The check of
+ * requests, and `node:crypto` with it (about 6 MB resident), is loaded only
+ * here: a server without a token never loads it.
+ *
+ * @throws {Error} when the token file cannot be read or holds no valid token
+ */
+export async function loadTokenSource(
+  auth: NonNullable<ServerConfig["auth"]>,
+  log: Logger,
+): Promise<TokenSource> {
+  const { FileToken, staticToken } = await import("./http/auth.ts");
   return "token" in auth ? staticToken(auth.token) : new FileToken(auth.tokenFile, { log });
 }
 
@@ -211,6 +230,20 @@ export async function runServer(config: ServerConfig): Promise<number> {
       formatLine(format, "warn", droppedMessage(count), { event: "log_dropped", count }),
   });
   const log = createLogger(config.logLevel, writer.write, { format });
+  let auth: TokenSource | undefined;
+  if (config.auth) {
+    try {
+      auth = await loadTokenSource(config.auth, log);
+    } catch (error) {
+      // The file was read a moment ago, when the flags were checked: it changed since.
+      const flag = "tokenFile" in config.auth
+        ? `--authTokenFile "${config.auth.tokenFile}"`
+        : "--authToken";
+      log.error(`Cannot use ${flag}: ${describeError(error)}`);
+      await writer.close();
+      return EXIT.USAGE;
+    }
+  }
   let state = NO_STATE;
   if (config.stateFile !== undefined) {
     try {
@@ -239,6 +272,7 @@ export async function runServer(config: ServerConfig): Promise<number> {
   try {
     server = startServer(config, log, {
       state,
+      ...(auth ? { auth } : {}),
       logLinesDropped: () => writer.dropped,
       ...(store ? { store } : {}),
     });

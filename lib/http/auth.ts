@@ -15,13 +15,10 @@ import { type Clock, realClock } from "../clock.ts";
 import { checkAuthToken, readAuthTokenFile } from "../auth_token.ts";
 import { describeError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { text } from "./render.ts";
+import type { AuthFailure } from "./render.ts";
 
 /** How often a token file is looked at: a rotated secret works within a second, at one `stat` a second. */
 export const TOKEN_FILE_CHECK_MS = 1_000;
-
-/** The realm of `WWW-Authenticate`. */
-export const AUTH_REALM = "startup-lock";
 
 /** The SHA-256 digest of a token. */
 export function digest(token: string): Uint8Array {
@@ -44,12 +41,18 @@ export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
 export interface TokenSource {
   /** The digest of the token requests must present. */
   digest(): Uint8Array;
+  /** Checks a request's `Authorization: Bearer …`: `undefined` when it may pass, else why not. */
+  check(request: Request): AuthFailure | undefined;
 }
 
 /** A token given once, on the command line or in the environment. */
 export function staticToken(token: string): TokenSource {
   const expected = digest(checkAuthToken(token));
-  return { digest: () => expected };
+  const source: TokenSource = {
+    digest: () => expected,
+    check: (request) => checkRequest(request, source),
+  };
+  return source;
 }
 
 /** Options of {@linkcode FileToken}. */
@@ -106,6 +109,11 @@ export class FileToken implements TokenSource {
     return this.#digest;
   }
 
+  /** Checks a request against the token in force. */
+  check(request: Request): AuthFailure | undefined {
+    return checkRequest(request, this);
+  }
+
   #refresh(): void {
     const where = `${this.#name} "${this.#path}"`;
     try {
@@ -129,9 +137,6 @@ function stamp(info: Deno.FileInfo): string {
   return `${info.size}:${info.mtime?.getTime()}:${info.ino}`;
 }
 
-/** Why a request was refused: it sent no bearer token, or a wrong one. */
-export type AuthFailure = "missing" | "wrong";
-
 /**
  * Checks a request's `Authorization: Bearer …` against `source`: `undefined`
  * when it may pass, else why not.
@@ -141,19 +146,4 @@ export function checkRequest(request: Request, source: TokenSource): AuthFailure
   const match = header === null ? null : /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
   if (!match) return "missing";
   return constantTimeEqual(digest(match[1]!), source.digest()) ? undefined : "wrong";
-}
-
-/** `401` with `WWW-Authenticate: Bearer`, saying what was missing or wrong, never the token. */
-export function unauthorized(failure: AuthFailure, json: boolean): Response {
-  const message = failure === "missing"
-    ? "Unauthorized: this server needs an Authorization: Bearer <token> header"
-    : "Unauthorized: the bearer token is wrong";
-  const headers = {
-    "WWW-Authenticate": `Bearer realm="${AUTH_REALM}"${
-      failure === "wrong" ? ', error="invalid_token"' : ""
-    }`,
-  };
-  return json
-    ? Response.json({ status: "unauthorized", message }, { status: 401, headers })
-    : text(401, `${message}\n`, headers);
 }

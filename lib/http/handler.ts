@@ -15,7 +15,7 @@ import {
 } from "../core/service.ts";
 import { type Awaitable, type Lease, StoreUnavailableError } from "../core/store.ts";
 import { describeError, HttpError } from "../errors.ts";
-import { checkRequest, type TokenSource, unauthorized } from "./auth.ts";
+import type { TokenSource } from "./auth.ts";
 import type { DependencyState } from "../gates/dependencies.ts";
 import { METRICS_CONTENT_TYPE } from "../observers/metrics.ts";
 import { TOKEN_PATTERN } from "../protocol.ts";
@@ -27,6 +27,7 @@ import {
   renewed,
   statusBody,
   text,
+  unauthorized,
 } from "./render.ts";
 import {
   checkBodySize,
@@ -221,7 +222,7 @@ export function createHandler(options: HandlerOptions): Handler {
         });
       }
       if (auth && found.guarded) {
-        const failure = checkRequest(request, auth);
+        const failure = auth.check(request);
         if (failure) {
           onRefused?.("unauthorized");
           return unauthorized(failure, wantsJson(request));

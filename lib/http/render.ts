@@ -222,3 +222,24 @@ export function statusBody(data: StatusData, dependencies: readonly DependencySt
       : { allowed: true },
   };
 }
+
+/** The realm of `WWW-Authenticate`. */
+export const AUTH_REALM = "startup-lock";
+
+/** Why a request was refused: it sent no bearer token, or a wrong one. */
+export type AuthFailure = "missing" | "wrong";
+
+/** `401` with `WWW-Authenticate: Bearer`, saying what was missing or wrong, never the token. */
+export function unauthorized(failure: AuthFailure, json: boolean): Response {
+  const message = failure === "missing"
+    ? "Unauthorized: this server needs an Authorization: Bearer <token> header"
+    : "Unauthorized: the bearer token is wrong";
+  const headers = {
+    "WWW-Authenticate": `Bearer realm="${AUTH_REALM}"${
+      failure === "wrong" ? ', error="invalid_token"' : ""
+    }`,
+  };
+  return json
+    ? Response.json({ status: "unauthorized", message }, { status: 401, headers })
+    : text(401, `${message}\n`, headers);
+}

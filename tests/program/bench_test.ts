@@ -53,7 +53,10 @@ Deno.test("parseBenchArgs() refuses a bad command line with one line saying what
     [["--baseline"], /^Missing value of --baseline: expected the directory of another/],
     [["--baseline="], /^Missing value of --baseline/],
     [["--baseline-dir", "x"], /^Unknown option "--baseline-dir": expected --baseline DIR and/],
-    [["cpu"], /^Unknown benchmark "cpu": expected some of handoff, rollout, memory, http, redis$/],
+    [
+      ["cpu"],
+      /^Unknown benchmark "cpu": expected some of startup, handoff, rollout, memory, http,/,
+    ],
   ];
   for (const [args, message] of cases) {
     await t.step(args.join(" "), () => {
@@ -278,6 +281,39 @@ Deno.test({
     // The handoff: the default flags with the target, then --stateFile.
     assert.match(stdout, /^\| Handoff latency \| p99, release → waiter's 200 \(5 handoffs\) \|/m);
     assert.match(stdout, /^\| Handoff latency \| --stateFile: p50 \/ p99, release → waiter's/m);
+  },
+});
+
+Deno.test({
+  name: "deno task bench -- startup sets each command against the runtime's floor",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["task", "--quiet", "--config", `${ROOT}deno.json`, "bench", "--", "startup"],
+      env: { NO_COLOR: "1", BENCH_BASELINE: "", BENCH_STARTS: "1" },
+      stdin: "null",
+    }).output();
+    const stdout = new TextDecoder().decode(out.stdout);
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, `${stdout}\n${stderr}`);
+    const ratio = String.raw`[\d.]+ (ms|MB) vs [\d.]+ (ms|MB) = [\d.]+× \| ≤ 1\.[23]×`;
+    for (
+      const measure of [
+        "healthcheck wall time vs a one-line fetch",
+        "hold idle after its release vs a bare idle program",
+        "server idle after its first answer vs a bare Deno.serve",
+        "server's first answer from its start vs a bare Deno.serve's",
+      ]
+    ) assert.match(stdout, new RegExp(`^\\| Start-up \\| ${escape(measure)} \\| ${ratio}`, "m"));
+    if (which("/usr/bin/time")) {
+      assert.match(
+        stdout,
+        new RegExp(
+          `^\\| Start-up \\| healthcheck peak memory vs a one-line fetch \\| ${ratio}`,
+          "m",
+        ),
+      );
+    }
   },
 });
 
