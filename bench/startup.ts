@@ -24,8 +24,8 @@
  */
 import { atMost, type Figure, formatMs, labelText } from "./figures.ts";
 import { readMemory } from "./memory.ts";
-import { type ChildProcess, delay, spawnChild } from "./process.ts";
-import type { Program } from "./program.ts";
+import { type ChildProcess, delay, freePort, spawnChild } from "./process.ts";
+import { isFile, type Program } from "./program.ts";
 import { median } from "./report.ts";
 
 /** healthcheck's wall time and peak memory, at most this many times the one-line fetch's. */
@@ -138,14 +138,6 @@ async function firstAnswer(
   }
 }
 
-/** A port of 127.0.0.1 that was free a moment ago. */
-function freeLocalPort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr;
-  listener.close();
-  return port;
-}
-
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
 
 /** A figure of `subject` against `floor`, with the ratio held to `limit`. */
@@ -182,7 +174,7 @@ export async function runStartup(options: StartupOptions): Promise<Figure[]> {
   const { command, args } = program;
 
   // The server that healthcheck and hold talk to.
-  const port = freeLocalPort();
+  const port = freePort();
   const server = spawnChild(command, [...args, "--host", "127.0.0.1", "--port", String(port)]);
   options.track(server);
   const base = `http://127.0.0.1:${port}/`;
@@ -227,7 +219,7 @@ export async function runStartup(options: StartupOptions): Promise<Figure[]> {
       );
       samples.bareFirst.push(bare.ms);
       samples.bareIdle.push(bare.rss);
-      const ownPort = freeLocalPort();
+      const ownPort = freePort();
       const own = await firstAnswer(
         command,
         [...args, "--host", "127.0.0.1", "--port", String(ownPort)],
@@ -284,12 +276,4 @@ export async function runStartup(options: StartupOptions): Promise<Figure[]> {
   ];
   for (const f of figures) console.log(`  ${`${f.measure}:`.padEnd(64)} ${f.value}`);
   return figures;
-}
-
-function isFile(path: string): boolean {
-  try {
-    return Deno.statSync(path).isFile;
-  } catch {
-    return false;
-  }
 }

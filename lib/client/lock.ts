@@ -14,7 +14,7 @@
  *
  * @module
  */
-import { type Clock, realClock } from "../clock.ts";
+import { type Clock, isoTime, realClock } from "../clock.ts";
 import { formatDuration } from "../duration.ts";
 import { describeError } from "../errors.ts";
 import { jitter, sleep } from "./_time.ts";
@@ -244,9 +244,7 @@ function reportAcquired(
     );
     return;
   }
-  const until = answer.expiresAt !== undefined
-    ? ` until ${new Date(answer.expiresAt).toISOString()}`
-    : "";
+  const until = answer.expiresAt !== undefined ? ` until ${isoTime(answer.expiresAt)}` : "";
   note(`Acquired the lock as ${options.id}${until}`);
   const { durationMs, requestedMs } = answer;
   if (durationMs !== undefined && requestedMs !== undefined && durationMs < requestedMs) {

@@ -7,6 +7,7 @@
  */
 import { type Denial, type FailingDependency, UNAVAILABLE_REASONS } from "../core/denial.ts";
 import type { StatusData } from "../core/service.ts";
+import { isoTime } from "../clock.ts";
 import type { Lease } from "../core/store.ts";
 import { formatDuration, retryAfterSeconds } from "../duration.ts";
 import type { DependencyState } from "../gates/dependencies.ts";
@@ -73,7 +74,7 @@ export function granted(grant: Held, json: boolean): Response {
     message: "Lock acquired",
     token: lease.token,
     id: lease.id ?? null,
-    expiresAt: new Date(lease.expiresAt).toISOString(),
+    expiresAt: isoTime(lease.expiresAt),
     ...fields,
   }, { headers });
 }
@@ -82,7 +83,7 @@ export function granted(grant: Held, json: boolean): Response {
 export function renewed(renewal: Held, json: boolean): Response {
   const { lease } = renewal;
   const { headers, warning, fields } = durationNotes(renewal);
-  const expiresAt = new Date(lease.expiresAt).toISOString();
+  const expiresAt = isoTime(lease.expiresAt);
   if (!json) {
     const note = warning ? `\nWarning: ${warning}` : "";
     return text(200, `Lock renewed until ${expiresAt}${note}\n`, headers);
@@ -189,7 +190,7 @@ export interface StatusBody {
 
 /** The `/status` document, from the service's state and the dependencies' states. */
 export function statusBody(data: StatusData, dependencies: readonly DependencyState[]): StatusBody {
-  const iso = (ms: number) => new Date(ms).toISOString();
+  const iso = isoTime;
   const leases = data.leases;
   return {
     slots: {
