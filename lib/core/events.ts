@@ -1,7 +1,8 @@
 /**
- * What happens in the lock service, as data. The core emits events; logs (and
- * later metrics) are subscribers that render them, so a new way of watching the
- * service is a new subscriber, not an edit of the core.
+ * What happens in the lock service, as data. The core emits events; the log
+ * (`observers/event_log.ts`) and the metrics (`observers/metrics.ts`) are
+ * subscribers that render them, so a new way of watching the service is a new
+ * subscriber, not an edit of the core.
  *
  * Events never carry a whole token: `token` is a short prefix.
  *
