@@ -11,7 +11,8 @@
  *
  * @module
  */
-import { formatDuration, parseDuration } from "../duration.ts";
+import { parseReadyUrl } from "../commands/_client.ts";
+import { parseDuration } from "../duration.ts";
 import { MAX_ID_LENGTH } from "../protocol.ts";
 
 /** The annotations users set on a pod (or its template). */
@@ -277,21 +278,14 @@ function readyUrlOf(pod: Pod): Ready {
   };
 }
 
-/** Why `text` is no ready URL `hold` can ask, or undefined when it is one. */
+/** Why `text` is no ready URL `hold` accepts (its own parser decides), or undefined. */
 function checkReadyUrl(text: string): string | undefined {
-  let url: URL;
   try {
-    url = new URL(text.trim());
-  } catch {
-    return "expected http://, https:// or tcp://HOST:PORT";
+    parseReadyUrl(text);
+    return undefined;
+  } catch (error) {
+    return (error as Error).message;
   }
-  if (url.protocol === "http:" || url.protocol === "https:") return undefined;
-  if (url.protocol === "tcp:") {
-    return url.hostname !== "" && url.port !== "" && (url.pathname === "" || url.pathname === "/")
-      ? undefined
-      : "expected tcp://HOST:PORT";
-  }
-  return `unsupported scheme "${url.protocol.slice(0, -1)}": expected http://, https:// or tcp://`;
 }
 
 /** The URL the sidecar asks for what `probe` asks, or why it cannot. */
@@ -389,7 +383,7 @@ function sidecarContainer(
     args: [
       "hold",
       ...["--server", options.server, "--id", id],
-      ...["--duration", formatDuration(durationMs), "--readyUrl", escapeDollars(readyUrl)],
+      ...["--duration", durationArg(durationMs), "--readyUrl", escapeDollars(readyUrl)],
       ...["--listen", `0.0.0.0:${port}`],
     ],
     env: envFor(options.server),
@@ -417,12 +411,22 @@ function initContainer(
     args: [
       "acquire",
       ...["--server", options.server, "--id", id],
-      ...["--duration", formatDuration(durationMs), "--wait", formatDuration(options.initWaitMs)],
+      ...["--duration", durationArg(durationMs), "--wait", durationArg(options.initWaitMs)],
     ],
     env: envFor(options.server),
     resources: RESOURCES,
     securityContext: SECURITY_CONTEXT,
   };
+}
+
+/**
+ * A duration as the flag parsers read it back exactly: one unit, the largest
+ * that divides it (`5m`, `90s`, `1500ms`); `formatDuration`'s `1m30s` is for people.
+ */
+function durationArg(ms: number): string {
+  const units: [number, string][] = [[3_600_000, "h"], [60_000, "m"], [1000, "s"]];
+  for (const [size, unit] of units) if (ms % size === 0) return `${ms / size}${unit}`;
+  return `${ms}ms`;
 }
 
 /** `$` as `$$`: Kubernetes expands `$(NAME)` in args, and a URL is meant literally. */
