@@ -39,6 +39,12 @@ export interface ProgramOptions {
   env?: Record<string, string>;
 }
 
+/** Options of {@linkcode startProgram}. */
+export interface StartOptions extends ProgramOptions {
+  /** The command that listens, before the flags: `inject`. @default {the default command, serve} */
+  command?: string;
+}
+
 function childEnv(env: Record<string, string> = {}): Record<string, string> {
   const base = Object.fromEntries(
     Object.entries(Deno.env.toObject()).filter(([k]) => !k.startsWith("STARTUP_LOCK_")),
@@ -68,7 +74,7 @@ export async function runProgram(
 
 /** A running server process. */
 export interface ProgramServer extends AsyncDisposable {
-  /** `http://127.0.0.1:PORT` */
+  /** `http://127.0.0.1:PORT`, or `https://` for a command that serves HTTPS */
   url: string;
   process: Deno.ChildProcess;
   /** Every stderr line so far. */
@@ -85,11 +91,12 @@ export interface ProgramServer extends AsyncDisposable {
  */
 export async function startProgram(
   args: string[] = [],
-  options: ProgramOptions = {},
+  options: StartOptions = {},
 ): Promise<ProgramServer> {
   const { command, args: lead } = programCommand();
+  const selected = options.command === undefined ? [] : [options.command];
   const process = new Deno.Command(command, {
-    args: [...lead, "--host", "127.0.0.1", "--port", "0", ...args],
+    args: [...lead, ...selected, "--host", "127.0.0.1", "--port", "0", ...args],
     env: childEnv(options.env),
     clearEnv: true,
     stdin: "null",
@@ -160,14 +167,14 @@ export async function startProgram(
 
   let listening: string;
   try {
-    listening = await waitForLog(/Listening on http:\/\//);
+    listening = await waitForLog(/Listening on https?:\/\//);
   } catch (error) {
     await stop("SIGKILL");
     throw error;
   }
   const port = /:(\d+)\//.exec(listening)?.[1];
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${listening.includes("https://") ? "https" : "http"}://127.0.0.1:${port}`,
     process,
     log,
     waitForLog,
