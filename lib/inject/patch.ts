@@ -32,8 +32,14 @@ export const ANNOTATIONS = {
 /** The injected container's name; a pod that already has one is left alone. */
 export const CONTAINER_NAME = "startup-lock";
 
-/** The label the lock server's and the webhook's own pods carry: they never get the lock. */
-export const OWN_LABEL = { key: "app.kubernetes.io/name", value: "startup-lock" } as const;
+/**
+ * The label of the lock server's pods and of the webhook's own (a name of
+ * their own, so the server's Service does not select them): they never get the lock.
+ */
+export const OWN_LABEL = {
+  key: "app.kubernetes.io/name",
+  values: ["startup-lock", "startup-lock-inject"],
+} as const;
 
 /** Namespaces whose pods never get the lock: the cluster's own, which must start unthrottled. */
 export const EXCLUDED_NAMESPACES: readonly string[] = ["kube-system"];
@@ -158,8 +164,9 @@ export function planInjection(pod: Pod, namespace: string, options: InjectOption
   const optIn = annotations[ANNOTATIONS.inject];
   if (optIn === "false") return skip(`annotation ${ANNOTATIONS.inject} is "false"`);
   if (EXCLUDED_NAMESPACES.includes(namespace)) return skip(`namespace ${namespace} is excluded`);
-  if (labels[OWN_LABEL.key] === OWN_LABEL.value) {
-    return skip(`label ${OWN_LABEL.key}=${OWN_LABEL.value}: the lock's own pod`);
+  const own = labels[OWN_LABEL.key];
+  if ((OWN_LABEL.values as readonly string[]).includes(own ?? "")) {
+    return skip(`label ${OWN_LABEL.key}=${own}: the lock's own pod`);
   }
   if (annotations[ANNOTATIONS.injected] !== undefined) {
     return skip(`annotation ${ANNOTATIONS.injected} is set: already injected`);

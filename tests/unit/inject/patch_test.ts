@@ -340,9 +340,11 @@ Deno.test("planInjection() never injects into an opted-out pod, kube-system or t
     undefined,
   );
   skippedWith(planInjection(deploymentPod() as Any, "kube-system", OPTIONS), undefined);
-  const own = deploymentPod() as Any;
-  own.metadata.labels["app.kubernetes.io/name"] = "startup-lock";
-  skippedWith(planInjection(own, "shop", OPTIONS), undefined);
+  for (const name of ["startup-lock", "startup-lock-inject"]) {
+    const own = deploymentPod() as Any;
+    own.metadata.labels["app.kubernetes.io/name"] = name;
+    skippedWith(planInjection(own, "shop", OPTIONS), undefined);
+  }
   // "true" is a plain yes.
   assert.equal(inject(annotated({ [ANNOTATIONS.inject]: "true" })).plan.outcome.kind, "injected");
 });
