@@ -146,13 +146,17 @@ async function scrapeProgram(): Promise<string> {
   }
 }
 
-/** What `Metrics` renders with every process figure known, as where `/proc/self/fd` can be read. */
+/**
+ * What `Metrics` renders with every optional figure known: the process's, as
+ * where `/proc/self/fd` can be read, and the cores, as with `--locksPerCore`.
+ */
 async function renderAllMetrics(): Promise<string> {
   const store = new MemoryLockStore(1);
   const service = new LockService({ store, maxDurationMs: 60_000 });
   const metrics = new Metrics(new EventBus(), {
     status: () => service.status(),
     process: () => ({ startTimeSeconds: 1, residentMemoryBytes: 1, openFds: 1 }),
+    cores: 1,
   });
   try {
     return await metrics.render();
