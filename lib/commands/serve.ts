@@ -60,8 +60,8 @@ export const SERVER_FLAGS: readonly FlagSpec[] = [
     name: "locksPerCore",
     kind: "value",
     valueName: "X",
-    description: "Instead of --locks: max(1, floor(X × the CPU cores this process may use)) " +
-      "slots, such as 1 for one start-up per core; not with a Redis --store",
+    description: "Slots per CPU core this process may use, instead of --locks: " +
+      "max(1, floor(X × cores)); not with a Redis --store",
   },
   {
     name: "timeout",
