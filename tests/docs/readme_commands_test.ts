@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { TOKEN } from "../_client.ts";
 import { runProgram, startProgram } from "../_program.ts";
-import { readmeBlock } from "../_readme.ts";
+import { docText, readmeBlock } from "../_readme.ts";
 import { which } from "../_which.ts";
 
 /** The address the README's examples use, which the tests swap for the test server's. */
@@ -73,4 +73,17 @@ Deno.test("the README's client example acquires a lock from a running server", a
     assert.equal(result.code, 0, `${line}\n${result.stderr}`);
     if (args[0] === "acquire") assert.match(result.stdout.trim(), TOKEN);
   }
+});
+
+Deno.test("the README's test command is the one .ci/run runs, verbatim", () => {
+  const ci = Deno.readTextFileSync(new URL("../../.ci/run", import.meta.url));
+  const marked = /# The README's test command, verbatim\.\n(?:.*\n)*?(npx [^|\n]*?task test)/.exec(
+    ci,
+  );
+  assert.ok(marked, ".ci/run has no line after its comment that runs the README's test command");
+  const command = marked[1]!.trim();
+  assert.ok(
+    docText("README.md").includes(`\`${command}\``),
+    `README.md does not show \`${command}\`, which .ci/run runs`,
+  );
 });
