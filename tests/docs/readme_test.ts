@@ -108,7 +108,13 @@ async function scrapeProgram(): Promise<string> {
   })().catch(() => {});
   try {
     const port = (listener.addr as Deno.NetAddr).port;
-    await using server = await startProgram(["--check", `tcp://127.0.0.1:${port}`]);
+    // --locksPerCore, so that startup_lock_cores is exported too.
+    await using server = await startProgram([
+      "--check",
+      `tcp://127.0.0.1:${port}`,
+      "--locksPerCore",
+      "1",
+    ]);
     await server.waitForLog(/All dependencies are up/);
     const response = await fetch(`${server.url}/metrics`);
     assert.equal(response.status, 200);
