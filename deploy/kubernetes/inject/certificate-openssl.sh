@@ -7,10 +7,11 @@
 #   secret.yaml           the Secret startup-lock-inject-tls the webhook mounts
 #   ca-bundle.txt         the CA in base64, for the configuration's caBundle
 # Then:
-#   kubectl apply -f DIR/secret.yaml
-#   kubectl apply -f deploy/kubernetes/inject/webhook.yaml
-#   kubectl patch mutatingwebhookconfiguration startup-lock-inject --type=json \
-#     -p "[{\"op\":\"add\",\"path\":\"/webhooks/0/clientConfig/caBundle\",\"value\":\"$(cat DIR/ca-bundle.txt)\"}]"
+#
+# kubectl apply -f DIR/secret.yaml
+# kubectl apply -f deploy/kubernetes/inject/webhook.yaml
+# kubectl patch mutatingwebhookconfiguration startup-lock-inject --type=json \
+#   -p "[{\"op\":\"add\",\"path\":\"/webhooks/0/clientConfig/caBundle\",\"value\":\"$(cat DIR/ca-bundle.txt)\"}]"
 # To renew before tls.crt ends, run it again with the same DIR: the CA is
 # kept, so the caBundle stays; apply secret.yaml and the webhook reads the
 # new files within a minute or two, without a restart.
