@@ -19,6 +19,7 @@ import { Secret, Service } from "npm:kubernetes-models@5.1.0/v1";
 import { parseAllDocuments } from "npm:yaml@2.9.1";
 import { injectCommand, type InjectCommandOptions } from "../../lib/commands/inject.ts";
 import { planInjection } from "../../lib/inject/patch.ts";
+import { VERSION } from "../../lib/version.ts";
 import { hasOpenssl } from "../_image_tls.ts";
 import { type Model, strictProblems } from "../_kubernetes_schema.ts";
 import { startProgram } from "../_program.ts";
@@ -186,6 +187,10 @@ function problems(manifests: readonly Json[], servers: readonly Json[]): string[
       options.inject.server.includes("$(HOST_IP)") || !options.inject.server.includes("$("),
       "--server",
     );
+    check(
+      container.image === options.inject.image && container.image.endsWith(`:${VERSION}`),
+      `the webhook runs and injects this version's image (${VERSION})`,
+    );
   }
   for (const kind of ["readinessProbe", "livenessProbe"]) {
     const probe = container[kind]?.httpGet ?? {};
@@ -321,6 +326,11 @@ Deno.test("each deliberate break of the webhook's manifests fails a check", asyn
     ],
     ["targetPort 8080", (m) => find(m, "Service").spec.ports[0].targetPort = 8080, /targetPort/],
     ["inject on another port", (m) => setArg(m, "--port", "9443"), /targetPort|probe/i],
+    [
+      "an old image injected",
+      (m) => setArg(m, "--image", "registry.example.com/startup-lock:0.0.1"),
+      /this version's image/,
+    ],
     ["an unknown flag", (m) => container(m).args.push("--tls", "x"), /command line: Unknown flag/],
     [
       "probes over HTTP",
