@@ -56,6 +56,11 @@ export const COMMANDS: readonly CommandEntry[] = [
     summary: "Exit 0 when the server's /healthz answers 200: for HEALTHCHECK and exec probes",
     load: async () => (await import("./lib/commands/healthcheck.ts")).healthcheckCommand,
   },
+  {
+    name: "inject",
+    summary: "Kubernetes admission webhook: add the lock to every new pod of labelled namespaces",
+    load: async () => (await import("./lib/commands/inject.ts")).injectCommand,
+  },
 ];
 
 const SERVE = COMMANDS[0]!;
