@@ -153,7 +153,6 @@ export function buildServer(config: ServerConfig, log: Logger, options: BuildOpt
     dependencies: () => checker.dependencies,
     ...(config.perCore ? { perCore: config.perCore } : {}),
     metrics: () => metrics.render(),
-    onRefused: (reason) => metrics.refused(reason),
     onError: (message) => log.error(message),
     ...(options.auth ? { auth: options.auth } : {}),
   });

@@ -10,6 +10,12 @@
  */
 import type { DenialReason } from "./denial.ts";
 
+/**
+ * Why the HTTP layer refused a request itself, before the core saw it: no or a
+ * wrong bearer token (401), or a malformed or too large request (400, 413, 414).
+ */
+export type EdgeRefusal = "unauthorized" | "invalid";
+
 /** Why a waiting client left the queue without a lock. */
 export type LeaveReason =
   /** Its wait ran out and it did not ask again within the grace. */
@@ -57,7 +63,8 @@ export type LockEvent =
     durationMs: number;
   }
   | { type: "store"; up: boolean; error: string | undefined }
-  | { type: "gate"; gate: string; open: boolean; reason: string | undefined };
+  | { type: "gate"; gate: string; open: boolean; reason: string | undefined }
+  | { type: "edge_refused"; reason: EdgeRefusal };
 
 /** An event's type. */
 export type LockEventType = LockEvent["type"];
@@ -75,6 +82,7 @@ export const EVENT_TYPES = [
   "dependency",
   "gate",
   "store",
+  "edge_refused",
 ] as const satisfies readonly LockEventType[];
 
 // A type added to LockEvent but not to EVENT_TYPES fails to compile here.

@@ -43,6 +43,10 @@ import { statusPage, wantsStatusPage } from "./status_page.ts";
 
 /** Options of {@linkcode createHandler}. */
 export interface HandlerOptions {
+  /**
+   * The lock service. Requests the handler refuses itself, before the service
+   * sees them (401, 400, 413, 414), are told on its event bus as `edge_refused`.
+   */
   service: LockService;
   /** The lock duration when a request names none. */
   defaultDurationMs: number;
@@ -61,15 +65,7 @@ export interface HandlerOptions {
    * routes stay open. @default {none: every route is open}
    */
   auth?: TokenSource;
-  /**
-   * Called for each request refused at the edge, before the core sees it (for
-   * metrics): `unauthorized` (401), `invalid` (400, 413, 414). @default {nothing}
-   */
-  onRefused?: (reason: EdgeRefusal) => void;
 }
-
-/** Why the HTTP layer refused a request itself. */
-export type EdgeRefusal = "unauthorized" | "invalid";
 
 /** The statuses of a request refused as malformed or too large. */
 const INVALID_STATUSES: ReadonlySet<number> = new Set([400, 413, 414]);
@@ -113,7 +109,8 @@ export function createHandler(options: HandlerOptions): Handler {
   const maxWaitMs = options.maxWaitMs ?? 0;
   const dependencies = options.dependencies ?? NO_DEPENDENCIES;
   const onError = options.onError ?? ((message) => console.error(message));
-  const { auth, onRefused, perCore } = options;
+  const { auth, perCore } = options;
+  const { events } = service;
 
   /** The answer to an acquire request once the service has decided. */
   const answerAcquire = (outcome: Outcome, json: boolean, info: RequestInfo | undefined) => {
@@ -194,7 +191,9 @@ export function createHandler(options: HandlerOptions): Handler {
   const fail = (error: unknown, request: Request, path: string): Response => {
     const json = wantsJson(request);
     if (error instanceof HttpError) {
-      if (INVALID_STATUSES.has(error.status)) onRefused?.("invalid");
+      if (INVALID_STATUSES.has(error.status)) {
+        events.emit({ type: "edge_refused", reason: "invalid" });
+      }
       return errorResponse(error.status, error.message, json, error.headers);
     }
     if (error instanceof StoreUnavailableError) {
@@ -229,7 +228,7 @@ export function createHandler(options: HandlerOptions): Handler {
       if (auth && found.guarded) {
         const failure = auth.check(request);
         if (failure) {
-          onRefused?.("unauthorized");
+          events.emit({ type: "edge_refused", reason: "unauthorized" });
           return unauthorized(failure, wantsJson(request));
         }
       }

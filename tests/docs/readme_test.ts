@@ -266,6 +266,7 @@ const SAMPLE_EVENTS: { [T in LockEventType]: Extract<LockEvent, { type: T }> } =
   },
   gate: { type: "gate", gate: "load", open: false, reason: "load" },
   store: { type: "store", up: true, error: undefined },
+  edge_refused: { type: "edge_refused", reason: "unauthorized" },
 };
 
 /** Events that the log writer adds, beside the core's: its fields besides `event`. */

@@ -24,11 +24,11 @@ function setup(source: TokenSource) {
   const store = new MemoryLockStore(1, { clock });
   const service = new LockService({ store, clock, maxDurationMs: 60_000 });
   const refusals: string[] = [];
+  service.events.on((e) => e.type === "edge_refused" && refusals.push(e.reason), ["edge_refused"]);
   const handler = createHandler({
     service,
     defaultDurationMs: 10_000,
     auth: source,
-    onRefused: (reason) => refusals.push(reason),
   });
   const request = (method: string, path: string, headers: Record<string, string> = {}) =>
     Promise.resolve(handler(new Request(`http://localhost${path}`, { method, headers })));
