@@ -23,8 +23,17 @@ import type { Summary } from "../../bench/report.ts";
 import { BASELINE_MODES, DEFAULT_MODES, LOCK_MODES, MODES } from "../../bench/servers.ts";
 import { allowFlags, PROGRAM_PERMISSIONS } from "../../lib/commands/permissions.ts";
 import { which } from "../_which.ts";
+import { loadedModules } from "../_module_graph.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
+
+Deno.test("nothing under bench/ loads a module of tests/", async () => {
+  for await (const entry of Deno.readDir(`${ROOT}bench`)) {
+    if (!entry.isFile || !entry.name.endsWith(".ts")) continue;
+    const loaded = await loadedModules(`bench/${entry.name}`);
+    assert.deepEqual(loaded.filter((m) => m.startsWith("tests/")), [], entry.name);
+  }
+});
 const noEnv = () => undefined;
 
 Deno.test("parseBenchArgs() reads --baseline and the names of benchmarks", async (t) => {
