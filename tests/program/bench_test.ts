@@ -10,13 +10,8 @@ import assert from "node:assert/strict";
 import { comparisonLines, figuresComparisonMarkdown } from "../../bench/compare.ts";
 import type { Figure } from "../../bench/figures.ts";
 import { HANDOFF_VARIANTS } from "../../bench/handoff.ts";
-import {
-  logCostLines,
-  parseBenchArgs,
-  PARTS,
-  selectPrograms,
-  variantLines,
-} from "../../bench/main.ts";
+import { logCostLines, variantLines } from "../../bench/http.ts";
+import { parseBenchArgs, PARTS, selectPrograms } from "../../bench/main.ts";
 import { REDIS_SERVER } from "../_redis.ts";
 import { COMPARED_NAMES } from "../../bench/program.ts";
 import type { Summary } from "../../bench/report.ts";
