@@ -137,12 +137,15 @@ export async function acquireLock(
     const start = clock.now();
     const remaining = deadline - start;
     if (signal?.aborted) return { kind: "aborted" };
-    if (remaining <= 0) return { kind: "timeout", reason };
+    // The first try is always made: a --wait of 0 means one try, as ?wait=0 does.
+    if (remaining <= 0 && attempt > 1) return { kind: "timeout", reason };
     // After the first answer, wait in the queue; the last wait ends a margin before the
     // deadline. Too close to it for that, one last request asks for an answer at once.
     const chunk = Math.min(MAX_WAIT_CHUNK_MS, remaining - ANSWER_MARGIN_MS);
     const waitMs = attempt === 1 || chunk <= 0 ? undefined : Math.ceil(chunk);
-    const limitMs = Math.min(remaining, (waitMs ?? 0) + ANSWER_GRACE_MS);
+    const limitMs = remaining <= 0
+      ? ANSWER_GRACE_MS
+      : Math.min(remaining, (waitMs ?? 0) + ANSWER_GRACE_MS);
 
     const controller = new AbortController();
     const timer = clock.setTimeout(() => controller.abort(), limitMs);
@@ -158,10 +161,14 @@ export async function acquireLock(
       );
     } catch (error) {
       if (signal?.aborted) return { kind: "aborted" };
+      // A request cut short by the deadline says nothing new, unless it was the only one.
+      const cutByDeadline = controller.signal.aborted && clock.now() >= deadline;
+      if (!cutByDeadline || attempt === 1) {
+        reason = controller.signal.aborted
+          ? `no answer from ${options.server.href} within ${formatDuration(limitMs)}`
+          : `cannot reach ${options.server.href}: ${describeFetchError(error)}`;
+      }
       if (clock.now() >= deadline) return { kind: "timeout", reason };
-      reason = controller.signal.aborted
-        ? `no answer from ${options.server.href} within ${formatDuration(limitMs)}`
-        : `cannot reach ${options.server.href}: ${describeFetchError(error)}`;
     } finally {
       clock.clearTimeout(timer);
       signal?.removeEventListener("abort", stop);
@@ -187,6 +194,7 @@ export async function acquireLock(
       };
     }
     if (answer) reason = answer.message;
+    if (clock.now() >= deadline) return { kind: "timeout", reason };
     note(`Waiting: ${reason}`);
 
     // A server that speaks this protocol is asked again at once, to wait in its queue (or,

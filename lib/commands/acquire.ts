@@ -16,7 +16,7 @@ import {
 } from "../args.ts";
 import { acquireLock, type AcquireOptions, type AcquireResult } from "../client/lock.ts";
 import { note } from "../client/output.ts";
-import { formatDuration, parseDuration } from "../duration.ts";
+import { formatDuration, parseDuration, parseWait } from "../duration.ts";
 import { EXIT } from "../exit.ts";
 import { ID_HINT, isValidId, MAX_ID_LENGTH } from "../protocol.ts";
 import { AUTH_TOKEN_FILE_FLAG, AUTH_TOKEN_FLAG, readAuthFlags } from "./_auth.ts";
@@ -68,7 +68,7 @@ export const ACQUIRE_FLAGS: readonly FlagSpec[] = [
     kind: "value",
     valueName: "DURATION",
     default: "forever",
-    description: "Give up (exit 124) when no lock is granted within this time",
+    description: "Give up (exit 124) when no lock is granted within this time; 0 tries once",
   },
   { ...TOKEN_FILE_FLAG, description: "Also write the token to this file" },
   {
@@ -98,7 +98,7 @@ export function readAcquire(read: Reader, env: Env): AcquireOptions {
     server: readServer(read),
     durationMs: read.value("duration", undefined, parseDuration),
     id: read.value("id", undefined, parseId) ?? defaultId(hostName(env)),
-    waitMs: read.value("wait", undefined, parseDuration),
+    waitMs: read.value("wait", undefined, parseWait),
     tokenFile: read.value("tokenFile", undefined, parsePath),
     pollIntervalMs: read.value("pollInterval", DEFAULT_POLL_INTERVAL_MS, parseDuration),
     names: {
@@ -151,10 +151,11 @@ export function reportFailure(
     note(result.message);
     return EXIT.FAILURE;
   }
-  note(
-    `Gave up: no lock within ${formatDuration(options.waitMs ?? 0)} ` +
-      `(${options.names?.wait ?? "--wait"}); last reason: ${result.reason}`,
-  );
+  const flag = options.names?.wait ?? "--wait";
+  const within = options.waitMs === 0
+    ? `at the first try (${flag}${flag.startsWith("--") ? " " : "="}0)`
+    : `within ${formatDuration(options.waitMs ?? 0)} (${flag})`;
+  note(`Gave up: no lock ${within}; last reason: ${result.reason}`);
   return EXIT.TIMEOUT;
 }
 
