@@ -21,7 +21,8 @@ import { GONE_NOTE, RELEASE_TIMEOUT_MS } from "../client/lock.ts";
 import { note } from "../client/output.ts";
 import { describeError, UsageError } from "../errors.ts";
 import { EXIT } from "../exit.ts";
-import { TOKEN_PATTERN } from "../protocol.ts";
+import { TOKEN_HINT, TOKEN_PATTERN } from "../protocol.ts";
+import { tokenPrefix } from "../token.ts";
 import { readAuthFlags } from "./_auth.ts";
 import { parsePath, readServer, SERVER_FLAG, TOKEN_FILE_FLAG } from "./_client.ts";
 import { CLIENT_AUTH_TOKEN_FILE_FLAG, CLIENT_AUTH_TOKEN_FLAG } from "./acquire.ts";
@@ -59,9 +60,7 @@ export const RELEASE_FLAGS: readonly FlagSpec[] = [
 /** Checks a token as given on the command line or read from a file. */
 export function parseToken(text: string): string {
   const token = text.trim();
-  if (!TOKEN_PATTERN.test(token)) {
-    throw new RangeError('expected a token as printed by acquire (letters, digits, "-", "_")');
-  }
+  if (!TOKEN_PATTERN.test(token)) throw new RangeError(TOKEN_HINT);
   return token;
 }
 
@@ -120,8 +119,9 @@ async function findToken(from: TokenSource): Promise<string | number> {
   try {
     return parseToken(text);
   } catch (error) {
+    // Bad input, as a bad --token is: the file holds something acquire never wrote.
     note(`Invalid token in ${name} "${path}": ${describeError(error)}`);
-    return EXIT.FAILURE;
+    return EXIT.USAGE;
   }
 }
 
@@ -135,7 +135,7 @@ async function run(options: ReleaseOptions): Promise<number> {
       AbortSignal.timeout(RELEASE_TIMEOUT_MS),
       options.authToken,
     );
-    if (answer === "gone") note(GONE_NOTE);
+    note(answer === "gone" ? GONE_NOTE : `Released lock ${tokenPrefix(token)}…`);
     return EXIT.OK;
   } catch (error) {
     if (error instanceof UnauthorizedError) {
@@ -156,9 +156,9 @@ export const releaseCommand: Command<ReleaseOptions> = {
     renderUsage({
       synopsis: "startup-lock release --server URL (--token TOKEN | --tokenFile PATH)",
       about: [
-        "Gives a lock back. Exits 0 when it was released, and also when it had already",
-        "been released or had expired; 1 when the server cannot be reached or is not a",
-        "startup-lock server; 2 usage error.",
+        "Gives a lock back and says so in one line. Exits 0 when it was released, and also",
+        "when it had already been released or had expired; 1 when the server cannot be",
+        "reached or is not a startup-lock server; 2 usage error (such as a malformed token).",
       ],
       flags: RELEASE_FLAGS,
     }),

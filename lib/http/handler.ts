@@ -18,7 +18,7 @@ import { describeError, HttpError } from "../errors.ts";
 import { checkRequest, type TokenSource, unauthorized } from "./auth.ts";
 import type { DependencyState } from "../gates/dependencies.ts";
 import { METRICS_CONTENT_TYPE } from "../observers/metrics.ts";
-import { TOKEN_PATTERN } from "../protocol.ts";
+import { TOKEN_HINT, TOKEN_PATTERN } from "../protocol.ts";
 import {
   errorResponse,
   granted,
@@ -30,6 +30,7 @@ import {
 } from "./render.ts";
 import {
   checkBodySize,
+  echo,
   MAX_ACQUIRE_BODY_BYTES,
   readDuration,
   readId,
@@ -79,7 +80,8 @@ export interface RequestInfo {
 /** An HTTP request handler; synchronous where it can be. */
 export type Handler = (request: Request, info?: RequestInfo) => Awaitable<Response>;
 
-const LOCK_PATH = new RegExp(`^/locks/(${TOKEN_PATTERN.source.slice(1, -1)})$`);
+/** A lock's path: one part after `/locks/`, checked as a token once the route is known. */
+const LOCK_PATH = /^\/locks\/([^/]*)$/;
 
 type RouteHandler = (
   request: Request,
@@ -226,6 +228,10 @@ export function createHandler(options: HandlerOptions): Handler {
           onRefused?.("unauthorized");
           return unauthorized(failure, wantsJson(request));
         }
+      }
+      if (found === lockRoute && !TOKEN_PATTERN.test(token)) {
+        // A mangled token is an error to show, not a lock that is already gone.
+        throw new HttpError(400, `Invalid token "${echo(token)}": ${TOKEN_HINT}`);
       }
       const response = handle(request, target.query, info, token);
       return response instanceof Promise
