@@ -38,7 +38,7 @@ import {
   requestTarget,
   wantsJson,
 } from "./request.ts";
-import { statusPage, wantsStatusPage } from "./status_page.ts";
+import { statusPage, toStatusPage, wantsStatusPage } from "./status_page.ts";
 
 /** Options of {@linkcode createHandler}. */
 export interface HandlerOptions {
@@ -124,6 +124,9 @@ export function createHandler(options: HandlerOptions): Handler {
   };
 
   const acquire: RouteHandler = (request, query, info, token) => {
+    // Someone who opens the server in a browser is curious, not starting an app: the status
+    // page, not a slot. Clients send */*, nothing or JSON, which never prefer HTML.
+    if (request.method === "GET" && wantsStatusPage(request)) return toStatusPage();
     // A body is never read: one too large is refused, unread beyond the limit, before any slot.
     const checked = checkBodySize(request, MAX_ACQUIRE_BODY_BYTES);
     return checked ? checked.then(() => acquireNow(request, query, info, token)) : acquireNow(
