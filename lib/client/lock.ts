@@ -74,6 +74,8 @@ export interface AcquireOptions {
    * @default {{ duration: "--duration", wait: "--wait", tokenFile: "--tokenFile" }}
    */
   names?: FlagNames;
+  /** Warnings about the command line, written before the first try. @default {none} */
+  warnings?: readonly string[];
 }
 
 /** How messages name the flags of {@linkcode AcquireOptions}. */
@@ -131,6 +133,7 @@ export async function acquireLock(
 ): Promise<AcquireResult> {
   const { clock = realClock, random = Math.random, signal } = context;
   const names = options.names ?? DEFAULT_NAMES;
+  for (const warning of options.warnings ?? []) note(warning, "secret_in_flag", "warn");
   const deadline = options.waitMs === undefined ? Infinity : clock.now() + options.waitMs;
   let reason = "no answer from the server yet";
   for (let attempt = 1;; attempt++) {
@@ -195,7 +198,7 @@ export async function acquireLock(
     }
     if (answer) reason = answer.message;
     if (clock.now() >= deadline) return { kind: "timeout", reason };
-    note(`Waiting: ${reason}`);
+    note(`Waiting: ${reason}`, "waiting");
 
     // A server that speaks this protocol is asked again at once, to wait in its queue (or,
     // after a wait, to keep its place there); every other answer waits out the poll interval,
@@ -249,18 +252,21 @@ function reportAcquired(
     note(
       "Acquired a lock, but the server gave no token (as the original server does): " +
         "it will expire by its duration; there is nothing to release",
+      "acquired",
     );
     return;
   }
   const until = answer.expiresAt !== undefined
     ? ` until ${new Date(answer.expiresAt).toISOString()}`
     : "";
-  note(`Acquired the lock as ${options.id}${until}`);
+  note(`Acquired the lock as ${options.id}${until}`, "acquired");
   const { durationMs, requestedMs } = answer;
   if (durationMs !== undefined && requestedMs !== undefined && durationMs < requestedMs) {
     note(
       `The server granted ${formatDuration(durationMs)}, less than ${names.duration}: ` +
         "the most it allows (its --maxDuration)",
+      "duration_cut",
+      "warn",
     );
   }
 }
@@ -317,11 +323,14 @@ export async function releaseHeldLock(lock: HeldLock, because: string): Promise<
       AbortSignal.timeout(RELEASE_TIMEOUT_MS),
       lock.authToken,
     );
-    note(answer === "released" ? `Released the lock: ${because}` : `${GONE_NOTE} (${because})`);
+    if (answer === "released") note(`Released the lock: ${because}`, "released");
+    else note(`${GONE_NOTE} (${because})`, "already_gone");
   } catch (error) {
     note(
       `Cannot release the lock (${because}): ${describeFetchError(error)}; ` +
         "it expires by its duration",
+      "release_failed",
+      "warn",
     );
   }
 }

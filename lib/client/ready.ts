@@ -42,7 +42,9 @@ export async function releaseWhenReady(
   const expiresIn = () => lock.expiresAt === undefined ? Infinity : lock.expiresAt - clock.now();
   while (!signal.aborted) {
     if (expiresIn() <= 0) {
-      if (readyUrl) note(`The lock expired before ${readyUrl.href} answered 2xx`);
+      if (readyUrl) {
+        note(`The lock expired before ${readyUrl.href} answered 2xx`, "lock_expired", "warn");
+      }
       return "expired";
     }
     if (readyUrl) {

@@ -22,6 +22,7 @@ import { ID_HINT, isValidId, MAX_ID_LENGTH } from "../protocol.ts";
 import { AUTH_TOKEN_FILE_FLAG, AUTH_TOKEN_FLAG, readAuthFlags } from "./_auth.ts";
 import { parsePath, readServer, SERVER_FLAG, TOKEN_FILE_FLAG } from "./_client.ts";
 import { LOG_FORMAT_FLAG, readNoteFormat } from "./_log_format.ts";
+import { AUTH_TOKEN_SECRET, secretFlagWarnings } from "./_secrets.ts";
 
 /**
  * The pause between polls of a server that cannot hold a request (the
@@ -93,6 +94,7 @@ const FLAGS: readonly FlagSpec[] = [...ACQUIRE_FLAGS, HELP_FLAG];
 export function readAcquire(read: Reader, env: Env): AcquireOptions {
   readNoteFormat(read);
   const auth = readAuthFlags(read);
+  const warnings = secretFlagWarnings(read, [AUTH_TOKEN_SECRET]);
   return {
     ...(auth ? { authToken: auth.token } : {}),
     server: readServer(read),
@@ -106,6 +108,7 @@ export function readAcquire(read: Reader, env: Env): AcquireOptions {
       wait: read.source("wait"),
       tokenFile: read.source("tokenFile"),
     },
+    ...(warnings.length > 0 ? { warnings } : {}),
   };
 }
 
@@ -148,14 +151,14 @@ export function reportFailure(
   options: AcquireOptions,
 ): number {
   if (result.kind === "failed") {
-    note(result.message);
+    note(result.message, "refused", "error");
     return EXIT.FAILURE;
   }
   const flag = options.names?.wait ?? "--wait";
   const within = options.waitMs === 0
     ? `at the first try (${flag}${flag.startsWith("--") ? " " : "="}0)`
     : `within ${formatDuration(options.waitMs ?? 0)} (${flag})`;
-  note(`Gave up: no lock ${within}; last reason: ${result.reason}`);
+  note(`Gave up: no lock ${within}; last reason: ${result.reason}`, "gave_up", "warn");
   return EXIT.TIMEOUT;
 }
 

@@ -77,6 +77,10 @@ Deno.test("acquireCommand.parse() reads every flag, and each from its STARTUP_LO
   assert.deepEqual(parse(argv), {
     ...expected,
     names: { duration: "--duration 90s", wait: "--wait", tokenFile: "--tokenFile" },
+    warnings: [
+      "--authToken is visible to other users in ps and in the shell history (deno task also " +
+      "echoes its command line): use --authTokenFile PATH or STARTUP_LOCK_AUTH_TOKEN instead",
+    ],
   });
   const env = Object.fromEntries(Object.entries(values).map(([k, v]) => [envName(k), v]));
   assert.deepEqual(parse([], env), {

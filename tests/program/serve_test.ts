@@ -50,7 +50,7 @@ const DEFAULT_CONFIG: ServerConfig = {
 Deno.test("serveCommand.parse() uses every DEFAULT_* constant when nothing is given", () => {
   assert.deepEqual(serveCommand.parse([], noEnv), {
     action: "run",
-    options: { action: "serve", config: DEFAULT_CONFIG },
+    options: { action: "serve", config: DEFAULT_CONFIG, warnings: [] },
   });
 });
 
