@@ -40,7 +40,11 @@ export type NoteEvent =
   | "idling"
   | "stopped"
   | "unhealthy"
-  | "secret_in_flag";
+  | "secret_in_flag"
+  | "decision"
+  | "certificate_reloaded"
+  | "certificate_unusable"
+  | "failed";
 
 /**
  * Writes `startup-lock: <message>` to stderr, or with `--logFormat json` a

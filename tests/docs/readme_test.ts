@@ -109,7 +109,13 @@ async function scrapeProgram(): Promise<string> {
   })().catch(() => {});
   try {
     const port = (listener.addr as Deno.NetAddr).port;
-    await using server = await startProgram(["--check", `tcp://127.0.0.1:${port}`]);
+    // --locksPerCore, so that startup_lock_cores is exported too.
+    await using server = await startProgram([
+      "--check",
+      `tcp://127.0.0.1:${port}`,
+      "--locksPerCore",
+      "1",
+    ]);
     await server.waitForLog(/All dependencies are up/);
     const response = await fetch(`${server.url}/metrics`);
     assert.equal(response.status, 200);
@@ -120,13 +126,17 @@ async function scrapeProgram(): Promise<string> {
   }
 }
 
-/** What `Metrics` renders with every process figure known, as where `/proc/self/fd` can be read. */
+/**
+ * What `Metrics` renders with every optional figure known: the process's, as
+ * where `/proc/self/fd` can be read, and the cores, as with `--locksPerCore`.
+ */
 async function renderAllMetrics(): Promise<string> {
   const store = new MemoryLockStore(1);
   const service = new LockService({ store, maxDurationMs: 60_000 });
   const metrics = new Metrics(new EventBus(), {
     status: () => service.status(),
     process: () => ({ startTimeSeconds: 1, residentMemoryBytes: 1, openFds: 1 }),
+    cores: 1,
   });
   try {
     return await metrics.render();
