@@ -219,7 +219,7 @@ async function run(options: InjectCommandOptions): Promise<number> {
   using _signals = onStopSignals((signal) => stopping.resolve(signal));
   const handler = createWebhookHandler({
     ...options.inject,
-    onDecision: (d) => note(describeDecision(d)),
+    onDecision: (d) => note(describeDecision(d), "decision"),
   });
   let server;
   try {
@@ -230,17 +230,22 @@ async function run(options: InjectCommandOptions): Promise<number> {
       keyFile: options.keyFile,
       checkIntervalMs: options.tlsCheckIntervalMs,
       handler,
-      onReload: () => note(`Serving the new certificate of ${options.certFile}`),
+      onReload: () =>
+        note(`Serving the new certificate of ${options.certFile}`, "certificate_reloaded"),
       onReloadError: (error) =>
         note(
           `Still serving the old certificate: cannot use ${options.certFile} and ` +
             `${options.keyFile}: ${describeError(error)}`,
+          "certificate_unusable",
+          "warn",
         ),
     });
   } catch (error) {
     note(
       `Cannot serve HTTPS on ${options.hostname}:${options.port} with --tlsCert ` +
         `${options.certFile} and --tlsKey ${options.keyFile}: ${describeError(error)}`,
+      "listen_failed",
+      "error",
     );
     return EXIT.FAILURE;
   }
@@ -248,13 +253,14 @@ async function run(options: InjectCommandOptions): Promise<number> {
   note(
     `Listening on https://${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}/: ` +
       `POST /mutate injects ${options.inject.image}, lock server ${options.inject.server}`,
+    "listening",
   );
   try {
     const signal = await Promise.race([stopping.promise, server.failed]);
-    note(`Received ${signal}: stopping`);
+    note(`Received ${signal}: stopping`, "stopped");
     return EXIT.OK;
   } catch (error) {
-    note(describeError(error));
+    note(describeError(error), "failed", "error");
     return EXIT.FAILURE;
   } finally {
     await server.shutdown();

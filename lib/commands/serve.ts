@@ -29,6 +29,7 @@ import { MEMORY_STORE, parseStore, redactUrl, type StoreSetting } from "../store
 import { VERSION } from "../version.ts";
 import { availableCores, parseLocksPerCore, slotsPerCore } from "../cores.ts";
 import { AUTH_TOKEN_FILE_FLAG, AUTH_TOKEN_FLAG, readAuthFlags } from "./_auth.ts";
+import { AUTH_TOKEN_SECRET, secretFlagWarnings, STORE_SECRET } from "./_secrets.ts";
 import { LOG_FORMAT_FLAG, parseLogFormat } from "./_log_format.ts";
 
 const s = (ms: number) => formatDuration(ms);
@@ -189,7 +190,14 @@ export const SERVER_FLAGS: readonly FlagSpec[] = [
 ];
 
 /** What `serve` is asked to do: print the version, or serve. */
-export type ServeOptions = { action: "version" } | { action: "serve"; config: ServerConfig };
+export type ServeOptions =
+  | { action: "version" }
+  | {
+    action: "serve";
+    config: ServerConfig;
+    /** Warnings about the command line (a secret given as a flag), logged at start. */
+    warnings: string[];
+  };
 
 function usage(): string {
   return renderUsage({
@@ -243,7 +251,8 @@ function parse(argv: readonly string[], env: Env): Parsed<ServeOptions> {
         `must not exceed --maxDuration (${formatDuration(config.maxDurationMs)})`,
     );
   }
-  return { action: "run", options: { action: "serve", config } };
+  const warnings = secretFlagWarnings(read, [AUTH_TOKEN_SECRET, STORE_SECRET]);
+  return { action: "run", options: { action: "serve", config, warnings } };
 }
 
 async function run(options: ServeOptions): Promise<number> {
@@ -251,7 +260,7 @@ async function run(options: ServeOptions): Promise<number> {
     console.log(`startup-lock ${VERSION} (deno ${Deno.version.deno})`);
     return EXIT.OK;
   }
-  return await runServer(options.config);
+  return await runServer(options.config, { warnings: options.warnings });
 }
 
 /** `startup-lock [serve]`: runs the lock server until SIGTERM or SIGINT. */

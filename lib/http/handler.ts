@@ -19,7 +19,7 @@ import type { TokenSource } from "./auth.ts";
 import type { PerCoreSlots } from "../config.ts";
 import type { DependencyState } from "../gates/dependencies.ts";
 import { METRICS_CONTENT_TYPE } from "../observers/metrics.ts";
-import { TOKEN_PATTERN } from "../protocol.ts";
+import { TOKEN_HINT, TOKEN_PATTERN } from "../protocol.ts";
 import {
   errorResponse,
   granted,
@@ -32,6 +32,7 @@ import {
 } from "./render.ts";
 import {
   checkBodySize,
+  echo,
   MAX_ACQUIRE_BODY_BYTES,
   readDuration,
   readId,
@@ -39,7 +40,7 @@ import {
   requestTarget,
   wantsJson,
 } from "./request.ts";
-import { statusPage, wantsStatusPage } from "./status_page.ts";
+import { statusPage, toStatusPage, wantsStatusPage } from "./status_page.ts";
 
 /** Options of {@linkcode createHandler}. */
 export interface HandlerOptions {
@@ -79,7 +80,8 @@ export interface RequestInfo {
 /** An HTTP request handler; synchronous where it can be. */
 export type Handler = (request: Request, info?: RequestInfo) => Awaitable<Response>;
 
-const LOCK_PATH = new RegExp(`^/locks/(${TOKEN_PATTERN.source.slice(1, -1)})$`);
+/** A lock's path: one part after `/locks/`, checked as a token once the route is known. */
+const LOCK_PATH = /^\/locks\/([^/]*)$/;
 
 type RouteHandler = (
   request: Request,
@@ -123,6 +125,9 @@ export function createHandler(options: HandlerOptions): Handler {
   };
 
   const acquire: RouteHandler = (request, query, info, token) => {
+    // Someone who opens the server in a browser is curious, not starting an app: the status
+    // page, not a slot. Clients send */*, nothing or JSON, which never prefer HTML.
+    if (request.method === "GET" && wantsStatusPage(request)) return toStatusPage();
     // A body is never read: one too large is refused, unread beyond the limit, before any slot.
     const checked = checkBodySize(request, MAX_ACQUIRE_BODY_BYTES);
     return checked ? checked.then(() => acquireNow(request, query, info, token)) : acquireNow(
@@ -231,6 +236,10 @@ export function createHandler(options: HandlerOptions): Handler {
           events.emit({ type: "edge_refused", reason: "unauthorized" });
           return unauthorized(failure, wantsJson(request));
         }
+      }
+      if (found === lockRoute && !TOKEN_PATTERN.test(token)) {
+        // A mangled token is an error to show, not a lock that is already gone.
+        throw new HttpError(400, `Invalid token "${echo(token)}": ${TOKEN_HINT}`);
       }
       const response = handle(request, target.query, info, token);
       return response instanceof Promise

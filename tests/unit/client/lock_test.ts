@@ -66,6 +66,16 @@ Deno.test("acquireLock() asks its last wait to end a margin before --wait runs o
   assert.ok(asked > 0);
 });
 
+Deno.test("acquireLock() with a wait of 0 asks once, for an answer at once", async () => {
+  await using stub = startStandIn(() =>
+    Response.json({ status: "locked", message: "Locked: held" }, { status: 423 })
+  );
+  const result = await acquireLock(options(stub.url, { waitMs: 0 }));
+  assert.deepEqual(result, { kind: "timeout", reason: "Locked: held" });
+  assert.equal(stub.requests.length, 1);
+  assert.equal(stub.requests[0]!.searchParams.get("wait"), null);
+});
+
 Deno.test("acquireLock() asks again after the server's Retry-After when it is sooner than the poll interval", async (t) => {
   for (const status of [423, 503]) {
     await t.step(`${status}`, async () => {
