@@ -185,13 +185,3 @@ Deno.test("startup-lock healthcheck exits 2 with one line for a bad flag or URL"
     assert.ok(oneLine(res.stderr).includes('Invalid STARTUP_LOCK_URL "nope"'));
   });
 });
-
-Deno.test("startup-lock healthcheck --help lists its flags; --help lists the command", async () => {
-  const help = await runProgram(["healthcheck", "--help"]);
-  assert.equal(help.code, 0, help.stderr);
-  assert.match(help.stdout, /^Usage: startup-lock healthcheck /);
-  assert.match(help.stdout, /^ {2}--url URL .*env: STARTUP_LOCK_URL\)$/m);
-  assert.match(help.stdout, /^ {2}--timeout DURATION .*\(default: 5s\)$/m);
-  const top = await runProgram(["--help"]);
-  assert.match(top.stdout, /^ {2}healthcheck +Exit 0 when/m);
-});

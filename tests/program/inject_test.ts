@@ -74,18 +74,6 @@ Deno.test("startup-lock inject refuses bad flags with one line and exit code 2",
   });
 });
 
-Deno.test("startup-lock inject --help lists its flags and their variables", async () => {
-  const { code, stdout } = await runProgram(["inject", "--help"]);
-  assert.equal(code, 0);
-  for (const flag of ["--server", "--image", "--tlsCert", "--tlsKey", "--port", "--initDuration"]) {
-    assert.ok(stdout.includes(flag), flag);
-  }
-  assert.match(stdout, /default: 8443/);
-  assert.match(stdout, /env: STARTUP_LOCK_TLS_CERT/);
-  const top = await runProgram(["--help"]);
-  assert.match(top.stdout, /\n {2}inject +Kubernetes admission webhook/);
-});
-
 Deno.test("startup-lock inject exits 1 with one line when it cannot read its certificate", async () => {
   const { code, stderr } = await runProgram(["inject", "--port", "0", ...REQUIRED]);
   assert.equal(code, 1);

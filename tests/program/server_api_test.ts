@@ -1,11 +1,13 @@
 /**
- * Black-box tests of the lock API ("Release on ready"): the real program in a
- * child process, spoken to over real sockets.
+ * Black-box tests of the lock API where only the real program will do: a
+ * waiting client that drops its connection, and SIGTERM while clients wait.
+ * The answers themselves are tested through the handler in
+ * tests/unit/http/handler_test.ts.
  */
 import assert from "node:assert/strict";
 import { SHUTDOWN_GRACE_MS } from "../../lib/server.ts";
 import type { StatusBody as Status } from "../../lib/http/render.ts";
-import { runProgram, startProgram } from "../_program.ts";
+import { startProgram } from "../_program.ts";
 import { eventually } from "../_wait.ts";
 
 const JSON_ACCEPT = { Accept: "application/json" };
@@ -38,26 +40,6 @@ async function send(url: string, init: RequestInit = {}): Promise<number> {
   await res.body?.cancel();
   return res.status;
 }
-
-Deno.test("server answers a waiting client 200 as soon as the holder DELETEs its lock", async () => {
-  await using server = await startProgram(FLAGS);
-  const holder = await take(server.url, "?id=holder");
-  const waiting = fetch(`${server.url}/?wait=20s&id=waiter`, { headers: JSON_ACCEPT });
-  await eventually("the client waits", async () => (await waiterCount(server.url)) === 1);
-
-  // The holder asked for 60 s: only the release can explain the waiter's 200.
-  assert.equal(await send(`${server.url}/locks/${holder}`, { method: "DELETE" }), 204);
-  const res = await waiting;
-  assert.equal(res.status, 200);
-  const body = await res.json();
-  assert.equal(body.id, "waiter");
-  assert.match(body.token, TOKEN);
-  assert.equal(res.headers.get("Lock-Token"), body.token);
-
-  const status = await getStatus(server.url);
-  assert.deepEqual(status.waiters, { count: 0, ids: [] });
-  assert.deepEqual(status.holders.map((h) => h.id), ["waiter"]);
-});
 
 Deno.test("server drops a waiting client that disconnects from the queue and leaks no slot", async () => {
   await using server = await startProgram(FLAGS);
@@ -102,90 +84,4 @@ Deno.test("server answers a waiting client 503 shutting_down on SIGTERM and exit
   const took = performance.now() - started;
   assert.ok(took < SHUTDOWN_GRACE_MS, `exited after ${took} ms: the waiter held the shutdown up`);
   assert.ok(server.log.at(-1)?.includes("Stopped"), server.log.join("\n"));
-});
-
-Deno.test("server with --maxWaiters 1 answers a second waiting client 503 queue_full", async () => {
-  await using server = await startProgram([...FLAGS, "--maxWaiters", "1"]);
-  const holder = await take(server.url);
-  const first = fetch(`${server.url}/?wait=20s&id=first`);
-  await eventually("the first client waits", async () => (await waiterCount(server.url)) === 1);
-
-  const second = await fetch(`${server.url}/?wait=20s&id=second`, { headers: JSON_ACCEPT });
-  assert.equal(second.status, 503);
-  assert.ok(Number(second.headers.get("Retry-After")) >= 1);
-  const body = await second.json();
-  assert.equal(body.reason, "queue_full");
-  assert.deepEqual((await getStatus(server.url)).waiters, { count: 1, ids: ["first"] });
-
-  assert.equal(await send(`${server.url}/locks/${holder}`, { method: "DELETE" }), 204);
-  const granted = await first;
-  assert.equal(granted.status, 200);
-  await granted.body?.cancel();
-});
-
-Deno.test("server renews, releases and routes locks by token", async () => {
-  await using server = await startProgram([...FLAGS, "--maxDuration", "2m"]);
-  const token = await take(server.url, "?id=web-1&duration=10s");
-  assert.equal(await take(server.url, "?id=web-1"), token, "the same id gets its token back");
-
-  const renewed = await fetch(`${server.url}/locks/${token}?duration=1h`, {
-    method: "PUT",
-    headers: JSON_ACCEPT,
-  });
-  assert.equal(renewed.status, 200);
-  const { expiresAt } = await renewed.json();
-  const secondsLeft = (Date.parse(expiresAt) - Date.now()) / 1000;
-  assert.ok(secondsLeft > 60 && secondsLeft <= 120, `capped at --maxDuration: ${expiresAt}`);
-  assert.equal(
-    await send(`${server.url}/locks/${token}?duration=abc`, { method: "PUT" }),
-    400,
-  );
-
-  const text = await (await fetch(`${server.url}/status`)).text();
-  assert.ok(!text.includes(token), "no token in /status");
-
-  const wrong = await fetch(`${server.url}/locks/${token}`);
-  assert.equal(wrong.status, 405);
-  assert.equal(wrong.headers.get("Allow"), "DELETE, PUT");
-  await wrong.body?.cancel();
-  for (const path of ["/locks/a/b", `/locks/${token}/x`]) {
-    assert.equal(await send(`${server.url}${path}`, { method: "DELETE" }), 404, path);
-  }
-  for (const path of ["/locks/", "/locks/bogus", `/locks/${token.slice(1)}`]) {
-    assert.equal(await send(`${server.url}${path}`, { method: "DELETE" }), 400, path);
-    assert.equal(await send(`${server.url}${path}`, { method: "PUT" }), 400, path);
-  }
-
-  assert.equal(await send(`${server.url}/locks/${token}`, { method: "DELETE" }), 204);
-  assert.equal(await send(`${server.url}/locks/${token}`, { method: "DELETE" }), 404);
-  assert.equal(await send(`${server.url}/locks/${token}`, { method: "PUT" }), 404);
-  assert.equal(await send(`${server.url}/?id=bad%20id`), 400);
-  await take(server.url);
-});
-
-Deno.test("startup-lock --help lists --maxWait and --maxWaiters", async () => {
-  const { code, stdout } = await runProgram(["--help"]);
-  assert.equal(code, 0);
-  assert.match(stdout, /^\s+--maxWait\b.*STARTUP_LOCK_MAX_WAIT\b/m);
-  assert.match(stdout, /^\s+--maxWaiters\b.*STARTUP_LOCK_MAX_WAITERS\b/m);
-});
-
-Deno.test("startup-lock exits 2 naming the flag for an invalid --maxWaiters or --maxWait", async (t) => {
-  const cases: { args: string[]; env?: Record<string, string>; says: string }[] = [
-    { args: ["--maxWaiters", "-1"], says: 'Invalid --maxWaiters "-1"' },
-    { args: ["--maxWaiters", "x"], says: 'Invalid --maxWaiters "x"' },
-    { args: ["--maxWaiters", "1.5"], says: 'Invalid --maxWaiters "1.5"' },
-    { args: [], env: { STARTUP_LOCK_MAX_WAITERS: "x" }, says: 'STARTUP_LOCK_MAX_WAITERS "x"' },
-    { args: ["--maxWait", "0"], says: 'Invalid --maxWait "0"' },
-    { args: ["--maxWait", "soon"], says: 'Invalid --maxWait "soon"' },
-  ];
-  for (const { args, env, says } of cases) {
-    await t.step([...args, ...Object.entries(env ?? {}).flat()].join(" "), async () => {
-      const { code, stdout, stderr } = await runProgram(args, env ? { env } : {});
-      assert.equal(code, 2, stderr);
-      assert.equal(stdout, "");
-      assert.ok(stderr.includes(says), stderr);
-      assert.equal(stderr.trim().split("\n").length, 1, stderr);
-    });
-  }
 });

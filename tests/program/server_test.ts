@@ -1,5 +1,8 @@
 /**
- * Black-box tests: the real program in a child process, spoken to over HTTP.
+ * Black-box tests: the real program in a child process, spoken to over HTTP,
+ * for what needs it (flags and variables, real timers, concurrent sockets,
+ * signals). What the handler answers to each request is
+ * tests/unit/http/handler_test.ts.
  */
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -42,28 +45,6 @@ Deno.test("server takes its settings from STARTUP_LOCK_* variables, flags winnin
   assert.deepEqual(statuses.sort(), [200, 200, 423, 423]);
   const res = await fetch(`${server.url}/`);
   assert.match(await res.text(), /all 2 slots are held; the next frees in (59\.\ds|1m)\n$/);
-});
-
-Deno.test("server takes no slot for a request with a bad duration", async () => {
-  await using server = await startProgram(["--maxDuration", "1m"]);
-  for (const bad of ["abc", "0", "-1", "1e3"]) {
-    const res = await fetch(`${server.url}/?duration=${bad}`);
-    assert.equal(res.status, 400, `duration=${bad}`);
-    assert.match(await res.text(), new RegExp(`^Invalid duration "${bad}"`));
-  }
-  assert.equal(await status(`${server.url}/?duration=60`), 200);
-});
-
-Deno.test("server answers /healthz, 404 and 405 without taking a slot", async () => {
-  await using server = await startProgram();
-  assert.equal(await status(`${server.url}/healthz`), 200);
-  assert.equal(await status(`${server.url}/healthz`, { method: "HEAD" }), 200);
-  assert.equal(await status(`${server.url}/missing`), 404);
-  const wrong = await fetch(`${server.url}/`, { method: "DELETE" });
-  assert.equal(wrong.status, 405);
-  assert.equal(wrong.headers.get("Allow"), "GET, POST");
-  await wrong.body?.cancel();
-  assert.equal(await status(`${server.url}/`), 200);
 });
 
 Deno.test("server gates locks on a dependency going down and up again", async () => {
@@ -114,35 +95,6 @@ Deno.test("server gates locks on a dependency going down and up again", async ()
   const downs = server.log.filter((l) => l.includes(`Dependency ${depUrl} is down`)).length;
   assert.equal(ups, 2, server.log.join("\n"));
   assert.equal(downs, 2, server.log.join("\n"));
-});
-
-Deno.test("server checks tcp dependencies by connecting", async () => {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  await using server = await startProgram(["--check", `tcp://127.0.0.1:${port}`]);
-  await server.waitForLog(/All dependencies are up/);
-  assert.equal(await status(`${server.url}/`), 200);
-  listener.close();
-});
-
-Deno.test("server stays responsive while a dependency accepts and never answers", async () => {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const conns: Deno.Conn[] = [];
-  const accepting = (async () => {
-    try {
-      for await (const conn of listener) conns.push(conn);
-    } catch { /* closed */ }
-  })();
-  const depUrl = `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}/`;
-  await using server = await startProgram(["--check", depUrl, "--checkTimeout", "300ms"]);
-  assert.equal(await status(`${server.url}/healthz`), 200);
-  await server.waitForLog(/is down: no answer within 300ms/);
-  const res = await fetch(`${server.url}/`);
-  assert.equal(res.status, 423);
-  assert.match(await res.text(), /no answer within 300ms/);
-  listener.close();
-  await accepting;
-  for (const c of conns) c.close();
 });
 
 Deno.test("server exits 0 on SIGTERM and on SIGINT", async (t) => {

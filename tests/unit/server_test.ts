@@ -1,6 +1,7 @@
 /**
- * The server's wiring (`lib/server.ts`) where it loads a part only when a flag
- * asks for it: the check of bearer tokens, and `node:crypto` with it.
+ * The server's wiring (`lib/server.ts`): the flags reach the handler, and a
+ * part is loaded only when a flag asks for it (the check of bearer tokens, and
+ * `node:crypto` with it). What the handler does with them is handler_test.ts.
  */
 import assert from "node:assert/strict";
 import { serveCommand } from "../../lib/commands/serve.ts";
@@ -45,5 +46,36 @@ Deno.test("runServer() exits 2 when the token file is gone by the time the serve
     assert.equal(await runServer(config), 2);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("buildServer() hands --locks, --timeout, --maxDuration and --maxWaiters to the handler", async () => {
+  const config = configOf(
+    ["--locks", "2", "--timeout", "42s", "--maxDuration", "1m", "--maxWaiters", "1"],
+  );
+  const { handler, service, store } = buildServer(config, silent);
+  const get = (query: string) =>
+    Promise.resolve(
+      handler(
+        new Request(`http://localhost/${query}`, { headers: { Accept: "application/json" } }),
+      ),
+    );
+  try {
+    const byDefault = await get("");
+    assert.equal(byDefault.headers.get("Lock-Duration"), "42", "--timeout");
+    await byDefault.body?.cancel();
+    const cut = await get("?duration=2m");
+    assert.equal(cut.headers.get("Lock-Duration"), "60", "--maxDuration");
+    assert.equal((await cut.json()).requestedDuration, 120);
+    assert.deepEqual((await (await get("status")).json()).slots, { total: 2, held: 2, free: 0 });
+    const waiting = get("?wait=30s&id=first");
+    const full = await get("?wait=30s&id=second");
+    assert.equal(full.status, 503, "--maxWaiters 1");
+    assert.equal((await full.json()).reason, "queue_full");
+    service.close();
+    await (await waiting).body?.cancel();
+  } finally {
+    service.close();
+    await store.close();
   }
 });

@@ -794,6 +794,38 @@ Deno.test("handler grants a ?duration= over the longest allowed, cut to it, and 
       assert.equal((await api.service.status()).leases?.[0]?.remainingMs, MAX_DURATION_MS);
     });
   }
+  await t.step("the JSON answer says what was asked and what was granted", async () => {
+    using api = setup();
+    const res = await api.get("/?duration=720h", { headers: JSON_ACCEPT });
+    assert.equal(res.status, 200);
+    const body = await res.json();
+    assert.equal(body.duration, 60);
+    assert.equal(body.requestedDuration, 720 * 3600);
+    assert.equal(body.expiresAt, iso(api.clock.wallNow() + MAX_DURATION_MS));
+    assert.match(body.warning, /^asked for 720h, cut to 1m/);
+  });
+  await t.step("a duration within the cap has no warning", async () => {
+    using api = setup();
+    const res = await api.get("/?duration=60", { headers: JSON_ACCEPT });
+    assert.equal(res.headers.get("Lock-Duration"), "60");
+    assert.equal(res.headers.get("Lock-Duration-Requested"), null);
+    assert.equal((await res.json()).warning, undefined);
+  });
+});
+
+Deno.test("handler treats an empty parameter as not given", async () => {
+  using api = setup();
+  const res = await api.get("/?duration=&id=&wait=", { headers: JSON_ACCEPT });
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("Lock-Duration"), String(DEFAULT_MS / 1000));
+  const body = await res.json();
+  assert.equal(body.id, null);
+  api.clock.advance(1_000);
+  const renewed = await api.request("PUT", `/locks/${body.token}?duration=`);
+  assert.equal(renewed.status, 200);
+  assert.equal(renewed.headers.get("Lock-Duration"), String(DEFAULT_MS / 1000));
+  await renewed.body?.cancel();
+  assert.equal((await api.service.status()).leases?.[0]?.remainingMs, DEFAULT_MS);
 });
 
 Deno.test("handler answers /healthz with 200 and takes no slot", async () => {
@@ -829,7 +861,17 @@ Deno.test("handler routes on the request target and answers a malformed Host hea
   const withHost = (path: string, host: string) =>
     Promise.resolve(api.handler(new Request(`http://localhost${path}`, { headers: { host } })));
   await t.step("a Host with a path or query in it", async () => {
-    for (const host of ["x/?duration=5&id=hostinj", "x/nope?", "a@b", "x#y"]) {
+    for (
+      const host of [
+        "x/?duration=5&id=hostinj",
+        "x/nope?",
+        "x/locks/abc?",
+        "a@b",
+        "x y",
+        "x#y",
+        "x\\y",
+      ]
+    ) {
       const res = await withHost("/healthz", host);
       assert.equal(res.status, 400, host);
       assert.match(await res.text(), /^Invalid Host header/);
@@ -893,6 +935,30 @@ Deno.test("handler says why it refuses while dependencies gate locking", async (
     await res.body?.cancel();
   });
   checker.stop();
+});
+
+Deno.test("handler names every dependency that is down in one sentence", async () => {
+  const targets = ["tcp://127.0.0.1:1", "tcp://127.0.0.1:2"];
+  const checker = new DependencyChecker({
+    targets: targets.map(parseCheckTarget),
+    passIntervalMs: 60_000,
+    failIntervalMs: 10_000,
+    timeoutMs: 2_000,
+    clock: new ManualClock(),
+  });
+  using api = setup({ gate: checker });
+  try {
+    checker.start();
+    await checker.settled();
+    const res = await api.get("/");
+    assert.equal(res.status, 423);
+    assert.match(
+      await res.text(),
+      /^Locked: 2 dependencies are down: tcp:\/\/127\.0\.0\.1:1 \(.+\), tcp:\/\/127\.0\.0\.1:2 \(.+\)\n$/,
+    );
+  } finally {
+    checker.stop();
+  }
 });
 
 Deno.test("handler repeats a bad value with its control characters escaped, on one line", async () => {

@@ -1,7 +1,8 @@
 /**
- * The request limits of `lib/http/request.ts`, through the handler and
- * against the real program: a long target (`414`), too many or repeated query
- * parameters (`400`), a large acquire body (`413`); none takes a slot.
+ * The request limits of `lib/http/request.ts`, through the handler: a long
+ * target (`414`), too many or repeated query parameters (`400`), a large
+ * acquire body (`413`); none takes a slot. The same limits on the real
+ * program's sockets: tests/program/http_edges_test.ts.
  */
 import assert from "node:assert/strict";
 import { LockService } from "../../../lib/core/service.ts";
@@ -13,7 +14,6 @@ import {
 } from "../../../lib/http/request.ts";
 import { MemoryLockStore } from "../../../lib/stores/memory.ts";
 import { ManualClock } from "../../_clock.ts";
-import { startProgram } from "../../_program.ts";
 
 /** A handler with one slot; `using` closes the service and store. */
 function setup() {
@@ -117,19 +117,4 @@ Deno.test("handler reads a chunked acquire body only up to the limit", async () 
   });
   await assertStatus(await s.request("/", { method: "POST", body: small }), 200);
   assert.equal(await s.held(), 1);
-});
-
-Deno.test("startup-lock refuses a 10 MB acquire body with 413 and a long URL with 414", async () => {
-  await using server = await startProgram();
-  const big = await fetch(`${server.url}/`, {
-    method: "POST",
-    body: new Uint8Array(10 * 1024 * 1024),
-  });
-  assert.equal(big.status, 413);
-  await big.body?.cancel();
-  const long = await fetch(`${server.url}/?id=${"a".repeat(9000)}`);
-  assert.equal(long.status, 414);
-  await long.body?.cancel();
-  const status = await fetch(`${server.url}/status`);
-  assert.equal((await status.json()).slots.held, 0);
 });

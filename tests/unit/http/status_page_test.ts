@@ -338,25 +338,6 @@ Deno.test({
   },
 });
 
-Deno.test("The program sends a browser on / to the status page and keeps the slot free; curl still gets a lock", async () => {
-  await using server = await startProgram(["--locks", "1"]);
-  const page = await fetch(`${server.url}/`, {
-    headers: { Accept: BROWSERS.firefox! },
-    redirect: "manual",
-  });
-  assert.equal(page.status, 303);
-  assert.equal(
-    new URL(page.headers.get("location")!, `${server.url}/`).href,
-    `${server.url}/status`,
-  );
-  await page.body?.cancel();
-  const status = await (await fetch(`${server.url}/status`)).json() as Status;
-  assert.deepEqual(status.slots, { total: 1, held: 0, free: 1 });
-  const curl = await fetch(`${server.url}/`, { headers: { Accept: "*/*" } });
-  assert.equal(curl.status, 200);
-  assert.match(await curl.text(), /^Lock acquired/);
-});
-
 Deno.test({
   name: "Headless Chromium on / lands on the status page and takes no slot",
   ignore: !CHROMIUM && !IN_CI,
