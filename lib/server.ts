@@ -10,7 +10,6 @@ import { Gates } from "./core/gates.ts";
 import { LockService } from "./core/service.ts";
 import { formatDuration } from "./duration.ts";
 import { describeError } from "./errors.ts";
-import { CooldownGate } from "./gates/cooldown.ts";
 import { DependencyChecker } from "./gates/dependencies.ts";
 import { loadGate, pressureGate } from "./gates/host.ts";
 import type { TokenSource } from "./http/auth.ts";
@@ -21,12 +20,10 @@ import { Metrics } from "./observers/metrics.ts";
 import { logEvents } from "./observers/event_log.ts";
 import { logEvent } from "./log_events.ts";
 import { EXIT } from "./exit.ts";
-import { RecoveryGate } from "./gates/recovery.ts";
-import { FileLockStore } from "./stores/file.ts";
 import { MemoryLockStore } from "./stores/memory.ts";
 import type { LockStore } from "./core/store.ts";
 import type { RedisStoreModule, RedisTarget } from "./stores/settings.ts";
-import { checkWritable, loadState, type StoredLock } from "./stores/state_file.ts";
+import type { StoredLock } from "./stores/state_file.ts";
 
 /** How long in-flight requests may take to finish after a shutdown signal before the process exits anyway. */
 export const SHUTDOWN_GRACE_MS = 5_000;
@@ -54,13 +51,14 @@ const NO_STATE: PersistedState = { locks: [], recoverUntil: undefined };
 /**
  * Reads the state file at start and says in one line what it found. Throws
  * when its directory takes no new file: a server that cannot keep its locks
- * must not start.
+ * must not start. The state file's code is loaded here, only with `--stateFile`.
  */
 export async function readPersistedState(
   path: string,
   maxDurationMs: number,
   log: Logger,
 ): Promise<PersistedState> {
+  const { checkWritable, loadState } = await import("./stores/state_file.ts");
   await checkWritable(path);
   const loaded = await loadState(path);
   switch (loaded.kind) {
@@ -110,10 +108,13 @@ export interface BuildOptions {
 /**
  * The parts of a server, built from a config: the store, the gates, the
  * service with its events, the log and the metrics that subscribe to them,
- * and the handler.
+ * and the handler. The code of a part that only a flag asks for (the state
+ * file, the recovery and cooldown gates) is loaded only then: module loading
+ * is most of a start-up, and the first answer need not wait for code it never
+ * runs.
  * Exported for tests.
  */
-export function buildServer(config: ServerConfig, log: Logger, options: BuildOptions = {}) {
+export async function buildServer(config: ServerConfig, log: Logger, options: BuildOptions = {}) {
   if (config.auth && !options.auth) {
     throw new TypeError("config.auth is set: pass its token source (loadTokenSource) as auth");
   }
@@ -123,7 +124,9 @@ export function buildServer(config: ServerConfig, log: Logger, options: BuildOpt
   const store = options.store ??
     (config.stateFile === undefined
       ? new MemoryLockStore(config.locks)
-      : new FileLockStore(config.locks, config.stateFile, { restore: state.locks }));
+      : new (await import("./stores/file.ts")).FileLockStore(config.locks, config.stateFile, {
+        restore: state.locks,
+      }));
   const checker = new DependencyChecker({
     targets: config.checks,
     passIntervalMs: config.passHcMs,
@@ -132,13 +135,18 @@ export function buildServer(config: ServerConfig, log: Logger, options: BuildOpt
     events,
   });
   const gates = new Gates([
-    ...(state.recoverUntil === undefined ? [] : [new RecoveryGate(state.recoverUntil)]),
+    ...(state.recoverUntil === undefined
+      ? []
+      : [new (await import("./gates/recovery.ts")).RecoveryGate(state.recoverUntil)]),
     checker,
     ...(config.maxLoad === undefined ? [] : [loadGate(config.maxLoad)]),
     ...(config.maxPressure === undefined ? [] : [pressureGate(config.maxPressure)]),
-    ...(config.cooldownMs === undefined
-      ? []
-      : [new CooldownGate({ cooldownMs: config.cooldownMs, events })]),
+    ...(config.cooldownMs === undefined ? [] : [
+      new (await import("./gates/cooldown.ts")).CooldownGate({
+        cooldownMs: config.cooldownMs,
+        events,
+      }),
+    ]),
   ], events);
   const service = new LockService({
     store,
@@ -181,15 +189,15 @@ export async function loadTokenSource(
 }
 
 /**
- * Starts listening. Throws `Deno.errors.AddrInUse` and the like when the
+ * Starts listening. Rejects with `Deno.errors.AddrInUse` and the like when the
  * address cannot be bound; the caller explains them.
  */
-export function startServer(
+export async function startServer(
   config: ServerConfig,
   log: Logger,
   options: BuildOptions = {},
-): RunningServer {
-  const { store, gates, service, handler } = buildServer(config, log, options);
+): Promise<RunningServer> {
+  const { store, gates, service, handler } = await buildServer(config, log, options);
   const aborter = new AbortController();
   const server = Deno.serve({
     hostname: config.host,
@@ -293,7 +301,7 @@ export async function runServer(config: ServerConfig, options: RunOptions = {}):
   }
   let server: RunningServer;
   try {
-    server = startServer(config, log, {
+    server = await startServer(config, log, {
       state,
       ...(auth ? { auth } : {}),
       logLinesDropped: () => writer.dropped,

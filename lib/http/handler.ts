@@ -28,6 +28,7 @@ import {
   renewed,
   statusBody,
   text,
+  toStatusPage,
   unauthorized,
 } from "./render.ts";
 import {
@@ -39,8 +40,8 @@ import {
   readWait,
   requestTarget,
   wantsJson,
+  wantsStatusPage,
 } from "./request.ts";
-import { statusPage, toStatusPage, wantsStatusPage } from "./status_page.ts";
 
 /** Options of {@linkcode createHandler}. */
 export interface HandlerOptions {
@@ -166,10 +167,11 @@ export function createHandler(options: HandlerOptions): Handler {
     return renewal instanceof Promise ? renewal.then(respond) : respond(renewal);
   };
 
-  // A browser gets the status page, which fetches the JSON form itself.
+  // A browser gets the status page, which fetches the JSON form itself. Its module is loaded at
+  // the first request for it: a server nobody looks at never loads it.
   const status: RouteHandler = async (request) =>
     wantsStatusPage(request)
-      ? statusPage()
+      ? (await import("./status_page.ts")).statusPage()
       : Response.json(statusBody(await service.status(), dependencies(), perCore), {
         headers: VARY,
       });

@@ -260,3 +260,28 @@ export function unauthorized(failure: AuthFailure, json: boolean): Response {
     ? Response.json({ status: "unauthorized", message }, { status: 401, headers })
     : text(401, `${message}\n`, headers);
 }
+
+/** The page a browser gets on `/`: where to look instead, for a client that does not follow. */
+const TO_STATUS_PAGE = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>startup-lock</title></head>
+<body><p>This is a startup-lock server: <code>GET /</code> takes a lock, so a browser is sent
+to the <a href="status">status page</a> instead.</p></body></html>
+`;
+
+/**
+ * `303 See Other` to the status page, for a browser on `/`: it must not take
+ * a slot. `Location` is relative, so it also works behind a path prefix.
+ */
+export function toStatusPage(): Response {
+  return new Response(TO_STATUS_PAGE, {
+    status: 303,
+    headers: {
+      Location: "status",
+      "Content-Type": "text/html; charset=utf-8",
+      "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+      "X-Content-Type-Options": "nosniff",
+      "Cache-Control": "no-store",
+      Vary: "Accept",
+    },
+  });
+}

@@ -1,6 +1,7 @@
 /**
  * Reading a request: its target (path and query, never the `Host` header),
- * and the query parameters of the lock API. Bad input is an
+ * the query parameters of the lock API, and what its `Accept` asks for (JSON,
+ * or the status page). Bad input is an
  * {@linkcode HttpError} with the reason, which the handler answers with `400`.
  *
  * @module
@@ -193,4 +194,32 @@ export function readId(query: URLSearchParams): string | undefined {
 /** Whether the client asked for JSON. */
 export function wantsJson(request: Request): boolean {
   return request.headers.get("accept")?.includes("application/json") ?? false;
+}
+
+/** The `q` of the first media range of `accept` that `matches` (0 when none does). */
+function quality(accept: string, matches: (type: string) => boolean): number {
+  for (const part of accept.split(",")) {
+    const [type = "", ...params] = part.split(";").map((s) => s.trim().toLowerCase());
+    if (!matches(type)) continue;
+    const q = params.find((p) => p.startsWith("q="));
+    const value = q ? Number(q.slice(2)) : 1;
+    return Number.isFinite(value) ? value : 0;
+  }
+  return 0;
+}
+
+const HTML = /text\/html/i;
+
+/**
+ * Whether a request asks for the status page: its `Accept` names `text/html`
+ * and does not prefer JSON. `curl`'s `*∕*` and no header at all get JSON, as
+ * before.
+ */
+export function wantsStatusPage(request: Request): boolean {
+  const accept = request.headers.get("accept");
+  // Checked on every GET /: most clients never name HTML, and need no parsing.
+  if (!accept || !HTML.test(accept)) return false;
+  const html = quality(accept, (t) => t === "text/html");
+  const json = quality(accept, (t) => t === "application/json");
+  return html > 0 && html >= json;
 }

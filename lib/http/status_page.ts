@@ -3,8 +3,10 @@
  * HTML page (inline style and script, no other asset) that fetches the JSON
  * form of `/status` every {@linkcode REFRESH_MS} and renders it with DOM APIs.
  * Server data only ever becomes text nodes: holder ids are chosen by clients.
- * A browser that opens `/` is sent here ({@linkcode toStatusPage}) instead of
- * taking a slot.
+ * A browser that opens `/` is sent here (`toStatusPage()` in `render.ts`)
+ * instead of taking a slot. The handler loads this module at the first
+ * request for the page (`wantsStatusPage()` in `request.ts` decides): a
+ * server nobody looks at never loads it.
  *
  * A strict `Content-Security-Policy` allows exactly the inline style and
  * script, by their SHA-256 hashes computed once at module load, and fetches
@@ -248,56 +250,4 @@ export async function statusPage(): Promise<Response> {
       Vary: "Accept",
     },
   });
-}
-
-/** The `q` of the first media range of `accept` that `matches` (0 when none does). */
-function quality(accept: string, matches: (type: string) => boolean): number {
-  for (const part of accept.split(",")) {
-    const [type = "", ...params] = part.split(";").map((s) => s.trim().toLowerCase());
-    if (!matches(type)) continue;
-    const q = params.find((p) => p.startsWith("q="));
-    const value = q ? Number(q.slice(2)) : 1;
-    return Number.isFinite(value) ? value : 0;
-  }
-  return 0;
-}
-
-/** The page a browser gets on `/`: where to look instead, for a client that does not follow. */
-const TO_STATUS_PAGE = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>startup-lock</title></head>
-<body><p>This is a startup-lock server: <code>GET /</code> takes a lock, so a browser is sent
-to the <a href="status">status page</a> instead.</p></body></html>
-`;
-
-/**
- * `303 See Other` to the status page, for a browser on `/`: it must not take
- * a slot. `Location` is relative, so it also works behind a path prefix.
- */
-export function toStatusPage(): Response {
-  return new Response(TO_STATUS_PAGE, {
-    status: 303,
-    headers: {
-      Location: "status",
-      "Content-Type": "text/html; charset=utf-8",
-      "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
-      "X-Content-Type-Options": "nosniff",
-      "Cache-Control": "no-store",
-      Vary: "Accept",
-    },
-  });
-}
-
-const HTML = /text\/html/i;
-
-/**
- * Whether a request asks for the page: its `Accept` names `text/html` and does
- * not prefer JSON. `curl`'s `*∕*` and no header at all get JSON, as before.
- */
-export function wantsStatusPage(request: Request): boolean {
-  const accept = request.headers.get("accept");
-  // Checked on every GET /: most clients never name HTML, and need no parsing.
-  if (!accept || !HTML.test(accept)) return false;
-  const html = quality(accept, (t) => t === "text/html");
-  const json = quality(accept, (t) => t === "application/json");
-  return html > 0 && html >= json;
 }

@@ -483,7 +483,7 @@ async function probeStatus(
   const request = new Request(`http://10.244.1.5${path}`);
   if (parsed.command === "hold") return createProbeHandler(() => acquired)(request).status;
   assert.equal(parsed.command, "serve", `a probe on "startup-lock ${parsed.command}"`);
-  const { store, handler } = buildServer(parsed.config, silentLogger);
+  const { store, handler } = await buildServer(parsed.config, silentLogger);
   try {
     return (await handler(request)).status;
   } finally {

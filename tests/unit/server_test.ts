@@ -1,13 +1,15 @@
 /**
  * The server's wiring (`lib/server.ts`): the flags reach the handler, and a
- * part is loaded only when a flag asks for it (the check of bearer tokens, and
- * `node:crypto` with it). What the handler does with them is handler_test.ts.
+ * part is loaded only when a flag or a request asks for it (the check of
+ * bearer tokens and `node:crypto` with it, the state file, the optional gates,
+ * the status page). What the handler does with them is handler_test.ts.
  */
 import assert from "node:assert/strict";
 import { serveCommand } from "../../lib/commands/serve.ts";
 import type { ServerConfig } from "../../lib/config.ts";
 import { createLogger } from "../../lib/log.ts";
 import { buildServer, loadTokenSource, runServer } from "../../lib/server.ts";
+import { loadedModules } from "../_module_graph.ts";
 
 const silent = createLogger("error", () => {});
 
@@ -22,9 +24,9 @@ function configOf(args: string[]): ServerConfig {
 
 Deno.test("buildServer() refuses a config with a token but no token source, and checks it when given", async () => {
   const config = configOf(["--authToken", "s3cret"]);
-  assert.throws(() => buildServer(config, silent), TypeError);
+  await assert.rejects(() => buildServer(config, silent), TypeError);
   const auth = await loadTokenSource(config.auth!, silent);
-  const { handler, store } = buildServer(config, silent, { auth });
+  const { handler, store } = await buildServer(config, silent, { auth });
   try {
     assert.equal((await handler(new Request("http://localhost/status"))).status, 401);
     const request = new Request("http://localhost/status", {
@@ -53,7 +55,7 @@ Deno.test("buildServer() hands --locks, --timeout, --maxDuration and --maxWaiter
   const config = configOf(
     ["--locks", "2", "--timeout", "42s", "--maxDuration", "1m", "--maxWaiters", "1"],
   );
-  const { handler, service, store } = buildServer(config, silent);
+  const { handler, service, store } = await buildServer(config, silent);
   const get = (query: string) =>
     Promise.resolve(
       handler(
@@ -78,4 +80,22 @@ Deno.test("buildServer() hands --locks, --timeout, --maxDuration and --maxWaiter
     service.close();
     await store.close();
   }
+});
+
+/** What a server loads only when a flag or a request asks for it. */
+const ON_DEMAND = [
+  "lib/gates/cooldown.ts", // --cooldown
+  "lib/gates/recovery.ts", // an unreadable --stateFile
+  "lib/http/auth.ts", // --authToken, --authTokenFile
+  "lib/http/status_page.ts", // the first browser on /status
+  "lib/stores/file.ts", // --stateFile
+  "lib/stores/redis.ts", // a Redis --store
+  "lib/stores/state_file.ts", // --stateFile
+  "node:crypto", // with lib/http/auth.ts
+];
+
+Deno.test("the server loads at start only what every server runs", async () => {
+  const loaded = await loadedModules("lib/commands/serve.ts");
+  assert.ok(loaded.includes("lib/server.ts"), loaded.join("\n"));
+  assert.deepEqual(loaded.filter((m) => ON_DEMAND.includes(m)), [], loaded.join("\n"));
 });
