@@ -33,7 +33,6 @@ import type {
   SharedLine,
   SlotsFreed,
 } from "../../core/store.ts";
-import { StoreUnavailableError } from "../../core/store.ts";
 import { ScriptRunner } from "./runner.ts";
 import type { RedisLockStoreOptions, RedisTarget, SharedStore } from "../settings.ts";
 
