@@ -94,6 +94,8 @@ export interface BuildOptions {
   state?: PersistedState;
   /** The store, made already (Redis). @default {a memory store, kept in --stateFile if set} */
   store?: LockStore;
+  /** The gate the store closes while it recovers (Redis). @default {none} */
+  storeRecovery?: RecoveryGate;
 }
 
 /**
@@ -119,6 +121,7 @@ export function buildServer(config: ServerConfig, log: Logger, options: BuildOpt
   });
   const gates = new Gates([
     ...(state.recoverUntil === undefined ? [] : [new RecoveryGate(state.recoverUntil)]),
+    ...(options.storeRecovery ? [options.storeRecovery] : []),
     checker,
     ...(config.maxLoad === undefined ? [] : [loadGate(config.maxLoad)]),
     ...(config.maxPressure === undefined ? [] : [pressureGate(config.maxPressure)]),
@@ -224,8 +227,9 @@ export async function runServer(config: ServerConfig): Promise<number> {
   // Another --locks in Redis for the same --name: at start, or found on a reconnect.
   const { promise: conflicted, resolve: conflict } = Promise.withResolvers<string>();
   let store: LockStore | undefined;
+  const storeRecovery = config.store.kind === "redis" ? new RecoveryGate() : undefined;
   if (config.store.kind === "redis") {
-    const shared = await openRedisStore(config, config.store.target, log, conflict);
+    const shared = await openRedisStore(config, config.store.target, log, conflict, storeRecovery!);
     const refused = await Promise.race([conflicted, shared.ready.then(() => undefined)]);
     if (refused !== undefined) {
       log.error(refused);
@@ -241,6 +245,7 @@ export async function runServer(config: ServerConfig): Promise<number> {
       state,
       logLinesDropped: () => writer.dropped,
       ...(store ? { store } : {}),
+      ...(storeRecovery ? { storeRecovery } : {}),
     });
   } catch (error) {
     log.error(explainListenError(error, config));
@@ -281,10 +286,20 @@ async function openRedisStore(
   target: RedisTarget,
   log: Logger,
   onConflict: (message: string) => void,
+  recovery: RecoveryGate,
 ): Promise<{ store: LockStore; ready: Promise<void> }> {
   const { RedisLockStore } = await import(REDIS_STORE_MODULE) as RedisStoreModule;
   const store = new RedisLockStore(config.locks, target, {
     name: config.storeName,
+    recoveryMs: config.maxDurationMs,
+    onRecovery: ({ cause, forMs, detail }) => {
+      recovery.hold(cause, forMs);
+      log.warn(
+        `${detail} (${target.url}, --name ${config.storeName}): locks granted before may still ` +
+          `be held, so no grants for ${formatDuration(forMs)} (--maxDuration)`,
+      );
+    },
+    onRecovered: () => recovery.release(),
     onConflict: (stored) =>
       onConflict(
         `--locks ${config.locks} differs from the ${stored} slot${stored === 1 ? "" : "s"} ` +

@@ -15,10 +15,17 @@
  * | `tickets`  | hash   | ticket → the waiting client's id (`""` when anonymous) |
  * | `replicas` | zset   | replica → heartbeat deadline (server milliseconds)     |
  * | `seq`      | string | the last arrival number given out                      |
- * | `config`   | hash   | `capacity` → the number of slots, `beat` → the last    |
- * |            |        | heartbeat of any replica (server milliseconds)         |
+ * | `config`   | hash   | `capacity` → the number of slots, `epoch` → a random   |
+ * |            |        | name written once with it, `beat` → the last heartbeat |
+ * |            |        | of any replica (server milliseconds)                   |
  *
- * and begins its arguments with the channel and the calling replica's name.
+ * and begins its arguments (`ARGV`) with the channel, the calling replica's
+ * name, the semaphore's epoch as the caller knows it and the caller's
+ * capacity; the script's own arguments (`args`, below) follow. Every script
+ * but `init` first checks the epoch and the capacity (`CHECKED`) and
+ * answers an error reply `LOST <stored epoch or none>` or `CAPACITY <stored
+ * capacity>` when they differ.
+ *
  * A lease comes back as `{token, id or false, acquiredAt, expiresAt}`, with
  * the server's `now` beside it. Ids are printable ASCII without spaces
  * (`lib/protocol.ts`), so a space separates them from the time in `info`.
@@ -38,6 +45,11 @@ export const KEY_NAMES = [
   "config",
 ] as const;
 
+/** The error reply of a script that found the semaphore gone or made anew. */
+export const LOST = "LOST";
+/** The error reply of a script called with another capacity than the stored one. */
+export const CAPACITY = "CAPACITY";
+
 /**
  * When no replica has beaten for this long, Redis (or the way to it) was gone
  * for all of them: none is counted dead for that time. Replicas beat every
@@ -50,7 +62,8 @@ export const SILENCE_MS = 2_000;
 const PRELUDE = `
 local leases, info, ids, line, tickets, replicas, seq, config =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local channel, self = ARGV[1], ARGV[2]
+local channel, self, epoch, capacity = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local args = {select(5, unpack(ARGV))}
 local SILENCE_MS = ${SILENCE_MS}
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -151,16 +164,32 @@ end
 `;
 
 /**
- * `acquire`: ARGV = channel, replica, capacity, durationMs, id, ticket, token.
+ * The prelude, then a check that the semaphore is the one the caller knows,
+ * with the capacity the caller has; otherwise the script stops before it
+ * reads or writes anything. A missing or different epoch means that Redis
+ * lost what it held (a restart without its data, `FLUSHALL`, an eviction, a
+ * failover that lost writes): the caller must learn it, and nothing may
+ * paper over it by making a new semaphore. The stored capacity is the
+ * authority: a replica with another one is refused.
+ */
+const CHECKED = PRELUDE + `
+local stored = redis.call('HMGET', config, 'epoch', 'capacity')
+if stored[1] ~= epoch then return redis.error_reply('${LOST} ' .. (stored[1] or 'none')) end
+if tonumber(stored[2]) ~= capacity then
+  return redis.error_reply('${CAPACITY} ' .. (stored[2] or 'none'))
+end
+`;
+
+/**
+ * `acquire`: durationMs, id, ticket, token.
  * Returns `{1, now, soonest, lease, existing, expired}` for a grant, or
  * `{0, now, soonest, nextFreeInMs, waitingAhead, expired}`.
  * A ticket (`""` for none) is put in line if it is not there yet, and counts
  * as waiting at its replica's first place; without one, any live ticket waits
  * ahead.
  */
-export const ACQUIRE = PRELUDE + `
-local capacity, duration, id, ticket, token =
-  tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7]
+export const ACQUIRE = CHECKED + `
+local duration, id, ticket, token = tonumber(args[1]), args[2], args[3], args[4]
 local expired = sweep()
 if id ~= '' then
   local heldBy = redis.call('HGET', ids, id)
@@ -204,40 +233,40 @@ end
 return {1, now, soonest(), lease(token), 0, expired}
 `;
 
-/** `release`: ARGV = channel, replica, token. Returns `{now, soonest, lease or false, expired}`. */
-export const RELEASE = PRELUDE + `
+/** `release`: token. Returns `{now, soonest, lease or false, expired}`. */
+export const RELEASE = CHECKED + `
 local expired = sweep()
 local l = false
-if redis.call('ZSCORE', leases, ARGV[3]) then
-  l = drop(ARGV[3])
+if redis.call('ZSCORE', leases, args[1]) then
+  l = drop(args[1])
   redis.call('PUBLISH', channel, self)
 end
 return {now, soonest(), l, expired}
 `;
 
-/** `renew`: ARGV = channel, replica, token, durationMs. Returns `{now, soonest, lease or false, expired}`. */
-export const RENEW = PRELUDE + `
+/** `renew`: token, durationMs. Returns `{now, soonest, lease or false, expired}`. */
+export const RENEW = CHECKED + `
 local expired = sweep()
 local l = false
-if redis.call('ZSCORE', leases, ARGV[3]) then
-  redis.call('ZADD', leases, 'XX', now + tonumber(ARGV[4]), ARGV[3])
-  l = lease(ARGV[3])
+if redis.call('ZSCORE', leases, args[1]) then
+  redis.call('ZADD', leases, 'XX', now + tonumber(args[2]), args[1])
+  l = lease(args[1])
 end
 return {now, soonest(), l, expired}
 `;
 
 /**
- * `read`: ARGV = channel, replica, what, arg. `what` is `id`, `token` or `all`.
+ * `read`: what, arg. `what` is `id`, `token` or `all`.
  * Returns `{now, soonest, leases, expired}`, leases soonest expiry first.
  */
-export const READ = PRELUDE + `
+export const READ = CHECKED + `
 local expired = sweep()
 local out = {}
-if ARGV[3] == 'id' then
-  local token = redis.call('HGET', ids, ARGV[4])
+if args[1] == 'id' then
+  local token = redis.call('HGET', ids, args[2])
   out[1] = token and lease(token)
-elseif ARGV[3] == 'token' then
-  out[1] = lease(ARGV[4])
+elseif args[1] == 'token' then
+  out[1] = lease(args[2])
 else
   for i, token in ipairs(redis.call('ZRANGE', leases, 0, -1)) do out[i] = lease(token) end
 end
@@ -245,34 +274,34 @@ return {now, soonest(), out, expired}
 `;
 
 /**
- * `join`: ARGV = channel, replica, ticket, id, score (`""` for a new arrival
+ * `join`: ticket, id, score (`""` for a new arrival
  * number). Puts the ticket in line, or back at its old place; returns its place.
  */
-export const JOIN = PRELUDE + `
-return join(ARGV[3], ARGV[4], ARGV[5])
+export const JOIN = CHECKED + `
+return join(args[1], args[2], args[3])
 `;
 
-/** `leave`: ARGV = channel, replica, tickets…. Takes them out of line; those behind may ask. */
-export const LEAVE = PRELUDE + `
+/** `leave`: tickets…. Takes them out of line; those behind may ask. */
+export const LEAVE = CHECKED + `
 local removed = 0
-for i = 3, #ARGV do
-  removed = removed + redis.call('ZREM', line, ARGV[i])
-  redis.call('HDEL', tickets, ARGV[i])
+for i = 1, #args do
+  removed = removed + redis.call('ZREM', line, args[i])
+  redis.call('HDEL', tickets, args[i])
 end
 if removed > 0 then redis.call('PUBLISH', channel, self) end
 return removed
 `;
 
 /**
- * `abandon`: ARGV = channel, replica, tokens…. Drops the leases of acquires
+ * `abandon`: tokens…. Drops the leases of acquires
  * whose answer never came back (Redis ran them after the caller gave up), so
  * no slot stays held by a token nobody knows. Returns how many were held.
  */
-export const ABANDON = PRELUDE + `
+export const ABANDON = CHECKED + `
 local dropped = 0
-for i = 3, #ARGV do
-  if redis.call('ZSCORE', leases, ARGV[i]) then
-    drop(ARGV[i])
+for i = 1, #args do
+  if redis.call('ZSCORE', leases, args[i]) then
+    drop(args[i])
     dropped = dropped + 1
   end
 end
@@ -281,13 +310,13 @@ return dropped
 `;
 
 /**
- * `beat`: ARGV = channel, replica, ttlMs. Keeps the replica's tickets alive
+ * `beat`: ttlMs. Keeps the replica's tickets alive
  * for ttlMs, forgets replicas silent for a minute, drops run-out leases.
  * Returns `{now, soonest, expired}`.
  */
-export const BEAT = PRELUDE + `
+export const BEAT = CHECKED + `
 catchUp()
-redis.call('ZADD', replicas, now + tonumber(ARGV[3]), self)
+redis.call('ZADD', replicas, now + tonumber(args[1]), self)
 redis.call('HSET', config, 'beat', now)
 redis.call('ZREMRANGEBYSCORE', replicas, '-inf', now - 60000)
 local expired = sweep()
@@ -295,10 +324,10 @@ return {now, soonest(), expired}
 `;
 
 /**
- * `line`: ARGV = channel, replica. The live tickets in order, as
+ * `line`: no arguments. The live tickets in order, as
  * `{ticket, id}` pairs (id `""` when anonymous).
  */
-export const LINE = PRELUDE + `
+export const LINE = CHECKED + `
 catchUp()
 local out = {}
 for _, m in ipairs(redis.call('ZRANGE', line, 0, -1)) do
@@ -308,12 +337,17 @@ return out
 `;
 
 /**
- * `init`: ARGV = channel, replica, capacity. Stores the capacity if the
- * semaphore has none yet; returns the stored one.
+ * `init`: no arguments. Makes the semaphore, with the caller's epoch and
+ * capacity, if Redis holds none (the first replica ever, or the first after a
+ * loss once the recovery is over); returns the stored `{capacity, epoch}`,
+ * which the caller adopts (or, for another capacity, refuses). The one
+ * script that runs without the check of {@linkcode CHECKED}.
  */
 export const INIT = PRELUDE + `
-redis.call('HSETNX', config, 'capacity', ARGV[3])
-return tonumber(redis.call('HGET', config, 'capacity'))
+redis.call('HSETNX', config, 'capacity', ARGV[4])
+redis.call('HSETNX', config, 'epoch', epoch)
+local stored = redis.call('HMGET', config, 'capacity', 'epoch')
+return {tonumber(stored[1]), stored[2]}
 `;
 
 /** Every script by the name the store calls it. */

@@ -33,7 +33,8 @@ import type {
   SharedLine,
   SlotsFreed,
 } from "../../core/store.ts";
-import { ScriptRunner } from "./runner.ts";
+import { DEFAULT_MAX_DURATION_MS } from "../../config.ts";
+import { ScriptRunner, SemaphoreLostError } from "./runner.ts";
 import type { RedisLockStoreOptions, RedisTarget, SharedStore } from "../settings.ts";
 
 /** An operation that takes longer than this fails: a stalled Redis is a down Redis. */
@@ -76,6 +77,9 @@ export class RedisLockStore implements LockStore, SharedStore {
   #expiryAt = Infinity;
   #sweptAt = -Infinity;
   #recheckTimer: ReturnType<typeof setTimeout> | undefined;
+  #recreateTimer: ReturnType<typeof setTimeout> | undefined;
+  /** How long a lost semaphore stays lost: the longest lease (`--maxDuration`). */
+  readonly #recoveryMs: number;
   #lastError: string | undefined;
   #closed = false;
 
@@ -85,6 +89,7 @@ export class RedisLockStore implements LockStore, SharedStore {
     this.#options = options;
     this.#replica = options.replica ?? `${Deno.pid}-${newToken().slice(0, 8)}`.replaceAll("/", "_");
     this.#timeoutMs = options.timeoutMs ?? REDIS_TIMEOUT_MS;
+    this.#recoveryMs = options.recoveryMs ?? DEFAULT_MAX_DURATION_MS;
     this.#client = createClient({
       url: target.url,
       ...(target.password === undefined ? {} : { password: target.password }),
@@ -103,7 +108,10 @@ export class RedisLockStore implements LockStore, SharedStore {
       replica: this.#replica,
       url: target.url,
       timeoutMs: this.#timeoutMs,
+      capacity,
       lastError: () => this.#lastError,
+      onLost: (error) => this.#lost(error),
+      onConflict: (stored) => this.#options.onConflict?.(stored),
     });
     this.#subscriber = this.#client.duplicate();
     for (const client of [this.#client, this.#subscriber]) {
@@ -131,7 +139,7 @@ export class RedisLockStore implements LockStore, SharedStore {
         if (message !== this.#replica) this.#notify({ expired: [] });
       })
     );
-    const ready = this.#client.connect().then(() => this.#checkCapacity());
+    const ready = this.#client.connect().then(() => this.#init());
     // Connection failures are retried by the client; its errors go to the "error" listener.
     subscribed.catch(() => {});
     ready.catch(() => {});
@@ -148,17 +156,20 @@ export class RedisLockStore implements LockStore, SharedStore {
     this.#sendLeaves();
     const token = newToken();
     const durationMs = Math.max(1, Math.round(request.durationMs));
-    const sent = this.#client.isReady && !this.#closed;
+    const sent = this.#scripts.ready;
     let reply: [number, number, number, RawLease | number, number, RawLease[]];
     try {
       reply = await this.#scripts.run("acquire", "acquire", [
-        String(this.capacity),
         String(durationMs),
         request.id ?? "",
         request.ticket ?? "",
         token,
       ]) as typeof reply;
     } catch (error) {
+      // Nothing is granted until the semaphore is made anew: the recovery gate says when.
+      if (error instanceof SemaphoreLostError) {
+        return { granted: false, nextFreeInMs: this.#recoveryMs };
+      }
       // Redis may run it late (it was frozen, or the answer was lost): a lease with an id is
       // found again when its client asks again, but nobody would ever learn this token.
       if (sent && request.id === undefined) this.#abandon(token, durationMs);
@@ -181,14 +192,9 @@ export class RedisLockStore implements LockStore, SharedStore {
   }
 
   async release(token: string): Promise<Lease | undefined> {
-    const [now, soonest, lease, expired] = await this.#scripts.run("release", "release", [
-      token,
-    ]) as [
-      number,
-      number,
-      RawLease | null,
-      RawLease[],
-    ];
+    const reply = await lostAs(this.#scripts.run("release", "release", [token]), undefined);
+    if (reply === undefined) return undefined; // The semaphore was lost, and the lease with it.
+    const [now, soonest, lease, expired] = reply as [number, number, RawLease | null, RawLease[]];
     this.#afterReply(now, soonest, expired);
     if (!lease) return undefined;
     this.#notify({ expired: [] });
@@ -196,10 +202,12 @@ export class RedisLockStore implements LockStore, SharedStore {
   }
 
   async renew(token: string, durationMs: number): Promise<Lease | undefined> {
-    const [now, soonest, lease, expired] = await this.#scripts.run("renew", "renew", [
-      token,
-      String(Math.max(1, Math.round(durationMs))),
-    ]) as [number, number, RawLease | null, RawLease[]];
+    const reply = await lostAs(
+      this.#scripts.run("renew", "renew", [token, String(Math.max(1, Math.round(durationMs)))]),
+      undefined,
+    );
+    if (reply === undefined) return undefined; // The semaphore was lost, and the lease with it.
+    const [now, soonest, lease, expired] = reply as [number, number, RawLease | null, RawLease[]];
     this.#afterReply(now, soonest, expired);
     return lease ? toLease(lease, now) : undefined;
   }
@@ -230,6 +238,7 @@ export class RedisLockStore implements LockStore, SharedStore {
     clearTimeout(this.#expiryTimer);
     clearTimeout(this.#recheckTimer);
     clearTimeout(this.#leaveTimer);
+    clearTimeout(this.#recreateTimer);
     if (this.#client.isReady && this.#leaving.size > 0) {
       await this.#scripts.call("leave", "leave", [...this.#leaving.keys()]).catch(() => {});
     }
@@ -240,10 +249,9 @@ export class RedisLockStore implements LockStore, SharedStore {
   }
 
   async #read(operation: string, what: string, arg: string): Promise<Lease[]> {
-    const [now, soonest, leases, expired] = await this.#scripts.run(operation, "read", [
-      what,
-      arg,
-    ]) as [
+    const reply = await lostAs(this.#scripts.run(operation, "read", [what, arg]), undefined);
+    if (reply === undefined) return []; // The semaphore was lost: nothing is held in it.
+    const [now, soonest, leases, expired] = reply as [
       number,
       number,
       (RawLease | null)[],
@@ -323,12 +331,15 @@ export class RedisLockStore implements LockStore, SharedStore {
 
   async #waiting(): Promise<(string | undefined)[]> {
     this.#sendLeaves();
-    const pairs = await this.#scripts.run("list the line", "line", []) as [string, string][];
+    const pairs = await lostAs(this.#scripts.run("list the line", "line", []), []) as [
+      string,
+      string,
+    ][];
     return pairs.map(([, id]) => id === "" ? undefined : id);
   }
 
   #beat(): void {
-    if (this.#closed || !this.#client.isReady) return;
+    if (!this.#scripts.ready) return;
     this.#scripts.call("beat", "beat", [String(TICKET_TTL_MS)]).then(
       (reply) => {
         const [now, soonest, expired] = reply as [number, number, RawLease[]];
@@ -381,7 +392,11 @@ export class RedisLockStore implements LockStore, SharedStore {
       this.#lastError = undefined;
       this.#options.onConnection?.(true, undefined);
     }
-    this.#checkCapacity().catch(() => {});
+    // The semaphore is checked once, at the first connection: after that, every script checks it.
+    if (this.#scripts.epoch === undefined) {
+      this.#init().then(() => this.#notify({ expired: [] }), () => {});
+      return;
+    }
     this.#beat();
     this.#notify({ expired: [] });
   }
@@ -393,10 +408,54 @@ export class RedisLockStore implements LockStore, SharedStore {
     if (changed) this.#options.onConnection?.(false, error);
   }
 
-  async #checkCapacity(): Promise<void> {
-    const stored = await this.#scripts.call("check the capacity", "init", [String(this.capacity)]);
-    if (stored !== this.capacity) this.#options.onConflict?.(Number(stored));
+  /** Adopts the semaphore Redis holds, or makes it; another capacity is a conflict. */
+  async #init(): Promise<void> {
+    const stored = await this.#scripts.init();
+    if (stored !== this.capacity) this.#options.onConflict?.(stored);
+    this.#beat();
   }
+
+  /**
+   * The semaphore is gone from Redis, or was made anew: the leases this
+   * replica granted may still be held by clients that Redis no longer knows.
+   * Nothing is granted here until the longest of them has run out, then the
+   * semaphore is made anew (or the one another replica made is adopted).
+   */
+  #lost(error: SemaphoreLostError): void {
+    if (this.#closed) return;
+    // What was to be taken out of Redis is gone from it already.
+    this.#leaving.clear();
+    this.#abandoned.clear();
+    this.#options.onRecovery?.({
+      cause: "store_lost",
+      forMs: this.#recoveryMs,
+      detail: error.stored === undefined
+        ? "Redis no longer holds the semaphore"
+        : `Redis holds another semaphore (epoch ${error.stored}) than this replica knew`,
+    });
+    clearTimeout(this.#recreateTimer);
+    this.#recreateTimer = setTimeout(() => this.#recreate(), this.#recoveryMs);
+  }
+
+  /** Makes the semaphore anew after a loss; tried again every beat until Redis answers. */
+  #recreate(): void {
+    this.#recreateTimer = undefined;
+    if (this.#closed) return;
+    this.#init().then(() => {
+      this.#options.onRecovered?.();
+      this.#notify({ expired: [] });
+    }, () => {
+      if (!this.#closed) this.#recreateTimer = setTimeout(() => this.#recreate(), BEAT_INTERVAL_MS);
+    });
+  }
+}
+
+/** The value of `promise`, or `lost` when the semaphore was found lost. */
+function lostAs<T, L>(promise: Promise<T>, lost: L): Promise<T | L> {
+  return promise.catch((error) => {
+    if (error instanceof SemaphoreLostError) return lost;
+    throw error;
+  });
 }
 
 function toLease([token, id, acquiredAt, expiresAt]: RawLease, now: number): Lease {

@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { StoreUnavailableError } from "../../../lib/core/store.ts";
+import { KEY_NAMES } from "../../../lib/stores/redis/scripts.ts";
 import { RedisLockStore } from "../../../lib/stores/redis/store.ts";
 import { parseStore, type RedisTarget } from "../../../lib/stores/settings.ts";
 import { RedisServer, SKIP_REDIS } from "../../_redis.ts";
@@ -185,6 +186,73 @@ redisTest(
       assert.ok(again.granted && again.existing, "its id finds the lease Redis took late");
     } finally {
       redis!.resume();
+      await store.close();
+    }
+  },
+);
+
+redisTest(
+  "RedisLockStore: a semaphore gone from Redis, or made anew, is reported and made anew only after the recovery",
+  async () => {
+    const recoveries: string[] = [];
+    let recovered = 0;
+    const name = `test-${++semaphores}`;
+    const store = new RedisLockStore(1, target(redis!), {
+      name,
+      recoveryMs: 300,
+      onRecovery: ({ cause, detail }) => recoveries.push(`${cause}: ${detail}`),
+      onRecovered: () => recovered++,
+    });
+    await store.connect(5_000);
+    const direct = await redis!.client();
+    const config = `startup-lock:{${name}}:config`;
+    try {
+      assert.ok((await store.acquire({ durationMs: 60_000, id: "old" })).granted);
+      await direct.sendCommand(["DEL", ...KEY_NAMES.map((k) => `startup-lock:{${name}}:${k}`)]);
+      const refused = await store.acquire({ durationMs: 60_000, id: "new" });
+      assert.equal(refused.granted, false);
+      assert.deepEqual(recoveries, ["store_lost: Redis no longer holds the semaphore"]);
+      assert.equal(await direct.exists(config), 0, "nothing made the semaphore anew at once");
+      assert.equal(await store.release("any"), undefined);
+      await eventually("the semaphore is made anew", () => Promise.resolve(recovered === 1));
+      const epoch = await direct.hGet(config, "epoch");
+      assert.ok(epoch);
+      assert.ok((await store.acquire({ durationMs: 60_000, id: "new" })).granted);
+      // Another epoch (a failover to a Redis that saw another semaphore): the same.
+      await direct.hSet(config, "epoch", "another");
+      assert.equal((await store.acquire({ durationMs: 60_000, id: "next" })).granted, false);
+      assert.match(
+        recoveries[1] ?? "",
+        /^store_lost: Redis holds another semaphore \(epoch another\)/,
+      );
+      await eventually("the other semaphore is adopted", () => Promise.resolve(recovered === 2));
+      assert.equal(await direct.hGet(config, "epoch"), "another");
+    } finally {
+      direct.destroy();
+      await store.close();
+    }
+  },
+);
+
+redisTest(
+  "RedisLockStore: the stored capacity is the authority, checked by every script",
+  async () => {
+    const conflicts: number[] = [];
+    const name = `test-${++semaphores}`;
+    const store = new RedisLockStore(1, target(redis!), {
+      name,
+      onConflict: (stored) => conflicts.push(stored),
+    });
+    await store.connect(5_000);
+    const direct = await redis!.client();
+    try {
+      // The stored capacity changed after this replica checked it at start.
+      await direct.hSet(`startup-lock:{${name}}:config`, "capacity", "3");
+      await assert.rejects(store.acquire({ durationMs: 60_000 }), StoreUnavailableError);
+      assert.deepEqual(conflicts, [3]);
+      assert.equal(await direct.zCard(`startup-lock:{${name}}:leases`), 0, "nothing granted");
+    } finally {
+      direct.destroy();
       await store.close();
     }
   },
