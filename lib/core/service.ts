@@ -151,8 +151,12 @@ export class LockService {
     });
     this.#unsubscribe.push(
       this.store.onFree((freed) => this.#onFree(freed)),
-      this.#gates.onChange(() => this.#queue.pump()),
+      this.#gates.onChange(() => {
+        this.store.line?.eligible(this.#gates.state().open);
+        this.#queue.pump();
+      }),
     );
+    this.store.line?.eligible(this.#gates.state().open);
   }
 
   /** How many clients wait now. */
@@ -285,7 +289,7 @@ export class LockService {
       returning: this.#queue.returningIds(),
       gates: this.#gates.list(),
       store: { up: this.#storeError === undefined, error: this.#storeError },
-      denial: this.#currentDenial(leases),
+      denial: this.#currentDenial(leases, this.store.line ? waiting.length : undefined),
     };
   }
 
@@ -445,8 +449,13 @@ export class LockService {
     }
   }
 
-  /** Why a request would be refused now, or `undefined` if it would be granted. */
-  #currentDenial(leases: Lease[] | undefined): Denial | undefined {
+  /**
+   * Why a request would be refused now, or `undefined` if it would be
+   * granted. `inLine`: the clients waiting in the shared line, in every
+   * process, when the store has one: as there, they hold a request up only
+   * while they are at least as many as the free slots.
+   */
+  #currentDenial(leases: Lease[] | undefined, inLine: number | undefined): Denial | undefined {
     const gate = this.#gates.state();
     if (!gate.open) return gate.denial;
     if (this.#closed) return SHUTTING_DOWN;
@@ -458,8 +467,11 @@ export class LockService {
       };
     }
     const next = nextFreeInMs(leases, this.store.capacity);
-    const waiting = this.#queue.waiting;
-    if (waiting > 0) {
+    const free = this.store.capacity - leases.length;
+    const waiting = inLine === undefined
+      ? this.#queue.waiting
+      : Math.max(inLine, this.#queue.waiting);
+    if (waiting > 0 && (inLine === undefined || free <= 0 || waiting >= free)) {
       return {
         reason: "queued",
         waiting,

@@ -73,8 +73,17 @@ export interface SharedLine {
   join(ticket: string, id: string | undefined, place?: number): Promise<number>;
   /** Takes a ticket out of line. Never fails: it retries until the store takes it. */
   leave(ticket: string): void;
-  /** The ids of the clients waiting in every process, in order (`undefined` when anonymous). */
+  /**
+   * The ids of the clients waiting in every process that can grant now, in
+   * order (`undefined` when anonymous): those that a request waits behind.
+   */
   waiting(): Promise<(string | undefined)[]>;
+  /**
+   * Says whether this process can grant now (every gate open). The tickets of
+   * a process that cannot hold nobody up in the others: a free slot never
+   * waits for a client that cannot take it.
+   */
+  eligible(canGrant: boolean): void;
 }
 
 /** The lock state, behind an interface any store implements. */

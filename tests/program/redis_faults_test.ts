@@ -153,3 +153,33 @@ redisTest(
     assert.equal(await server.stop(), 2);
   },
 );
+
+redisTest(
+  "A replica whose gate is closed holds up no client of another replica, and /status says what the replica answers",
+  async () => {
+    await using redis = await RedisServer.start();
+    const name = freshName();
+    // A's only dependency never answers: its gate stays closed.
+    await using a = await replica(redis, name, ["--locks", "1", "--check", "tcp://127.0.0.1:1"]);
+    await using b = await replica(redis, name, ["--locks", "1"]);
+    // Its client is cut off when A is killed at the end.
+    const waiting = acquire(a, { id: "a1", wait: "20s" }).catch(() => undefined);
+    await eventually("a1 waits in the shared line", async () => {
+      const client = await redis.client();
+      try {
+        return (await client.zCard(`startup-lock:{${name}}:line`)) === 1;
+      } finally {
+        client.destroy();
+      }
+    });
+    const status = (await send(`${b.url}/status`)).body as { locking: { allowed: boolean } };
+    assert.equal(status.locking.allowed, true);
+    const b1 = await acquire(b, { id: "b1" });
+    assert.equal(b1.status, 200, b1.text);
+    await send(`${b.url}/locks/${b1.body.token}`, "DELETE");
+    const b2 = await acquire(b, { id: "b2", wait: "5s" });
+    assert.equal(b2.status, 200, b2.text);
+    await a.stop("SIGKILL");
+    await waiting;
+  },
+);

@@ -18,6 +18,7 @@
  * | `config`   | hash   | `capacity` → the number of slots, `epoch` → a random   |
  * |            |        | name written once with it, `beat` → the last heartbeat |
  * |            |        | of any replica (server milliseconds)                   |
+ * | `paused`   | set    | replicas that cannot grant now (a gate closed)         |
  *
  * and begins its arguments (`ARGV`) with the channel, the calling replica's
  * name, the semaphore's epoch as the caller knows it and the caller's
@@ -43,6 +44,7 @@ export const KEY_NAMES = [
   "replicas",
   "seq",
   "config",
+  "paused",
 ] as const;
 
 /** The error reply of a script that found the semaphore gone or made anew. */
@@ -60,8 +62,8 @@ export const CAPACITY = "CAPACITY";
 export const SILENCE_MS = 2_000;
 
 const PRELUDE = `
-local leases, info, ids, line, tickets, replicas, seq, config =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local leases, info, ids, line, tickets, replicas, seq, config, paused =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local channel, self, epoch, capacity = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local args = {select(5, unpack(ARGV))}
 local SILENCE_MS = ${SILENCE_MS}
@@ -113,6 +115,11 @@ local function alive(ticket)
   return deadline and tonumber(deadline) > now
 end
 
+-- Whether the ticket's replica can grant it now: a ticket that cannot be served holds nobody up.
+local function eligible(ticket)
+  return redis.call('SISMEMBER', paused, owner(ticket)) == 0
+end
+
 -- After a silence of every replica (Redis stopped, frozen or out of reach), nobody could beat:
 -- each replica gets back the time it had left, so that no live replica's tickets are dropped.
 local function catchUp()
@@ -127,7 +134,7 @@ end
 
 -- How many live tickets of other replicas wait ahead of this replica's first ticket in line
 -- (ahead of any ticket when ticket is ''), counting up to limit; drops the tickets of replicas
--- that stopped beating on the way. A replica serves its own waiters in its own order, so its
+-- that stopped beating on the way, and counts none of a replica that cannot grant now. A replica serves its own waiters in its own order, so its
 -- first ticket is its place, whichever of its waiters asks. Returns the count and that ticket.
 local function ahead(ticket, limit)
   local count, start = 0, 0
@@ -141,8 +148,10 @@ local function ahead(ticket, limit)
         return count, m
       end
       if alive(m) then
-        count = count + 1
-        if count >= limit then break end
+        if eligible(m) then
+          count = count + 1
+          if count >= limit then break end
+        end
       else
         dead[#dead + 1] = m
       end
@@ -310,28 +319,34 @@ return dropped
 `;
 
 /**
- * `beat`: ttlMs. Keeps the replica's tickets alive
+ * `beat`: ttlMs, eligible (`1` when the replica can grant now, `0` when not).
+ * Keeps the replica's tickets alive
  * for ttlMs, forgets replicas silent for a minute, drops run-out leases.
  * Returns `{now, soonest, expired}`.
  */
 export const BEAT = CHECKED + `
 catchUp()
 redis.call('ZADD', replicas, now + tonumber(args[1]), self)
+if args[2] == '1' then redis.call('SREM', paused, self) else redis.call('SADD', paused, self) end
 redis.call('HSET', config, 'beat', now)
+for _, r in ipairs(redis.call('ZRANGEBYSCORE', replicas, '-inf', now - 60000)) do
+  redis.call('SREM', paused, r)
+end
 redis.call('ZREMRANGEBYSCORE', replicas, '-inf', now - 60000)
 local expired = sweep()
 return {now, soonest(), expired}
 `;
 
 /**
- * `line`: no arguments. The live tickets in order, as
- * `{ticket, id}` pairs (id `""` when anonymous).
+ * `line`: no arguments. The tickets that hold others up, in order (those of
+ * live replicas that can grant now), as `{ticket, id}` pairs (id `""` when
+ * anonymous).
  */
 export const LINE = CHECKED + `
 catchUp()
 local out = {}
 for _, m in ipairs(redis.call('ZRANGE', line, 0, -1)) do
-  if alive(m) then out[#out + 1] = {m, redis.call('HGET', tickets, m) or ''} end
+  if alive(m) and eligible(m) then out[#out + 1] = {m, redis.call('HGET', tickets, m) or ''} end
 end
 return out
 `;

@@ -82,6 +82,8 @@ export class RedisLockStore implements LockStore, SharedStore {
   readonly #recoveryMs: number;
   #lastError: string | undefined;
   #closed = false;
+  /** Whether this replica can grant now, as told by the service; sent with every beat. */
+  #eligible = true;
 
   constructor(capacity: number, target: RedisTarget, options: RedisLockStoreOptions = {}) {
     this.capacity = capacity;
@@ -125,6 +127,11 @@ export class RedisLockStore implements LockStore, SharedStore {
       join: (ticket, id, place) => this.#join(ticket, id, place),
       leave: (ticket) => this.#leave(ticket),
       waiting: () => this.#waiting(),
+      eligible: (canGrant) => {
+        if (canGrant === this.#eligible) return;
+        this.#eligible = canGrant;
+        this.#beat(); // At once: the other replicas must not wait for tickets this one cannot serve.
+      },
     };
   }
 
@@ -340,7 +347,7 @@ export class RedisLockStore implements LockStore, SharedStore {
 
   #beat(): void {
     if (!this.#scripts.ready) return;
-    this.#scripts.call("beat", "beat", [String(TICKET_TTL_MS)]).then(
+    this.#scripts.call("beat", "beat", [String(TICKET_TTL_MS), this.#eligible ? "1" : "0"]).then(
       (reply) => {
         const [now, soonest, expired] = reply as [number, number, RawLease[]];
         this.#afterReply(now, soonest, expired);

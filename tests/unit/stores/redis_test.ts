@@ -257,3 +257,28 @@ redisTest(
     }
   },
 );
+
+redisTest(
+  "RedisLockStore: the tickets of a replica that cannot grant hold nobody up in the other replicas",
+  async () => {
+    await using r = await twoReplicas(1);
+    await r.a.line.join("A/1", "a1");
+    // A's gate closes (a dependency is down): its waiter cannot take a slot, however long it waits.
+    r.a.line.eligible(false);
+    await eventually(
+      "A's pause reached Redis",
+      async () => (await r.direct.sIsMember(r.key("paused"), "A")) === 1,
+    );
+    assert.deepEqual(await r.b.line.waiting(), [], "B's line lists nobody who holds it up");
+    const b1 = await r.b.acquire({ durationMs: 60_000, id: "b1" });
+    assert.ok(b1.granted, "the free slot goes to B's client");
+    await r.b.release(b1.lease.token);
+    // A's gate opens again: its ticket is first in line once more.
+    r.a.line.eligible(true);
+    await eventually(
+      "A's ticket counts again",
+      async () => (await r.b.line.waiting()).length === 1,
+    );
+    assert.equal((await r.b.acquire({ durationMs: 60_000, id: "b2" })).granted, false);
+  },
+);
