@@ -300,6 +300,7 @@ async function openRedisStore(
       );
     },
     onRecovered: () => recovery.release(),
+    onProblem: (level, message) => log[level](message),
     onConflict: (stored) =>
       onConflict(
         `--locks ${config.locks} differs from the ${stored} slot${stored === 1 ? "" : "s"} ` +

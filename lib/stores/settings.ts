@@ -42,6 +42,8 @@ export interface RedisLockStoreOptions {
   onRecovery?: (recovery: StoreRecovery) => void;
   /** Called when grants may resume after {@linkcode RedisLockStoreOptions.onRecovery}. */
   onRecovered?: () => void;
+  /** Called with what the operator must fix: a missing right, a setting of Redis. */
+  onProblem?: (level: "warn" | "error", message: string) => void;
   /** Called when the connection goes down or comes back. */
   onConnection?: (up: boolean, error: string | undefined) => void;
 }

@@ -183,3 +183,35 @@ redisTest(
     await waiting;
   },
 );
+
+redisTest(
+  "A user without channel rights: releases answer what Redis did, waiters are served within a beat, and the log names the right",
+  async () => {
+    await using redis = await RedisServer.start();
+    const name = freshName();
+    const admin = await redis.client();
+    // The ACL line a Redis 7 deployment might write first: no channel, as acl-pubsub-default says.
+    await admin.sendCommand(["ACL", "SETUSER", "lock", "on", ">pw", "~startup-lock:*", "+@all"]);
+    admin.destroy();
+    const url = redis.url.replace("redis://", "redis://lock:pw@");
+    const start = () => startProgram(["--store", url, "--name", name, "--locks", "1"]);
+    await using a = await start();
+    await using b = await start();
+    await a.waitForLog(/ERROR.*Cannot subscribe.*ACL SETUSER lock &startup-lock:\*/);
+    const x = await acquire(a, { id: "x" });
+    assert.equal(x.status, 200);
+    const b1 = acquire(b, { id: "b1", wait: "20s" });
+    await eventually("b1 waits in the shared line", async () => {
+      const client = await redis.client();
+      try {
+        return (await client.zCard(`startup-lock:{${name}}:line`)) === 1;
+      } finally {
+        client.destroy();
+      }
+    });
+    const released = await send(`${a.url}/locks/${x.body.token}`, "DELETE");
+    assert.equal(released.status, 204, released.text);
+    const served = await b1;
+    assert.equal(served.status, 200, served.text);
+  },
+);

@@ -70,6 +70,12 @@ local SILENCE_MS = ${SILENCE_MS}
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
+-- Tells every replica that slots freed. A failure (a user without the channel right) must not
+-- fail the script: its writes are made already, and every replica also asks again each beat.
+local function publish()
+  redis.pcall('PUBLISH', channel, self)
+end
+
 local function lease(token)
   local expires = redis.call('ZSCORE', leases, token)
   if not expires then return false end
@@ -94,7 +100,7 @@ local function sweep()
   local gone = redis.call('ZRANGEBYSCORE', leases, '-inf', now)
   local expired = {}
   for i, token in ipairs(gone) do expired[i] = drop(token) end
-  if #gone > 0 then redis.call('PUBLISH', channel, self) end
+  if #gone > 0 then publish() end
   return expired
 end
 
@@ -237,7 +243,7 @@ if ticket ~= '' then
   redis.call('ZREM', line, ticket)
   redis.call('HDEL', tickets, ticket)
   -- Slots are still free and others wait: let them ask.
-  if free > 1 and redis.call('ZCARD', line) > 0 then redis.call('PUBLISH', channel, self) end
+  if free > 1 and redis.call('ZCARD', line) > 0 then publish() end
 end
 return {1, now, soonest(), lease(token), 0, expired}
 `;
@@ -248,7 +254,7 @@ local expired = sweep()
 local l = false
 if redis.call('ZSCORE', leases, args[1]) then
   l = drop(args[1])
-  redis.call('PUBLISH', channel, self)
+  publish()
 end
 return {now, soonest(), l, expired}
 `;
@@ -297,7 +303,7 @@ for i = 1, #args do
   removed = removed + redis.call('ZREM', line, args[i])
   redis.call('HDEL', tickets, args[i])
 end
-if removed > 0 then redis.call('PUBLISH', channel, self) end
+if removed > 0 then publish() end
 return removed
 `;
 
@@ -314,7 +320,7 @@ for i = 1, #args do
     dropped = dropped + 1
   end
 end
-if dropped > 0 then redis.call('PUBLISH', channel, self) end
+if dropped > 0 then publish() end
 return dropped
 `;
 
@@ -322,7 +328,8 @@ return dropped
  * `beat`: ttlMs, eligible (`1` when the replica can grant now, `0` when not).
  * Keeps the replica's tickets alive
  * for ttlMs, forgets replicas silent for a minute, drops run-out leases.
- * Returns `{now, soonest, expired}`.
+ * Returns `{now, soonest, expired, free}`: free, the slots free now, tells
+ * a replica with waiters to ask for them even if no message came.
  */
 export const BEAT = CHECKED + `
 catchUp()
@@ -334,7 +341,7 @@ for _, r in ipairs(redis.call('ZRANGEBYSCORE', replicas, '-inf', now - 60000)) d
 end
 redis.call('ZREMRANGEBYSCORE', replicas, '-inf', now - 60000)
 local expired = sweep()
-return {now, soonest(), expired}
+return {now, soonest(), expired, capacity - redis.call('ZCARD', leases)}
 `;
 
 /**

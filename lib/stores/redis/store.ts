@@ -144,7 +144,7 @@ export class RedisLockStore implements LockStore, SharedStore {
     const subscribed = this.#subscriber.connect().then(() =>
       this.#subscriber.subscribe(this.#scripts.channel, (message: string) => {
         if (message !== this.#replica) this.#notify({ expired: [] });
-      })
+      }).catch((error: unknown) => this.#cannotSubscribe(error))
     );
     const ready = this.#client.connect().then(() => this.#init());
     // Connection failures are retried by the client; its errors go to the "error" listener.
@@ -349,8 +349,12 @@ export class RedisLockStore implements LockStore, SharedStore {
     if (!this.#scripts.ready) return;
     this.#scripts.call("beat", "beat", [String(TICKET_TTL_MS), this.#eligible ? "1" : "0"]).then(
       (reply) => {
-        const [now, soonest, expired] = reply as [number, number, RawLease[]];
+        const [now, soonest, expired, free] = reply as [number, number, RawLease[], number];
         this.#afterReply(now, soonest, expired);
+        // A message on the channel may have been lost (the subscriber reconnecting, no channel
+        // right, a killed connection): while this replica has waiters, a free slot is asked for
+        // at least every beat anyway.
+        if (free > 0 && this.#mine.size > 0 && expired.length === 0) this.#notify({ expired: [] });
       },
       () => {},
     );
@@ -413,6 +417,21 @@ export class RedisLockStore implements LockStore, SharedStore {
     const changed = this.#lastError === undefined;
     this.#lastError = error;
     if (changed) this.#options.onConnection?.(false, error);
+  }
+
+  /**
+   * Without the channel, this replica hears of slots freed elsewhere only at
+   * its next beat: it still serves its waiters, a second later. Redis 7 gives
+   * a new ACL user no channel (`acl-pubsub-default resetchannels`).
+   */
+  #cannotSubscribe(error: unknown): void {
+    const user = this.#target.username ?? "default";
+    this.#options.onProblem?.(
+      "error",
+      `Cannot subscribe to ${this.#scripts.channel} on ${this.#target.url} ` +
+        `(${describeError(error)}): waiters here learn of slots freed elsewhere only once a ` +
+        `second; give user ${user} the channel: ACL SETUSER ${user} &startup-lock:*`,
+    );
   }
 
   /** Adopts the semaphore Redis holds, or makes it; another capacity is a conflict. */
