@@ -17,8 +17,8 @@
  * - Redis down or slow: every operation fails within {@linkcode REDIS_TIMEOUT_MS}
  *   with a {@linkcode StoreUnavailableError}; the client reconnects by itself
  *   with growing pauses. A frozen Redis runs what it was sent once it thaws:
- *   the token of an acquire without an id that failed is given back then, so
- *   no slot stays held by a token nobody knows.
+ *   the token of an acquire that failed is given back then, so no slot stays
+ *   held by a token nobody knows.
  *
  * @module
  */
@@ -177,9 +177,10 @@ export class RedisLockStore implements LockStore, SharedStore {
       if (error instanceof SemaphoreLostError) {
         return { granted: false, nextFreeInMs: this.#recoveryMs };
       }
-      // Redis may run it late (it was frozen, or the answer was lost): a lease with an id is
-      // found again when its client asks again, but nobody would ever learn this token.
-      if (sent && request.id === undefined) this.#abandon(token, durationMs);
+      // Redis may run it late (it was frozen, or the answer was lost): the slot it took would be
+      // held by nobody who knows it, with or without an id (the client may never ask again). The
+      // token is new, so a lease its id held before is not this token's, and stays.
+      if (sent) this.#abandon(token, durationMs);
       throw error;
     }
     const [granted, now, soonest, lease, extra, expired] = reply;
