@@ -109,6 +109,19 @@ export interface LockStore {
    * another process sharing the store. Returns an unsubscribe function.
    */
   onFree(listener: (freed: SlotsFreed) => void): () => void;
+  /**
+   * What clears "store down" after a failure (`lib/core/store_health.ts`):
+   * any call that works (`any_answer`, the default), or, after a failed
+   * change, only a change that works (`a_change`: a store that reads from
+   * memory may answer lookups while its writes fail).
+   */
+  readonly upAfter?: "any_answer" | "a_change";
+  /**
+   * Calls `listener` after each call the store makes by itself to keep in
+   * touch (a heartbeat): with nothing when it worked, with the failure when
+   * not. Returns an unsubscribe function.
+   */
+  onHeartbeat?(listener: (failure: StoreUnavailableError | undefined) => void): () => void;
   /** Stops timers and connections; the store answers nothing after. */
   close(): Awaitable<void>;
 }

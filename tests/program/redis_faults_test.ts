@@ -215,3 +215,23 @@ redisTest(
     assert.equal(served.status, 200, served.text);
   },
 );
+
+redisTest(
+  '"Store up" comes back once Redis answers again, without any client asking',
+  async () => {
+    await using redis = await RedisServer.start();
+    await using server = await replica(redis, freshName(), ["--locks", "1"]);
+    await redis.stop();
+    const refused = await send(`${server.url}/locks/AAAAAAAAAAAAAAAAAAAAAA`, "DELETE");
+    assert.equal(refused.status, 503, refused.text);
+    const storeUp = async () => {
+      const status = (await send(`${server.url}/status`)).body as { store: { up: boolean } };
+      const metrics = (await send(`${server.url}/metrics`)).text;
+      return status.store.up && /^startup_lock_store_up 1$/m.test(metrics);
+    };
+    assert.equal(await storeUp(), false);
+    await redis.relaunch();
+    // Only /status and /metrics are asked: neither changes a slot.
+    await eventually("/status and /metrics say the store is up", storeUp, 10_000);
+  },
+);

@@ -25,6 +25,7 @@
 import { createClient } from "../_redis_client.ts";
 import { describeError } from "../../errors.ts";
 import { newToken } from "../../token.ts";
+import { StoreUnavailableError } from "../../core/store.ts";
 import type {
   AcquireRequest,
   AcquireResult,
@@ -63,6 +64,7 @@ export class RedisLockStore implements LockStore, SharedStore {
   readonly #client: ReturnType<typeof createClient>;
   readonly #subscriber: ReturnType<typeof createClient>;
   readonly #listeners = new Set<(freed: SlotsFreed) => void>();
+  readonly #heartbeatListeners = new Set<(failure: StoreUnavailableError | undefined) => void>();
   readonly #options: RedisLockStoreOptions;
   /** Tickets to take out of line, each with the number of the call that asked for it. */
   readonly #leaving = new Map<string, number>();
@@ -232,6 +234,11 @@ export class RedisLockStore implements LockStore, SharedStore {
     return this.#read("list leases", "all", "");
   }
 
+  onHeartbeat(listener: (failure: StoreUnavailableError | undefined) => void): () => void {
+    this.#heartbeatListeners.add(listener);
+    return () => this.#heartbeatListeners.delete(listener);
+  }
+
   onFree(listener: (freed: SlotsFreed) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
@@ -242,6 +249,7 @@ export class RedisLockStore implements LockStore, SharedStore {
     this.#closed = true;
     this.#scripts.close();
     this.#listeners.clear();
+    this.#heartbeatListeners.clear();
     clearInterval(this.#beatTimer);
     clearTimeout(this.#expiryTimer);
     clearTimeout(this.#recheckTimer);
@@ -356,8 +364,13 @@ export class RedisLockStore implements LockStore, SharedStore {
         // right, a killed connection): while this replica has waiters, a free slot is asked for
         // at least every beat anyway.
         if (free > 0 && this.#mine.size > 0 && expired.length === 0) this.#notify({ expired: [] });
+        for (const listener of this.#heartbeatListeners) listener(undefined);
       },
-      () => {},
+      (error) => {
+        // A lost semaphore is an answer too: Redis is up.
+        const failure = error instanceof StoreUnavailableError ? error : undefined;
+        for (const listener of this.#heartbeatListeners) listener(failure);
+      },
     );
     if ((this.#leaving.size > 0 || this.#abandoned.size > 0) && this.#leaveTimer === undefined) {
       this.#flushLeaves();
