@@ -235,3 +235,13 @@ redisTest(
     await eventually("/status and /metrics say the store is up", storeUp, 10_000);
   },
 );
+
+redisTest("A replica warns when Redis keeps nothing on disk (appendonly no)", async () => {
+  await using redis = await RedisServer.start();
+  const client = await redis.client();
+  await client.sendCommand(["CONFIG", "SET", "appendonly", "no"]);
+  client.destroy();
+  await using server = await replica(redis, freshName(), ["--locks", "1"]);
+  const line = await server.waitForLog(/appendonly is no/);
+  assert.match(line, /WARN/);
+});

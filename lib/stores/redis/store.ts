@@ -417,6 +417,7 @@ export class RedisLockStore implements LockStore, SharedStore {
       this.#lastError = undefined;
       this.#options.onConnection?.(true, undefined);
     }
+    this.#checkSettings();
     // The semaphore is checked once, at the first connection: after that, every script checks it.
     if (this.#scripts.epoch === undefined) {
       this.#init().then(() => this.#notify({ expired: [] }), () => {});
@@ -445,6 +446,41 @@ export class RedisLockStore implements LockStore, SharedStore {
       `Cannot subscribe to ${this.#scripts.channel} on ${this.#target.url} ` +
         `(${describeError(error)}): waiters here learn of slots freed elsewhere only once a ` +
         `second; give user ${user} the channel: ACL SETUSER ${user} &startup-lock:*`,
+    );
+  }
+
+  /**
+   * Reads the settings of Redis that the guarantees rest on, at every
+   * connection (a failover may have brought another Redis), and warns once
+   * a connection for each one that breaks one.
+   */
+  #checkSettings(): void {
+    this.#client.sendCommand(["CONFIG", "GET", ...Object.keys(SETTING_RULES)]).then(
+      (reply) => {
+        // The client answers a map as an object; a flat list of pairs is read as well.
+        const values = new Map<string, string>();
+        if (Array.isArray(reply)) {
+          for (let i = 0; i + 1 < reply.length; i += 2) {
+            values.set(String(reply[i]), String(reply[i + 1]));
+          }
+        } else if (reply && typeof reply === "object") {
+          for (const [name, value] of Object.entries(reply)) values.set(name, String(value));
+        }
+        for (const message of settingProblems(values)) {
+          this.#options.onProblem?.("warn", `${this.#target.url}: ${message}`);
+        }
+      },
+      (error: unknown) => {
+        if (this.#closed) return;
+        this.#options.onProblem?.(
+          "warn",
+          `Cannot read the settings of ${this.#target.url} (CONFIG GET: ${
+            describeError(error)
+          }): ` +
+            "make sure yourself that it has appendonly yes, appendfsync always and " +
+            "maxmemory-policy noeviction, which the guarantees of the Redis store rest on",
+        );
+      },
     );
   }
 
@@ -488,6 +524,39 @@ export class RedisLockStore implements LockStore, SharedStore {
       if (!this.#closed) this.#recreateTimer = setTimeout(() => this.#recreate(), BEAT_INTERVAL_MS);
     });
   }
+}
+
+/**
+ * The settings of Redis that the guarantees rest on: for each, the value it
+ * needs and what another value costs.
+ */
+const SETTING_RULES: Record<string, { wanted: string; cost: string }> = {
+  appendonly: {
+    wanted: "yes",
+    cost: "a restart of Redis loses every lock, and every replica then grants nothing for " +
+      "--maxDuration (recovery)",
+  },
+  appendfsync: {
+    wanted: "always",
+    cost: "a crash of Redis loses the changes of its last second, so a lock may be granted twice",
+  },
+  "maxmemory-policy": {
+    wanted: "noeviction",
+    cost: "Redis may evict the semaphore's keys when its memory is full, which loses locks",
+  },
+};
+
+/** One sentence for each setting that breaks a guarantee. */
+export function settingProblems(values: ReadonlyMap<string, string>): string[] {
+  const problems: string[] = [];
+  for (const [name, { wanted, cost }] of Object.entries(SETTING_RULES)) {
+    const value = values.get(name);
+    if (value === undefined || value === wanted) continue;
+    // Without an append-only file, how often it is synced does not matter.
+    if (name === "appendfsync" && values.get("appendonly") !== "yes") continue;
+    problems.push(`${name} is ${value}, not ${wanted}: ${cost}`);
+  }
+  return problems;
 }
 
 /** The value of `promise`, or `lost` when the semaphore was found lost. */

@@ -283,3 +283,66 @@ redisTest(
     assert.equal((await r.b.acquire({ durationMs: 60_000, id: "b2" })).granted, false);
   },
 );
+
+redisTest(
+  "RedisLockStore warns once a connection for each setting of Redis that breaks a guarantee, and when CONFIG is refused",
+  async () => {
+    await using own = await RedisServer.start({ appendfsync: "everysec" });
+    const admin = await own.client();
+    try {
+      await admin.sendCommand(["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]);
+      const problems: string[] = [];
+      const store = new RedisLockStore(1, target(own), {
+        onProblem: (level, message) => problems.push(`${level} ${message}`),
+      });
+      await store.connect(5_000);
+      try {
+        await eventually("the settings were read", () => Promise.resolve(problems.length >= 2));
+        assert.equal(problems.length, 2, problems.join("\n"));
+        assert.match(problems[0]!, /^warn redis:.*: appendfsync is everysec, not always: a crash/);
+        assert.match(
+          problems[1]!,
+          /^warn redis:.*: maxmemory-policy is allkeys-lru, not noeviction/,
+        );
+        // After a reconnect (a failover may bring another Redis), they are read again.
+        await admin.sendCommand(["CONFIG", "SET", "appendonly", "no"]);
+        problems.length = 0;
+        await admin.sendCommand(["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"]);
+        await eventually(
+          "the settings were read again",
+          () => Promise.resolve(problems.length >= 2),
+        );
+        assert.match(problems[0]!, /^warn .*appendonly is no, not yes: a restart of Redis loses/);
+        assert.match(problems[1]!, /maxmemory-policy is allkeys-lru/);
+      } finally {
+        await store.close();
+      }
+      // A managed Redis that refuses CONFIG: one warning that says so.
+      await admin.sendCommand([
+        "ACL",
+        "SETUSER",
+        "lock",
+        "on",
+        ">pw",
+        "~*",
+        "&*",
+        "+@all",
+        "-config",
+      ]);
+      const refused: string[] = [];
+      const managed = new RedisLockStore(1, { ...target(own), username: "lock", password: "pw" }, {
+        onProblem: (level, message) => refused.push(`${level} ${message}`),
+      });
+      await managed.connect(5_000);
+      try {
+        await eventually("CONFIG was refused", () => Promise.resolve(refused.length > 0));
+        assert.equal(refused.length, 1, refused.join("\n"));
+        assert.match(refused[0]!, /^warn Cannot read the settings .*CONFIG GET.*appendonly yes/);
+      } finally {
+        await managed.close();
+      }
+    } finally {
+      admin.destroy();
+    }
+  },
+);
