@@ -47,6 +47,14 @@ export const KEY_NAMES = [
   "paused",
 ] as const;
 
+/**
+ * The semaphore's keys expire this long after the last beat of any replica:
+ * a `--name` no replica uses any more leaves nothing behind. A day outlasts
+ * any outage worth waiting for; a replica that comes back later finds the
+ * semaphore gone and recovers as after any loss.
+ */
+export const SEMAPHORE_TTL_MS = 24 * 3_600_000;
+
 /** The error reply of a script that found the semaphore gone or made anew. */
 export const LOST = "LOST";
 /** The error reply of a script called with another capacity than the stored one. */
@@ -67,6 +75,7 @@ local leases, info, ids, line, tickets, replicas, seq, config, paused =
 local channel, self, epoch, capacity = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local args = {select(5, unpack(ARGV))}
 local SILENCE_MS = ${SILENCE_MS}
+local SEMAPHORE_TTL_MS = ${SEMAPHORE_TTL_MS}
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
@@ -196,7 +205,9 @@ end
 `;
 
 /**
- * `acquire`: durationMs, id, ticket, token.
+ * `acquire`: durationMs, id, ticket, token, place (the ticket's place in line
+ * when it had one, `""` if not: a ticket dropped while its replica could not
+ * beat gets its place back).
  * Returns `{1, now, soonest, lease, existing, expired}` for a grant, or
  * `{0, now, soonest, nextFreeInMs, waitingAhead, expired}`.
  * A ticket (`""` for none) is put in line if it is not there yet, and counts
@@ -204,14 +215,14 @@ end
  * ahead.
  */
 export const ACQUIRE = CHECKED + `
-local duration, id, ticket, token = tonumber(args[1]), args[2], args[3], args[4]
+local duration, id, ticket, token, place = tonumber(args[1]), args[2], args[3], args[4], args[5]
 local expired = sweep()
 if id ~= '' then
   local heldBy = redis.call('HGET', ids, id)
   local l = heldBy and lease(heldBy)
   if l then return {1, now, soonest(), l, 1, expired} end
 end
-if ticket ~= '' then join(ticket, id, '') end
+if ticket ~= '' then join(ticket, id, place) end
 local held = redis.call('ZCARD', leases)
 local free = capacity - held
 local waiting, first = 0, false
@@ -327,7 +338,8 @@ return dropped
 /**
  * `beat`: ttlMs, eligible (`1` when the replica can grant now, `0` when not).
  * Keeps the replica's tickets alive
- * for ttlMs, forgets replicas silent for a minute, drops run-out leases.
+ * for ttlMs, forgets replicas silent for a minute, drops run-out leases, and
+ * keeps every key of the semaphore for {@linkcode SEMAPHORE_TTL_MS} more.
  * Returns `{now, soonest, expired, free}`: free, the slots free now, tells
  * a replica with waiters to ask for them even if no message came.
  */
@@ -341,6 +353,8 @@ for _, r in ipairs(redis.call('ZRANGEBYSCORE', replicas, '-inf', now - 60000)) d
 end
 redis.call('ZREMRANGEBYSCORE', replicas, '-inf', now - 60000)
 local expired = sweep()
+-- The semaphore's keys outlive its last replica by ttl: a retired --name leaves nothing behind.
+for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, SEMAPHORE_TTL_MS) end
 return {now, soonest(), expired, capacity - redis.call('ZCARD', leases)}
 `;
 

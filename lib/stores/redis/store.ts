@@ -35,6 +35,7 @@ import type {
   SlotsFreed,
 } from "../../core/store.ts";
 import { DEFAULT_MAX_DURATION_MS } from "../../config.ts";
+import { ClockWatch } from "./clock_watch.ts";
 import { ScriptRunner, SemaphoreLostError } from "./runner.ts";
 import type { RedisLockStoreOptions, RedisTarget, SharedStore } from "../settings.ts";
 
@@ -44,8 +45,15 @@ export const REDIS_TIMEOUT_MS = 1_000;
 export const BEAT_INTERVAL_MS = 1_000;
 /** A replica silent this long is dead: its tickets leave the line. */
 export const TICKET_TTL_MS = 3_000;
-/** The longest pause between two tries to reach Redis again. */
-export const MAX_RECONNECT_MS = 2_000;
+/**
+ * The longest pause between two tries to reach Redis again. With its jitter
+ * it stays below the silence after which the scripts excuse every replica
+ * (`SILENCE_MS`, 2 s): a replica back within a beat of Redis keeps its
+ * waiters' places.
+ */
+export const MAX_RECONNECT_MS = 1_000;
+/** Up to this much is added to each pause, so that replicas do not all knock at once. */
+export const RECONNECT_JITTER_MS = 50;
 /** Without waiters here, expiries are swept no more often than this. */
 const IDLE_SWEEP_GAP_MS = 20;
 /** When a waiter is held up only by another replica's tickets, ask again this soon. */
@@ -72,7 +80,7 @@ export class RedisLockStore implements LockStore, SharedStore {
   /** Tokens of acquires that failed but that Redis may have run, with when their lease would end. */
   readonly #abandoned = new Map<string, number>();
   /** This replica's tickets in line: while there are any, expiries are watched to serve them. */
-  readonly #mine = new Set<string>();
+  readonly #mine = new Map<string, number | undefined>();
   #leaveTimer: ReturnType<typeof setTimeout> | undefined;
   #beatTimer: ReturnType<typeof setInterval> | undefined;
   #expiryTimer: ReturnType<typeof setTimeout> | undefined;
@@ -80,6 +88,9 @@ export class RedisLockStore implements LockStore, SharedStore {
   #sweptAt = -Infinity;
   #recheckTimer: ReturnType<typeof setTimeout> | undefined;
   #recreateTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Set while grants pause after a jump of Redis's clock. */
+  #clockTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #clock = new ClockWatch();
   /** How long a lost semaphore stays lost: the longest lease (`--maxDuration`). */
   readonly #recoveryMs: number;
   #lastError: string | undefined;
@@ -103,7 +114,8 @@ export class RedisLockStore implements LockStore, SharedStore {
       socket: {
         connectTimeout: this.#timeoutMs,
         reconnectStrategy: (retries: number) =>
-          Math.min(50 * 2 ** retries, MAX_RECONNECT_MS) + Math.floor(Math.random() * 50),
+          Math.min(50 * 2 ** retries, MAX_RECONNECT_MS) +
+          Math.floor(Math.random() * RECONNECT_JITTER_MS),
         ...(target.tls ? { tls: true } : {}),
       },
     });
@@ -173,6 +185,10 @@ export class RedisLockStore implements LockStore, SharedStore {
         request.id ?? "",
         request.ticket ?? "",
         token,
+        // A ticket of ours dropped from the line (this replica was paused past TICKET_TTL_MS)
+        // joins again at its old place, not behind those who came after it.
+        (request.ticket === undefined ? undefined : this.#mine.get(request.ticket))?.toString() ??
+          "",
       ]) as typeof reply;
     } catch (error) {
       // Nothing is granted until the semaphore is made anew: the recovery gate says when.
@@ -255,6 +271,7 @@ export class RedisLockStore implements LockStore, SharedStore {
     clearTimeout(this.#recheckTimer);
     clearTimeout(this.#leaveTimer);
     clearTimeout(this.#recreateTimer);
+    clearTimeout(this.#clockTimer);
     if (this.#client.isReady && this.#leaving.size > 0) {
       await this.#scripts.call("leave", "leave", [...this.#leaving.keys()]).catch(() => {});
     }
@@ -279,12 +296,12 @@ export class RedisLockStore implements LockStore, SharedStore {
 
   async #join(ticket: string, id: string | undefined, place: number | undefined): Promise<number> {
     this.#leaving.delete(ticket);
-    this.#mine.add(ticket);
-    return await this.#scripts.run("join the line", "join", [
-      ticket,
-      id ?? "",
-      place?.toString() ?? "",
-    ]) as number;
+    this.#mine.set(ticket, place ?? this.#mine.get(ticket));
+    const joined = Number(
+      await this.#scripts.run("join the line", "join", [ticket, id ?? "", place?.toString() ?? ""]),
+    );
+    if (this.#mine.has(ticket)) this.#mine.set(ticket, joined);
+    return joined;
   }
 
   /** Takes a ticket out of line; retried until Redis takes it, so no ticket of ours is left behind. */
@@ -356,9 +373,12 @@ export class RedisLockStore implements LockStore, SharedStore {
 
   #beat(): void {
     if (!this.#scripts.ready) return;
+    const sentAt = performance.now();
     this.#scripts.call("beat", "beat", [String(TICKET_TTL_MS), this.#eligible ? "1" : "0"]).then(
       (reply) => {
         const [now, soonest, expired, free] = reply as [number, number, RawLease[], number];
+        const jump = this.#clock.observe({ sentAt, answeredAt: performance.now(), redisNow: now });
+        if (jump !== 0) this.#clockJumped(jump);
         this.#afterReply(now, soonest, expired);
         // A message on the channel may have been lost (the subscriber reconnecting, no channel
         // right, a killed connection): while this replica has waiters, a free slot is asked for
@@ -513,12 +533,34 @@ export class RedisLockStore implements LockStore, SharedStore {
     this.#recreateTimer = setTimeout(() => this.#recreate(), this.#recoveryMs);
   }
 
+  /**
+   * Redis's clock jumped: every lease's expiry moved with it, so a lease may
+   * have ended (forwards) while its holder still runs. Nothing is granted
+   * here until every lease granted before has run out by any clock.
+   */
+  #clockJumped(jumpMs: number): void {
+    const direction = jumpMs > 0 ? "forwards" : "backwards";
+    this.#options.onRecovery?.({
+      cause: "clock_jump",
+      forMs: this.#recoveryMs,
+      detail: `The clock of Redis jumped about ${
+        Math.round(Math.abs(jumpMs) / 1_000)
+      } s ${direction} against this replica's between two beats`,
+    });
+    clearTimeout(this.#clockTimer);
+    this.#clockTimer = setTimeout(() => {
+      this.#clockTimer = undefined;
+      if (!this.#scripts.lost) this.#options.onRecovered?.();
+      this.#notify({ expired: [] });
+    }, this.#recoveryMs);
+  }
+
   /** Makes the semaphore anew after a loss; tried again every beat until Redis answers. */
   #recreate(): void {
     this.#recreateTimer = undefined;
     if (this.#closed) return;
     this.#init().then(() => {
-      this.#options.onRecovered?.();
+      if (this.#clockTimer === undefined) this.#options.onRecovered?.();
       this.#notify({ expired: [] });
     }, () => {
       if (!this.#closed) this.#recreateTimer = setTimeout(() => this.#recreate(), BEAT_INTERVAL_MS);

@@ -6,8 +6,14 @@
  */
 import assert from "node:assert/strict";
 import { StoreUnavailableError } from "../../../lib/core/store.ts";
-import { KEY_NAMES } from "../../../lib/stores/redis/scripts.ts";
-import { RedisLockStore } from "../../../lib/stores/redis/store.ts";
+import { KEY_NAMES, SEMAPHORE_TTL_MS, SILENCE_MS } from "../../../lib/stores/redis/scripts.ts";
+import {
+  BEAT_INTERVAL_MS,
+  MAX_RECONNECT_MS,
+  RECONNECT_JITTER_MS,
+  RedisLockStore,
+  TICKET_TTL_MS,
+} from "../../../lib/stores/redis/store.ts";
 import { parseStore, type RedisTarget } from "../../../lib/stores/settings.ts";
 import { RedisServer, SKIP_REDIS } from "../../_redis.ts";
 import { storeContract } from "../../_store_contract.ts";
@@ -346,3 +352,46 @@ redisTest(
     }
   },
 );
+
+redisTest(
+  "RedisLockStore: a replica paused past the ticket limit gets its waiters' places back, ahead of later arrivals",
+  async () => {
+    await using r = await twoReplicas(1);
+    const holder = await r.b.acquire({ durationMs: 60_000, id: "holder" });
+    assert.ok(holder.granted);
+    await r.a.line.join("A/1", "a1");
+    await r.b.line.join("B/1", "b1");
+    // A stopped beating for longer than TICKET_TTL_MS (SIGSTOP) while B went on: a script of B
+    // dropped A's ticket as dead.
+    await r.direct.sendCommand(["ZREM", r.key("line"), "A/1"]);
+    await r.direct.sendCommand(["HDEL", r.key("tickets"), "A/1"]);
+    // A wakes up and asks for its first waiter: the ticket takes its first place again.
+    assert.equal((await r.a.acquire({ durationMs: 60_000, ticket: "A/1" })).granted, false);
+    assert.deepEqual(await r.line(), ["A/1", "B/1"]);
+    await r.b.release(holder.lease.token);
+    assert.equal((await r.b.acquire({ durationMs: 60_000, ticket: "B/1" })).granted, false);
+    assert.ok((await r.a.acquire({ durationMs: 60_000, ticket: "A/1" })).granted);
+  },
+);
+
+redisTest("RedisLockStore: the keys of a semaphore expire a day after the last beat", async () => {
+  await using r = await twoReplicas(1);
+  assert.ok((await r.a.acquire({ durationMs: 60_000, id: "x" })).granted);
+  const keys = ["config", "leases", "replicas"];
+  // A key made since the last beat (the leases) gets its expiry at the next one.
+  await eventually("a beat set the expiries", async () => {
+    for (const key of keys) {
+      if (Number(await r.direct.sendCommand(["PTTL", r.key(key)])) <= 0) return false;
+    }
+    return true;
+  });
+  for (const key of keys) {
+    const ttl = Number(await r.direct.sendCommand(["PTTL", r.key(key)]));
+    assert.ok(ttl > 0 && ttl <= SEMAPHORE_TTL_MS, `${key}: ${ttl}`);
+  }
+});
+
+Deno.test("RedisLockStore reconnects within the silence that excuses every replica", () => {
+  assert.ok(MAX_RECONNECT_MS + RECONNECT_JITTER_MS < SILENCE_MS);
+  assert.ok(MAX_RECONNECT_MS + RECONNECT_JITTER_MS + BEAT_INTERVAL_MS <= TICKET_TTL_MS);
+});
