@@ -60,6 +60,7 @@
  *
  * @module
  */
+import { makeScratchDir, removeScratchDir } from "./_scratch.ts";
 import { comparisonLines, figuresComparisonMarkdown } from "./compare.ts";
 import { type Figure, figuresMarkdown, targetLines as figureTargetLines } from "./figures.ts";
 import { HANDOFF_VARIANTS, runHandoff } from "./handoff.ts";
@@ -628,10 +629,11 @@ export async function main(args: readonly string[] = Deno.args): Promise<number>
   const started: Stoppable[] = [];
   const track = (child: ChildProcess) => started.push(child);
   const figures: Figure[] = [];
-  const onSignal = () => stopAll(started).finally(() => Deno.exit(130));
+  const onSignal = () => stopAll(started).then(removeScratchDir).finally(() => Deno.exit(130));
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
   let http: HttpResults = { rows: [], scrapeLines: [], droppedLines: [] };
+  await makeScratchDir();
   try {
     for (const part of parts) {
       if (part === "http") {
@@ -685,6 +687,7 @@ export async function main(args: readonly string[] = Deno.args): Promise<number>
     return wrkMissing ? 1 : 0;
   } finally {
     await stopAll(started);
+    await removeScratchDir();
     Deno.removeSignalListener("SIGINT", onSignal);
     Deno.removeSignalListener("SIGTERM", onSignal);
   }

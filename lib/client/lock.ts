@@ -74,6 +74,8 @@ export interface AcquireOptions {
    * @default {{ duration: "--duration", wait: "--wait", tokenFile: "--tokenFile" }}
    */
   names?: FlagNames;
+  /** Warnings about the command line, written before the first try. @default {none} */
+  warnings?: readonly string[];
 }
 
 /** How messages name the flags of {@linkcode AcquireOptions}. */
@@ -131,18 +133,22 @@ export async function acquireLock(
 ): Promise<AcquireResult> {
   const { clock = realClock, random = Math.random, signal } = context;
   const names = options.names ?? DEFAULT_NAMES;
+  for (const warning of options.warnings ?? []) note(warning, "secret_in_flag", "warn");
   const deadline = options.waitMs === undefined ? Infinity : clock.now() + options.waitMs;
   let reason = "no answer from the server yet";
   for (let attempt = 1;; attempt++) {
     const start = clock.now();
     const remaining = deadline - start;
     if (signal?.aborted) return { kind: "aborted" };
-    if (remaining <= 0) return { kind: "timeout", reason };
+    // The first try is always made: a --wait of 0 means one try, as ?wait=0 does.
+    if (remaining <= 0 && attempt > 1) return { kind: "timeout", reason };
     // After the first answer, wait in the queue; the last wait ends a margin before the
     // deadline. Too close to it for that, one last request asks for an answer at once.
     const chunk = Math.min(MAX_WAIT_CHUNK_MS, remaining - ANSWER_MARGIN_MS);
     const waitMs = attempt === 1 || chunk <= 0 ? undefined : Math.ceil(chunk);
-    const limitMs = Math.min(remaining, (waitMs ?? 0) + ANSWER_GRACE_MS);
+    const limitMs = remaining <= 0
+      ? ANSWER_GRACE_MS
+      : Math.min(remaining, (waitMs ?? 0) + ANSWER_GRACE_MS);
 
     const controller = new AbortController();
     const timer = clock.setTimeout(() => controller.abort(), limitMs);
@@ -158,10 +164,14 @@ export async function acquireLock(
       );
     } catch (error) {
       if (signal?.aborted) return { kind: "aborted" };
+      // A request cut short by the deadline says nothing new, unless it was the only one.
+      const cutByDeadline = controller.signal.aborted && clock.now() >= deadline;
+      if (!cutByDeadline || attempt === 1) {
+        reason = controller.signal.aborted
+          ? `no answer from ${options.server.href} within ${formatDuration(limitMs)}`
+          : `cannot reach ${options.server.href}: ${describeFetchError(error)}`;
+      }
       if (clock.now() >= deadline) return { kind: "timeout", reason };
-      reason = controller.signal.aborted
-        ? `no answer from ${options.server.href} within ${formatDuration(limitMs)}`
-        : `cannot reach ${options.server.href}: ${describeFetchError(error)}`;
     } finally {
       clock.clearTimeout(timer);
       signal?.removeEventListener("abort", stop);
@@ -187,7 +197,8 @@ export async function acquireLock(
       };
     }
     if (answer) reason = answer.message;
-    note(`Waiting: ${reason}`);
+    if (clock.now() >= deadline) return { kind: "timeout", reason };
+    note(`Waiting: ${reason}`, "waiting");
 
     // A server that speaks this protocol is asked again at once, to wait in its queue (or,
     // after a wait, to keep its place there); every other answer waits out the poll interval,
@@ -259,18 +270,21 @@ function reportAcquired(
     note(
       "Acquired a lock, but the server gave no token (as the original server does): " +
         "it will expire by its duration; there is nothing to release",
+      "acquired",
     );
     return;
   }
   const until = answer.expiresAt !== undefined
     ? ` until ${new Date(answer.expiresAt).toISOString()}`
     : "";
-  note(`Acquired the lock as ${options.id}${until}`);
+  note(`Acquired the lock as ${options.id}${until}`, "acquired");
   const { durationMs, requestedMs } = answer;
   if (durationMs !== undefined && requestedMs !== undefined && durationMs < requestedMs) {
     note(
       `The server granted ${formatDuration(durationMs)}, less than ${names.duration}: ` +
         "the most it allows (its --maxDuration)",
+      "duration_cut",
+      "warn",
     );
   }
 }
@@ -327,11 +341,14 @@ export async function releaseHeldLock(lock: HeldLock, because: string): Promise<
       AbortSignal.timeout(RELEASE_TIMEOUT_MS),
       lock.authToken,
     );
-    note(answer === "released" ? `Released the lock: ${because}` : `${GONE_NOTE} (${because})`);
+    if (answer === "released") note(`Released the lock: ${because}`, "released");
+    else note(`${GONE_NOTE} (${because})`, "already_gone");
   } catch (error) {
     note(
       `Cannot release the lock (${because}): ${describeFetchError(error)}; ` +
         "it expires by its duration",
+      "release_failed",
+      "warn",
     );
   }
 }

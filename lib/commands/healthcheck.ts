@@ -108,12 +108,14 @@ async function run(options: HealthcheckOptions): Promise<number> {
     await response.body?.cancel();
     if (response.status === 200) return EXIT.OK;
     const status = `${response.status} ${response.statusText}`.trim();
-    note(`Unhealthy: ${url.href} answered HTTP ${status}, expected 200`);
+    note(`Unhealthy: ${url.href} answered HTTP ${status}, expected 200`, "unhealthy", "error");
   } catch (error) {
     note(
       signal.aborted
         ? `Unhealthy: ${url.href} did not answer within ${formatDuration(timeoutMs)} (--timeout)`
         : `Unhealthy: cannot reach ${url.href}: ${describeFetchError(error)}`,
+      "unhealthy",
+      "error",
     );
   }
   return EXIT.FAILURE;

@@ -14,6 +14,7 @@ import { createHash } from "node:crypto";
 import { type Clock, realClock } from "../clock.ts";
 import { describeError } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import { logEvent } from "../log_events.ts";
 import { text } from "./render.ts";
 
 /** How often a token file is looked at: a rotated secret works within a second, at one `stat` a second. */
@@ -137,11 +138,14 @@ export class FileToken implements TokenSource {
       this.#stamp = current;
       this.#digest = digest(token);
       this.#failing = false;
-      this.#log.info(`Reloaded the auth token from ${where}`);
+      this.#log.info(`Reloaded the auth token from ${where}`, logEvent("auth_token_reloaded"));
     } catch (error) {
       if (this.#failing) return;
       this.#failing = true;
-      this.#log.warn(`Cannot read ${where}: ${describeError(error)}; keeping the last good token`);
+      this.#log.warn(
+        `Cannot read ${where}: ${describeError(error)}; keeping the last good token`,
+        logEvent("auth_token_unreadable"),
+      );
     }
   }
 }

@@ -16,9 +16,10 @@ import {
 import { type Awaitable, type Lease, StoreUnavailableError } from "../core/store.ts";
 import { describeError, HttpError } from "../errors.ts";
 import { checkRequest, type TokenSource, unauthorized } from "./auth.ts";
+import type { PerCoreSlots } from "../config.ts";
 import type { DependencyState } from "../gates/dependencies.ts";
 import { METRICS_CONTENT_TYPE } from "../observers/metrics.ts";
-import { TOKEN_PATTERN } from "../protocol.ts";
+import { TOKEN_HINT, TOKEN_PATTERN } from "../protocol.ts";
 import {
   errorResponse,
   granted,
@@ -30,6 +31,7 @@ import {
 } from "./render.ts";
 import {
   checkBodySize,
+  echo,
   MAX_ACQUIRE_BODY_BYTES,
   readDuration,
   readId,
@@ -37,7 +39,7 @@ import {
   requestTarget,
   wantsJson,
 } from "./request.ts";
-import { statusPage, wantsStatusPage } from "./status_page.ts";
+import { statusPage, toStatusPage, wantsStatusPage } from "./status_page.ts";
 
 /** Options of {@linkcode createHandler}. */
 export interface HandlerOptions {
@@ -48,6 +50,8 @@ export interface HandlerOptions {
   maxWaitMs?: number;
   /** The dependencies' states, for `/status`. @default {none} */
   dependencies?: () => readonly DependencyState[];
+  /** Where `--locksPerCore` got the slots from, for `/status`. @default {none: --locks} */
+  perCore?: PerCoreSlots;
   /** Renders `GET /metrics`; without it, `/metrics` is `404`. @default {none} */
   metrics?: () => Promise<string>;
   /** Called with errors that are bugs (answered `500`). @default {console.error} */
@@ -79,7 +83,8 @@ export interface RequestInfo {
 /** An HTTP request handler; synchronous where it can be. */
 export type Handler = (request: Request, info?: RequestInfo) => Awaitable<Response>;
 
-const LOCK_PATH = new RegExp(`^/locks/(${TOKEN_PATTERN.source.slice(1, -1)})$`);
+/** A lock's path: one part after `/locks/`, checked as a token once the route is known. */
+const LOCK_PATH = /^\/locks\/([^/]*)$/;
 
 type RouteHandler = (
   request: Request,
@@ -109,7 +114,7 @@ export function createHandler(options: HandlerOptions): Handler {
   const maxWaitMs = options.maxWaitMs ?? 0;
   const dependencies = options.dependencies ?? NO_DEPENDENCIES;
   const onError = options.onError ?? ((message) => console.error(message));
-  const { auth, onRefused } = options;
+  const { auth, onRefused, perCore } = options;
 
   /** The answer to an acquire request once the service has decided. */
   const answerAcquire = (outcome: Outcome, json: boolean, info: RequestInfo | undefined) => {
@@ -122,6 +127,9 @@ export function createHandler(options: HandlerOptions): Handler {
   };
 
   const acquire: RouteHandler = (request, query, info, token) => {
+    // Someone who opens the server in a browser is curious, not starting an app: the status
+    // page, not a slot. Clients send */*, nothing or JSON, which never prefer HTML.
+    if (request.method === "GET" && wantsStatusPage(request)) return toStatusPage();
     // A body is never read: one too large is refused, unread beyond the limit, before any slot.
     const checked = checkBodySize(request, MAX_ACQUIRE_BODY_BYTES);
     return checked ? checked.then(() => acquireNow(request, query, info, token)) : acquireNow(
@@ -164,7 +172,9 @@ export function createHandler(options: HandlerOptions): Handler {
   const status: RouteHandler = async (request) =>
     wantsStatusPage(request)
       ? statusPage()
-      : Response.json(statusBody(await service.status(), dependencies()), { headers: VARY });
+      : Response.json(statusBody(await service.status(), dependencies(), perCore), {
+        headers: VARY,
+      });
   const healthz: RouteHandler = () => text(200, "OK\n");
 
   const routes: Record<string, Route> = {
@@ -226,6 +236,10 @@ export function createHandler(options: HandlerOptions): Handler {
           onRefused?.("unauthorized");
           return unauthorized(failure, wantsJson(request));
         }
+      }
+      if (found === lockRoute && !TOKEN_PATTERN.test(token)) {
+        // A mangled token is an error to show, not a lock that is already gone.
+        throw new HttpError(400, `Invalid token "${echo(token)}": ${TOKEN_HINT}`);
       }
       const response = handle(request, target.query, info, token);
       return response instanceof Promise

@@ -86,6 +86,16 @@ Deno.test("acquireLock() asks its last wait to end a margin before --wait runs o
   assert.ok(asked > 0);
 });
 
+Deno.test("acquireLock() with a wait of 0 asks once, for an answer at once", async () => {
+  await using stub = startStandIn(() =>
+    Response.json({ status: "locked", message: "Locked: held" }, { status: 423 })
+  );
+  const result = await acquireLock(options(stub.url, { waitMs: 0 }));
+  assert.deepEqual(result, { kind: "timeout", reason: "Locked: held" });
+  assert.equal(stub.requests.length, 1);
+  assert.equal(stub.requests[0]!.searchParams.get("wait"), null);
+});
+
 Deno.test("renewHeldLock() moves the expiry of a held lock, and says when it is gone", async () => {
   await using server = await startProgram();
   const result = await acquireLock(options(server.url, { durationMs: 10_000 }));
