@@ -20,6 +20,15 @@ import type { Denial } from "./denial.ts";
 import { EventBus } from "./events.ts";
 import { Gates, type GateView } from "./gates.ts";
 import { StoreHealth } from "./store_health.ts";
+import {
+  busy,
+  CANCELLED,
+  queued,
+  queueFull,
+  SHUTTING_DOWN,
+  storeDown,
+  SUPERSEDED,
+} from "./refusals.ts";
 import { STORE_RETRY_MS, WaitQueue, type WaitResult } from "./queue.ts";
 import {
   type AcquireRequest,
@@ -98,18 +107,11 @@ export interface LockServiceOptions {
   events?: EventBus;
 }
 
-/**
- * How soon a client refused for a full queue, a shutdown or a failing store
- * should ask again, when nothing better is known.
- */
-export const UNAVAILABLE_RETRY_MS = 1_000;
+/** Re-exported for the HTTP layer; the policy lives in `refusals.ts`. */
+export { UNAVAILABLE_RETRY_MS } from "./refusals.ts";
 
 /** The longest pause between tries to give back a slot while the store fails. */
 const MAX_HAND_BACK_RETRY_MS = 10_000;
-
-const SHUTTING_DOWN: Denial = { reason: "shutting_down", retryAfterMs: UNAVAILABLE_RETRY_MS };
-const CANCELLED: Denial = { reason: "cancelled", retryAfterMs: 0 };
-const SUPERSEDED: Denial = { reason: "superseded", retryAfterMs: 0 };
 
 /** Grants and refuses locks; see the module documentation. */
 export class LockService {
@@ -355,11 +357,7 @@ export class LockService {
   ): Awaitable<Outcome> {
     if (!options.waitMs || options.waitMs <= 0) {
       if (waitingElsewhere) {
-        return this.#deny(options.id, {
-          reason: "queued",
-          waiting: waitingElsewhere,
-          retryAfterMs: UNAVAILABLE_RETRY_MS,
-        });
+        return this.#deny(options.id, queued(waitingElsewhere, nextFree));
       }
       return this.#refuseNow(options.id, nextFree);
     }
@@ -406,37 +404,22 @@ export class LockService {
     return this.#withLeases((leases) => {
       const next = leases && nextFreeInMs(leases, this.store.capacity);
       const waiting = this.#queue.waiting;
-      if (waiting > 0) {
-        return this.#deny(id, {
-          reason: "queued",
-          waiting,
-          retryAfterMs: Math.max(UNAVAILABLE_RETRY_MS, next ?? 0),
-        });
-      }
+      if (waiting > 0) return this.#deny(id, queued(waiting, next));
       return this.#deny(id, this.#busy(next));
     });
   }
 
   #fullQueue(id: string | undefined): Awaitable<Outcome> {
     return this.#withLeases((leases) =>
-      this.#deny(id, {
-        reason: "queue_full",
-        waiting: this.#queue.size,
-        retryAfterMs: Math.max(
-          UNAVAILABLE_RETRY_MS,
-          (leases && nextFreeInMs(leases, this.store.capacity)) ?? 0,
-        ),
-      })
+      this.#deny(
+        id,
+        queueFull(this.#queue.size, leases && nextFreeInMs(leases, this.store.capacity)),
+      )
     );
   }
 
   #busy(next: number | undefined): Denial {
-    return {
-      reason: "busy",
-      capacity: this.store.capacity,
-      nextFreeInMs: next,
-      retryAfterMs: next ?? UNAVAILABLE_RETRY_MS,
-    };
+    return busy(this.store.capacity, next);
   }
 
   /** Runs `then` with the store's leases, or `undefined` when the store cannot say. */
@@ -459,24 +442,14 @@ export class LockService {
     const gate = this.#gates.state();
     if (!gate.open) return gate.denial;
     if (this.#closed) return SHUTTING_DOWN;
-    if (!this.#health.up || leases === undefined) {
-      return {
-        reason: "store",
-        error: this.#health.error ?? "unknown",
-        retryAfterMs: UNAVAILABLE_RETRY_MS,
-      };
-    }
+    if (!this.#health.up || leases === undefined) return storeDown(this.#health.error ?? "unknown");
     const next = nextFreeInMs(leases, this.store.capacity);
     const free = this.store.capacity - leases.length;
     const waiting = inLine === undefined
       ? this.#queue.waiting
       : Math.max(inLine, this.#queue.waiting);
     if (waiting > 0 && (inLine === undefined || free <= 0 || waiting >= free)) {
-      return {
-        reason: "queued",
-        waiting,
-        retryAfterMs: Math.max(UNAVAILABLE_RETRY_MS, next ?? 0),
-      };
+      return queued(waiting, next);
     }
     return next === undefined ? undefined : this.#busy(next);
   }
@@ -496,10 +469,6 @@ export class LockService {
   /** A store failure as an answer: `503` with the reason, never a rejection. */
   #storeDenial(error: unknown, id: string | undefined): Outcome {
     if (!(error instanceof StoreUnavailableError)) throw error;
-    return this.#deny(id, {
-      reason: "store",
-      error: error.message,
-      retryAfterMs: UNAVAILABLE_RETRY_MS,
-    });
+    return this.#deny(id, storeDown(error.message));
   }
 }

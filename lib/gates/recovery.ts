@@ -19,6 +19,7 @@
 import { type Clock, realClock, type TimerId } from "../clock.ts";
 import { type Gate, type GateState, OPEN } from "../core/gates.ts";
 import type { RecoveryCause } from "../core/denial.ts";
+import { recovering } from "../core/refusals.ts";
 
 /**
  * Retry-After while a held gate waits for the store past its planned end (the
@@ -53,11 +54,9 @@ export class RecoveryGate implements Gate {
     const left = this.#opensAt - this.#clock.now();
     if (this.#held) {
       const retryAfterMs = left > 0 ? left : OVERDUE_RETRY_MS;
-      return { open: false, denial: { reason: "recovering", cause: this.#cause, retryAfterMs } };
+      return { open: false, denial: recovering(this.#cause, retryAfterMs) };
     }
-    return left > 0
-      ? { open: false, denial: { reason: "recovering", cause: this.#cause, retryAfterMs: left } }
-      : OPEN;
+    return left > 0 ? { open: false, denial: recovering(this.#cause, left) } : OPEN;
   }
 
   /**
