@@ -322,10 +322,14 @@ async function openRedisStore(
       log.warn(
         `${detail} (${target.url}, --name ${config.storeName}): locks granted before may still ` +
           `be held, so no grants for ${formatDuration(forMs)} (--maxDuration)`,
+        logEvent("redis_recovery"),
       );
     },
     onRecovered: () => recovery.release(),
-    onProblem: (level, message) => log[level](message),
+    onProblem: (problem, message) =>
+      problem === "channel"
+        ? log.error(message, logEvent("redis_channel_refused"))
+        : log.warn(message, logEvent("redis_setting")),
     onConflict: (stored) =>
       onConflict(
         `--locks ${config.locks} differs from the ${stored} slot${stored === 1 ? "" : "s"} ` +

@@ -42,8 +42,11 @@ export interface RedisLockStoreOptions {
   onRecovery?: (recovery: StoreRecovery) => void;
   /** Called when grants may resume after {@linkcode RedisLockStoreOptions.onRecovery}. */
   onRecovered?: () => void;
-  /** Called with what the operator must fix: a missing right, a setting of Redis. */
-  onProblem?: (level: "warn" | "error", message: string) => void;
+  /**
+   * Called with what the operator must fix: a setting of Redis that breaks a
+   * guarantee (or cannot be read), or a missing right to the channel.
+   */
+  onProblem?: (problem: "setting" | "channel", message: string) => void;
   /** Called when the connection goes down or comes back. */
   onConnection?: (up: boolean, error: string | undefined) => void;
 }

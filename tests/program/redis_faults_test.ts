@@ -245,3 +245,44 @@ redisTest("A replica warns when Redis keeps nothing on disk (appendonly no)", as
   const line = await server.waitForLog(/appendonly is no/);
   assert.match(line, /WARN/);
 });
+
+/** The ACL docs/redis.md gives a deployment: its keys, its channel, the commands it runs. */
+const DOCUMENTED_ACL = "ACL SETUSER startup-lock on >PASSWORD resetkeys ~startup-lock:* " +
+  "resetchannels &startup-lock:* nocommands +@read +@write +@scripting +@pubsub +@connection " +
+  "+time +config|get";
+
+redisTest(
+  "The ACL of docs/redis.md is all a replica needs: no refusal, no warning, handoffs work",
+  async () => {
+    const docs = await Deno.readTextFile(new URL("../../docs/redis.md", import.meta.url));
+    assert.ok(docs.includes(`\n${DOCUMENTED_ACL}\n`), "docs/redis.md gives this ACL line");
+    await using redis = await RedisServer.start();
+    const name = freshName();
+    const admin = await redis.client();
+    await admin.sendCommand(DOCUMENTED_ACL.replace(">PASSWORD", ">pw").split(" "));
+    admin.destroy();
+    const url = redis.url.replace("redis://", "redis://startup-lock:pw@");
+    const start = () => startProgram(["--store", url, "--name", name, "--locks", "1"]);
+    await using a = await start();
+    await using b = await start();
+    const x = await acquire(a, { id: "x" });
+    assert.equal(x.status, 200, x.text);
+    const b1 = acquire(b, { id: "b1", wait: "20s" });
+    b1.catch(() => {}); // Cut off if an assertion below fails first.
+    await eventually("b1 waits in the shared line", async () => {
+      const client = await redis.client();
+      try {
+        return (await client.zCard(`startup-lock:{${name}}:line`)) === 1;
+      } finally {
+        client.destroy();
+      }
+    });
+    assert.equal((await send(`${a.url}/locks/${x.body.token}`, "DELETE")).status, 204);
+    assert.equal((await b1).status, 200);
+    for (const server of [a, b]) {
+      // The password in --store is warned about, as it should be; nothing else.
+      const problems = server.log.filter((l) => /WARN|ERROR/.test(l) && !/has a password/.test(l));
+      assert.deepEqual(problems, [], server.log.join("\n"));
+    }
+  },
+);

@@ -462,7 +462,7 @@ export class RedisLockStore implements LockStore, SharedStore {
   #cannotSubscribe(error: unknown): void {
     const user = this.#target.username ?? "default";
     this.#options.onProblem?.(
-      "error",
+      "channel",
       `Cannot subscribe to ${this.#scripts.channel} on ${this.#target.url} ` +
         `(${describeError(error)}): waiters here learn of slots freed elsewhere only once a ` +
         `second; give user ${user} the channel: ACL SETUSER ${user} &startup-lock:*`,
@@ -487,13 +487,13 @@ export class RedisLockStore implements LockStore, SharedStore {
           for (const [name, value] of Object.entries(reply)) values.set(name, String(value));
         }
         for (const message of settingProblems(values)) {
-          this.#options.onProblem?.("warn", `${this.#target.url}: ${message}`);
+          this.#options.onProblem?.("setting", `${this.#target.url}: ${message}`);
         }
       },
       (error: unknown) => {
         if (this.#closed) return;
         this.#options.onProblem?.(
-          "warn",
+          "setting",
           `Cannot read the settings of ${this.#target.url} (CONFIG GET: ${
             describeError(error)
           }): ` +

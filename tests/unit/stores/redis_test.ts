@@ -305,10 +305,13 @@ redisTest(
       try {
         await eventually("the settings were read", () => Promise.resolve(problems.length >= 2));
         assert.equal(problems.length, 2, problems.join("\n"));
-        assert.match(problems[0]!, /^warn redis:.*: appendfsync is everysec, not always: a crash/);
+        assert.match(
+          problems[0]!,
+          /^setting redis:.*: appendfsync is everysec, not always: a crash/,
+        );
         assert.match(
           problems[1]!,
-          /^warn redis:.*: maxmemory-policy is allkeys-lru, not noeviction/,
+          /^setting redis:.*: maxmemory-policy is allkeys-lru, not noeviction/,
         );
         // After a reconnect (a failover may bring another Redis), they are read again.
         await admin.sendCommand(["CONFIG", "SET", "appendonly", "no"]);
@@ -318,7 +321,10 @@ redisTest(
           "the settings were read again",
           () => Promise.resolve(problems.length >= 2),
         );
-        assert.match(problems[0]!, /^warn .*appendonly is no, not yes: a restart of Redis loses/);
+        assert.match(
+          problems[0]!,
+          /^setting .*appendonly is no, not yes: a restart of Redis loses/,
+        );
         assert.match(problems[1]!, /maxmemory-policy is allkeys-lru/);
       } finally {
         await store.close();
@@ -343,7 +349,7 @@ redisTest(
       try {
         await eventually("CONFIG was refused", () => Promise.resolve(refused.length > 0));
         assert.equal(refused.length, 1, refused.join("\n"));
-        assert.match(refused[0]!, /^warn Cannot read the settings .*CONFIG GET.*appendonly yes/);
+        assert.match(refused[0]!, /^setting Cannot read the settings .*CONFIG GET.*appendonly yes/);
       } finally {
         await managed.close();
       }
