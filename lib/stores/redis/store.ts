@@ -19,6 +19,12 @@
  *   with growing pauses. A frozen Redis runs what it was sent once it thaws:
  *   the token of an acquire that failed is given back then, so no slot stays
  *   held by a token nobody knows.
+ * - Redis losing the semaphore (its epoch gone or changed), a jump of its
+ *   clock: grants pause for the longest lease (`onRecovery`), then resume.
+ *
+ * Its parts: the scripts (`scripts.ts`) and their runner (`runner.ts`), the
+ * shared line (`line.ts`), the watch on Redis's clock (`clock_watch.ts`) and
+ * the settings of Redis it checks (`server_settings.ts`).
  *
  * @module
  */
@@ -36,6 +42,8 @@ import type {
 } from "../../core/store.ts";
 import { DEFAULT_MAX_DURATION_MS } from "../../config.ts";
 import { ClockWatch } from "./clock_watch.ts";
+import { RedisLine } from "./line.ts";
+import { SETTING_NAMES, settingProblems } from "./server_settings.ts";
 import { ScriptRunner, SemaphoreLostError } from "./runner.ts";
 import type { RedisLockStoreOptions, RedisTarget, SharedStore } from "../settings.ts";
 
@@ -65,6 +73,7 @@ type RawLease = [string, string | null, number, number];
 export class RedisLockStore implements LockStore, SharedStore {
   readonly capacity: number;
   readonly line: SharedLine;
+  readonly #line: RedisLine;
   readonly #target: RedisTarget;
   readonly #replica: string;
   readonly #timeoutMs: number;
@@ -74,14 +83,8 @@ export class RedisLockStore implements LockStore, SharedStore {
   readonly #listeners = new Set<(freed: SlotsFreed) => void>();
   readonly #heartbeatListeners = new Set<(failure: StoreUnavailableError | undefined) => void>();
   readonly #options: RedisLockStoreOptions;
-  /** Tickets to take out of line, each with the number of the call that asked for it. */
-  readonly #leaving = new Map<string, number>();
-  #leaveCalls = 0;
-  /** Tokens of acquires that failed but that Redis may have run, with when their lease would end. */
   readonly #abandoned = new Map<string, number>();
-  /** This replica's tickets in line: while there are any, expiries are watched to serve them. */
-  readonly #mine = new Map<string, number | undefined>();
-  #leaveTimer: ReturnType<typeof setTimeout> | undefined;
+  #giveBackTimer: ReturnType<typeof setTimeout> | undefined;
   #beatTimer: ReturnType<typeof setInterval> | undefined;
   #expiryTimer: ReturnType<typeof setTimeout> | undefined;
   #expiryAt = Infinity;
@@ -95,8 +98,6 @@ export class RedisLockStore implements LockStore, SharedStore {
   readonly #recoveryMs: number;
   #lastError: string | undefined;
   #closed = false;
-  /** Whether this replica can grant now, as told by the service; sent with every beat. */
-  #eligible = true;
 
   constructor(capacity: number, target: RedisTarget, options: RedisLockStoreOptions = {}) {
     this.capacity = capacity;
@@ -136,17 +137,12 @@ export class RedisLockStore implements LockStore, SharedStore {
     }
     this.#client.on("ready", () => this.#ready());
     this.#subscriber.on("ready", () => this.#notify({ expired: [] }));
-    this.line = {
-      replica: this.#replica,
-      join: (ticket, id, place) => this.#join(ticket, id, place),
-      leave: (ticket) => this.#leave(ticket),
-      waiting: () => this.#waiting(),
-      eligible: (canGrant) => {
-        if (canGrant === this.#eligible) return;
-        this.#eligible = canGrant;
-        this.#beat(); // At once: the other replicas must not wait for tickets this one cannot serve.
-      },
-    };
+    this.#line = new RedisLine(this.#scripts, this.#replica, {
+      retryMs: BEAT_INTERVAL_MS,
+      // At once: the other replicas must not wait for tickets this one cannot serve.
+      onEligibility: () => this.#beat(),
+    });
+    this.line = this.#line;
   }
 
   /**
@@ -174,7 +170,7 @@ export class RedisLockStore implements LockStore, SharedStore {
   }
 
   async acquire(request: AcquireRequest): Promise<AcquireResult> {
-    this.#sendLeaves();
+    this.#line.sendLeaves();
     const token = newToken();
     const durationMs = Math.max(1, Math.round(request.durationMs));
     const sent = this.#scripts.ready;
@@ -187,7 +183,8 @@ export class RedisLockStore implements LockStore, SharedStore {
         token,
         // A ticket of ours dropped from the line (this replica was paused past TICKET_TTL_MS)
         // joins again at its old place, not behind those who came after it.
-        (request.ticket === undefined ? undefined : this.#mine.get(request.ticket))?.toString() ??
+        (request.ticket === undefined ? undefined : this.#line.placeOf(request.ticket))
+          ?.toString() ??
           "",
       ]) as typeof reply;
     } catch (error) {
@@ -203,7 +200,7 @@ export class RedisLockStore implements LockStore, SharedStore {
     }
     const [granted, now, soonest, lease, extra, expired] = reply;
     if (granted === 1 && request.ticket !== undefined && extra !== 1) {
-      this.#mine.delete(request.ticket); // The grant took it out of line.
+      this.#line.granted(request.ticket);
     }
     this.#afterReply(now, soonest, expired);
     if (granted === 1) {
@@ -269,12 +266,10 @@ export class RedisLockStore implements LockStore, SharedStore {
     clearInterval(this.#beatTimer);
     clearTimeout(this.#expiryTimer);
     clearTimeout(this.#recheckTimer);
-    clearTimeout(this.#leaveTimer);
+    clearTimeout(this.#giveBackTimer);
     clearTimeout(this.#recreateTimer);
     clearTimeout(this.#clockTimer);
-    if (this.#client.isReady && this.#leaving.size > 0) {
-      await this.#scripts.call("leave", "leave", [...this.#leaving.keys()]).catch(() => {});
-    }
+    await this.#line.close(this.#client.isReady);
     if (this.#client.isReady && this.#abandoned.size > 0) {
       await this.#scripts.call("give back", "abandon", [...this.#abandoned.keys()]).catch(() => {});
     }
@@ -294,107 +289,61 @@ export class RedisLockStore implements LockStore, SharedStore {
     return leases.filter((l): l is RawLease => Array.isArray(l)).map((l) => toLease(l, now));
   }
 
-  async #join(ticket: string, id: string | undefined, place: number | undefined): Promise<number> {
-    this.#leaving.delete(ticket);
-    this.#mine.set(ticket, place ?? this.#mine.get(ticket));
-    const joined = Number(
-      await this.#scripts.run("join the line", "join", [ticket, id ?? "", place?.toString() ?? ""]),
-    );
-    if (this.#mine.has(ticket)) this.#mine.set(ticket, joined);
-    return joined;
-  }
-
-  /** Takes a ticket out of line; retried until Redis takes it, so no ticket of ours is left behind. */
-  #leave(ticket: string): void {
-    this.#mine.delete(ticket);
-    this.#leaving.set(ticket, ++this.#leaveCalls);
-    this.#flushSoon();
-  }
-
-  /**
-   * Sends the leaves still waiting for their batch now, ahead of a command
-   * that reads the line (one connection keeps the order): a ticket that left
-   * must not count as waiting ahead, nor be listed.
-   */
-  #sendLeaves(): void {
-    if (this.#leaveTimer === undefined || this.#leaving.size === 0) return;
-    clearTimeout(this.#leaveTimer);
-    this.#flushLeaves();
-  }
-
-  /** Drops the lease of `token`, if Redis runs the acquire that took it; retried like a leave. */
+  /** Drops the lease of `token`, if Redis runs the acquire that took it; retried every beat. */
   #abandon(token: string, durationMs: number): void {
     this.#abandoned.set(token, performance.now() + durationMs);
-    this.#flushSoon();
+    this.#giveBackTimer ??= setTimeout(() => this.#giveBack(), 0);
   }
 
-  #flushSoon(): void {
-    if (this.#leaveTimer === undefined) this.#leaveTimer = setTimeout(() => this.#flushLeaves(), 0);
-  }
-
-  /** Sends the pending leaves and give-backs; what fails is sent again a beat later. */
-  #flushLeaves(): void {
-    this.#leaveTimer = undefined;
+  /** Sends the pending give-backs; what fails is sent again a beat later. */
+  #giveBack(): void {
+    this.#giveBackTimer = undefined;
     if (this.#closed) return;
-    const retry = () => {
-      if (!this.#closed && this.#leaveTimer === undefined) {
-        this.#leaveTimer = setTimeout(() => this.#flushLeaves(), BEAT_INTERVAL_MS);
-      }
-    };
-    if (this.#leaving.size > 0) {
-      const batch = [...this.#leaving];
-      this.#scripts.call("leave the line", "leave", batch.map(([ticket]) => ticket)).then(() => {
-        // A ticket that joined and left again since has a newer leave of its own to send.
-        for (const [ticket, call] of batch) {
-          if (this.#leaving.get(ticket) === call) this.#leaving.delete(ticket);
-        }
-      }, retry);
-    }
     const now = performance.now();
     for (const [token, until] of this.#abandoned) if (until <= now) this.#abandoned.delete(token);
-    if (this.#abandoned.size > 0) {
-      const tokens = [...this.#abandoned.keys()];
-      this.#scripts.call("give back", "abandon", tokens).then((dropped) => {
-        for (const token of tokens) this.#abandoned.delete(token);
-        // Our own message on the channel does not come back to us.
-        if (Number(dropped) > 0) this.#notify({ expired: [] });
-      }, retry);
-    }
-  }
-
-  async #waiting(): Promise<(string | undefined)[]> {
-    this.#sendLeaves();
-    const pairs = await lostAs(this.#scripts.run("list the line", "line", []), []) as [
-      string,
-      string,
-    ][];
-    return pairs.map(([, id]) => id === "" ? undefined : id);
+    if (this.#abandoned.size === 0) return;
+    const tokens = [...this.#abandoned.keys()];
+    this.#scripts.call("give back", "abandon", tokens).then((dropped) => {
+      for (const token of tokens) this.#abandoned.delete(token);
+      // Our own message on the channel does not come back to us.
+      if (Number(dropped) > 0) this.#notify({ expired: [] });
+    }, () => {
+      if (!this.#closed) {
+        this.#giveBackTimer ??= setTimeout(() => this.#giveBack(), BEAT_INTERVAL_MS);
+      }
+    });
   }
 
   #beat(): void {
     if (!this.#scripts.ready) return;
     const sentAt = performance.now();
-    this.#scripts.call("beat", "beat", [String(TICKET_TTL_MS), this.#eligible ? "1" : "0"]).then(
-      (reply) => {
-        const [now, soonest, expired, free] = reply as [number, number, RawLease[], number];
-        const jump = this.#clock.observe({ sentAt, answeredAt: performance.now(), redisNow: now });
-        if (jump !== 0) this.#clockJumped(jump);
-        this.#afterReply(now, soonest, expired);
-        // A message on the channel may have been lost (the subscriber reconnecting, no channel
-        // right, a killed connection): while this replica has waiters, a free slot is asked for
-        // at least every beat anyway.
-        if (free > 0 && this.#mine.size > 0 && expired.length === 0) this.#notify({ expired: [] });
-        for (const listener of this.#heartbeatListeners) listener(undefined);
-      },
-      (error) => {
-        // A lost semaphore is an answer too: Redis is up.
-        const failure = error instanceof StoreUnavailableError ? error : undefined;
-        for (const listener of this.#heartbeatListeners) listener(failure);
-      },
-    );
-    if ((this.#leaving.size > 0 || this.#abandoned.size > 0) && this.#leaveTimer === undefined) {
-      this.#flushLeaves();
-    }
+    this.#scripts.call("beat", "beat", [String(TICKET_TTL_MS), this.#line.canGrant ? "1" : "0"])
+      .then(
+        (reply) => {
+          const [now, soonest, expired, free] = reply as [number, number, RawLease[], number];
+          const jump = this.#clock.observe({
+            sentAt,
+            answeredAt: performance.now(),
+            redisNow: now,
+          });
+          if (jump !== 0) this.#clockJumped(jump);
+          this.#afterReply(now, soonest, expired);
+          // A message on the channel may have been lost (the subscriber reconnecting, no channel
+          // right, a killed connection): while this replica has waiters, a free slot is asked for
+          // at least every beat anyway.
+          if (free > 0 && this.#line.hasWaiters && expired.length === 0) {
+            this.#notify({ expired: [] });
+          }
+          for (const listener of this.#heartbeatListeners) listener(undefined);
+        },
+        (error) => {
+          // A lost semaphore is an answer too: Redis is up.
+          const failure = error instanceof StoreUnavailableError ? error : undefined;
+          for (const listener of this.#heartbeatListeners) listener(failure);
+        },
+      );
+    this.#line.retry();
+    if (this.#abandoned.size > 0 && this.#giveBackTimer === undefined) this.#giveBack();
   }
 
   /**
@@ -407,7 +356,7 @@ export class RedisLockStore implements LockStore, SharedStore {
   #afterReply(now: number, soonest: number, expired: RawLease[]): void {
     if (expired.length > 0) this.#notify({ expired: expired.map((l) => toLease(l, now)) });
     if (soonest < 0 || this.#closed || this.#listeners.size === 0) return;
-    const earliest = this.#mine.size > 0 ? 0 : this.#sweptAt + IDLE_SWEEP_GAP_MS;
+    const earliest = this.#line.hasWaiters ? 0 : this.#sweptAt + IDLE_SWEEP_GAP_MS;
     const at = Math.max(performance.now() + soonest + 1, earliest);
     if (at >= this.#expiryAt) return;
     clearTimeout(this.#expiryTimer);
@@ -440,7 +389,10 @@ export class RedisLockStore implements LockStore, SharedStore {
     this.#checkSettings();
     // The semaphore is checked once, at the first connection: after that, every script checks it.
     if (this.#scripts.epoch === undefined) {
-      this.#init().then(() => this.#notify({ expired: [] }), () => {});
+      // Clients that waited while Redis was away are served now.
+      this.#init().then(() => {
+        if (this.#line.hasWaiters) this.#notify({ expired: [] });
+      }, () => {});
       return;
     }
     this.#beat();
@@ -475,7 +427,7 @@ export class RedisLockStore implements LockStore, SharedStore {
    * a connection for each one that breaks one.
    */
   #checkSettings(): void {
-    this.#client.sendCommand(["CONFIG", "GET", ...Object.keys(SETTING_RULES)]).then(
+    this.#client.sendCommand(["CONFIG", "GET", ...SETTING_NAMES]).then(
       (reply) => {
         // The client answers a map as an object; a flat list of pairs is read as well.
         const values = new Map<string, string>();
@@ -520,7 +472,7 @@ export class RedisLockStore implements LockStore, SharedStore {
   #lost(error: SemaphoreLostError): void {
     if (this.#closed) return;
     // What was to be taken out of Redis is gone from it already.
-    this.#leaving.clear();
+    this.#line.forget();
     this.#abandoned.clear();
     this.#options.onRecovery?.({
       cause: "store_lost",
@@ -566,39 +518,6 @@ export class RedisLockStore implements LockStore, SharedStore {
       if (!this.#closed) this.#recreateTimer = setTimeout(() => this.#recreate(), BEAT_INTERVAL_MS);
     });
   }
-}
-
-/**
- * The settings of Redis that the guarantees rest on: for each, the value it
- * needs and what another value costs.
- */
-const SETTING_RULES: Record<string, { wanted: string; cost: string }> = {
-  appendonly: {
-    wanted: "yes",
-    cost: "a restart of Redis loses every lock, and every replica then grants nothing for " +
-      "--maxDuration (recovery)",
-  },
-  appendfsync: {
-    wanted: "always",
-    cost: "a crash of Redis loses the changes of its last second, so a lock may be granted twice",
-  },
-  "maxmemory-policy": {
-    wanted: "noeviction",
-    cost: "Redis may evict the semaphore's keys when its memory is full, which loses locks",
-  },
-};
-
-/** One sentence for each setting that breaks a guarantee. */
-export function settingProblems(values: ReadonlyMap<string, string>): string[] {
-  const problems: string[] = [];
-  for (const [name, { wanted, cost }] of Object.entries(SETTING_RULES)) {
-    const value = values.get(name);
-    if (value === undefined || value === wanted) continue;
-    // Without an append-only file, how often it is synced does not matter.
-    if (name === "appendfsync" && values.get("appendonly") !== "yes") continue;
-    problems.push(`${name} is ${value}, not ${wanted}: ${cost}`);
-  }
-  return problems;
 }
 
 /** The value of `promise`, or `lost` when the semaphore was found lost. */
