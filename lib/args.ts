@@ -1,6 +1,7 @@
 /**
  * The command-line machinery every command shares: flags with
- * environment-variable fallbacks on `node:util` `parseArgs` (the stand-in for
+ * environment-variable fallbacks on `parseArgs` (`_parse_args.ts`, the strict
+ * part of `node:util`'s without the memory `node:util` costs; the stand-in for
  * `@std/cli` while JSR is out of reach: this is the one file to change when it
  * becomes available), reading values through parsers that name the flag in
  * their errors, `--help` rendering, and the shape of a command.
@@ -12,7 +13,7 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { parseArgs } from "./_parse_args.ts";
 import { UsageError } from "./errors.ts";
 
 /** The prefix of every environment variable the program reads. */
@@ -409,8 +410,6 @@ export type Parsed<T> = { action: "help" } | { action: "run"; options: T };
 export interface Command<T> {
   /** The word that selects it: `acquire`. */
   readonly name: string;
-  /** One line for the top-level `--help`. */
-  readonly summary: string;
   readonly flags: readonly FlagSpec[];
   /** The text of `--help`. */
   usage(): string;

@@ -31,6 +31,8 @@ export const SERVER_LOG_EVENTS = {
   locks_conflict: "error",
   auth_token_reloaded: "info",
   auth_token_unreadable: "warn",
+  /** The token file changed between the check of the flags and the start: the process exits 2. */
+  auth_token_unusable: "error",
   /** A bug: the request was answered `500`. */
   internal_error: "error",
   shutting_down: "info",

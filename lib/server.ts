@@ -13,7 +13,7 @@ import { describeError } from "./errors.ts";
 import { CooldownGate } from "./gates/cooldown.ts";
 import { DependencyChecker } from "./gates/dependencies.ts";
 import { loadGate, pressureGate } from "./gates/host.ts";
-import { FileToken, staticToken, type TokenSource } from "./http/auth.ts";
+import type { TokenSource } from "./http/auth.ts";
 import { createHandler } from "./http/handler.ts";
 import { createLogger, formatLine, type Logger } from "./log.ts";
 import { DEFAULT_WRITE_INTERVAL_MS, droppedMessage, LogWriter } from "./log_writer.ts";
@@ -102,6 +102,11 @@ export interface BuildOptions {
   store?: LockStore;
   /** The gate the store closes while it recovers (Redis). @default {none} */
   storeRecovery?: RecoveryGate;
+  /**
+   * The bearer token requests must present, from {@linkcode loadTokenSource}:
+   * required when `config.auth` is set.
+   */
+  auth?: TokenSource;
 }
 
 /**
@@ -111,6 +116,9 @@ export interface BuildOptions {
  * Exported for tests.
  */
 export function buildServer(config: ServerConfig, log: Logger, options: BuildOptions = {}) {
+  if (config.auth && !options.auth) {
+    throw new TypeError("config.auth is set: pass its token source (loadTokenSource) as auth");
+  }
   const state = options.state ?? NO_STATE;
   const events = new EventBus();
   logEvents(events, log);
@@ -154,14 +162,24 @@ export function buildServer(config: ServerConfig, log: Logger, options: BuildOpt
     dependencies: () => checker.dependencies,
     ...(config.perCore ? { perCore: config.perCore } : {}),
     metrics: () => metrics.render(),
-    onRefused: (reason) => metrics.refused(reason),
     onError: (message) => log.error(message, logEvent("internal_error")),
-    ...(config.auth ? { auth: tokenSource(config.auth, log) } : {}),
+    ...(options.auth ? { auth: options.auth } : {}),
   });
   return { store, gates, checker, service, handler, events, metrics };
 }
 
-function tokenSource(auth: NonNullable<ServerConfig["auth"]>, log: Logger): TokenSource {
+/**
+ * The token source of `--authToken` or `--authTokenFile`. The check of
+ * requests, and `node:crypto` with it (about 6 MB resident), is loaded only
+ * here: a server without a token never loads it.
+ *
+ * @throws {Error} when the token file cannot be read or holds no valid token
+ */
+export async function loadTokenSource(
+  auth: NonNullable<ServerConfig["auth"]>,
+  log: Logger,
+): Promise<TokenSource> {
+  const { FileToken, staticToken } = await import("./http/auth.ts");
   return "token" in auth ? staticToken(auth.token) : new FileToken(auth.tokenFile, { log });
 }
 
@@ -235,6 +253,20 @@ export async function runServer(config: ServerConfig, options: RunOptions = {}):
   });
   const log = createLogger(config.logLevel, writer.write, { format });
   for (const warning of options.warnings ?? []) log.warn(warning, logEvent("secret_in_flag"));
+  let auth: TokenSource | undefined;
+  if (config.auth) {
+    try {
+      auth = await loadTokenSource(config.auth, log);
+    } catch (error) {
+      // The file was read a moment ago, when the flags were checked: it changed since.
+      const flag = "tokenFile" in config.auth
+        ? `--authTokenFile "${config.auth.tokenFile}"`
+        : "--authToken";
+      log.error(`Cannot use ${flag}: ${describeError(error)}`, logEvent("auth_token_unusable"));
+      await writer.close();
+      return EXIT.USAGE;
+    }
+  }
   let state = NO_STATE;
   if (config.stateFile !== undefined) {
     try {
@@ -267,6 +299,7 @@ export async function runServer(config: ServerConfig, options: RunOptions = {}):
   try {
     server = startServer(config, log, {
       state,
+      ...(auth ? { auth } : {}),
       logLinesDropped: () => writer.dropped,
       ...(store ? { store } : {}),
       ...(storeRecovery ? { storeRecovery } : {}),

@@ -14,17 +14,11 @@
  *
  * @module
  */
-import { type Clock, realClock } from "../clock.ts";
+import { type Clock, isoTime, realClock } from "../clock.ts";
 import { formatDuration } from "../duration.ts";
 import { describeError } from "../errors.ts";
 import { jitter, sleep } from "./_time.ts";
-import {
-  describeFetchError,
-  type LockAnswer,
-  releaseLock,
-  renewLock,
-  requestLock,
-} from "./http.ts";
+import { describeFetchError, type LockAnswer, releaseLock, requestLock } from "./http.ts";
 import { note } from "./output.ts";
 
 /** The longest `?wait=` asked for: proxies in between often cut requests idle for 60 s. */
@@ -274,9 +268,7 @@ function reportAcquired(
     );
     return;
   }
-  const until = answer.expiresAt !== undefined
-    ? ` until ${new Date(answer.expiresAt).toISOString()}`
-    : "";
+  const until = answer.expiresAt !== undefined ? ` until ${isoTime(answer.expiresAt)}` : "";
   note(`Acquired the lock as ${options.id}${until}`, "acquired");
   const { durationMs, requestedMs } = answer;
   if (durationMs !== undefined && requestedMs !== undefined && durationMs < requestedMs) {
@@ -351,34 +343,4 @@ export async function releaseHeldLock(lock: HeldLock, because: string): Promise<
       "warn",
     );
   }
-}
-
-/**
- * Moves the expiry of a held lock to `durationMs` from now (the server may
- * grant less), and updates `lock.expiresAt` from what it granted: `renewed`, or
- * `gone` when the lock was released or has expired.
- *
- * @throws {Error} when the server cannot be reached or answers otherwise
- */
-export async function renewHeldLock(
-  lock: HeldLock,
-  durationMs: number,
-  clock: Clock = realClock,
-): Promise<"renewed" | "gone"> {
-  if (lock.token === undefined) return "gone";
-  const renewal = await renewLock(
-    lock.server,
-    lock.token,
-    durationMs,
-    AbortSignal.timeout(RELEASE_TIMEOUT_MS),
-    lock.authToken,
-  );
-  if (renewal === "gone") return "gone";
-  const now = clock.now();
-  lock.expiresAt = renewal.durationMs !== undefined
-    ? now + renewal.durationMs
-    : renewal.expiresAt !== undefined
-    ? now + (renewal.expiresAt - clock.wallNow())
-    : now + durationMs;
-  return "renewed";
 }

@@ -181,7 +181,6 @@ async function run(options: AcquireOptions): Promise<number> {
 /** `startup-lock acquire`: prints the token on stdout; exits 0, 1, 2 or 124. */
 export const acquireCommand: Command<AcquireOptions> = {
   name: "acquire",
-  summary: "Wait for a lock and print its token",
   flags: FLAGS,
   usage: () =>
     renderUsage({

@@ -124,7 +124,6 @@ async function run(options: HealthcheckOptions): Promise<number> {
 /** `startup-lock healthcheck`: exits 0 when the URL answers 200, else 1. */
 export const healthcheckCommand: Command<HealthcheckOptions> = {
   name: "healthcheck",
-  summary: "Exit 0 when the server's /healthz answers 200: for HEALTHCHECK and exec probes",
   flags: HEALTHCHECK_FLAGS,
   usage: () =>
     renderUsage({

@@ -161,7 +161,6 @@ function text(status: number, body: string, headers: Record<string, string> = {}
 /** `startup-lock hold`: the sidecar; exits 0 on SIGTERM or SIGINT. */
 export const holdCommand: Command<HoldOptions> = {
   name: "hold",
-  summary: "Kubernetes sidecar: acquire, release once the app is ready, then idle",
   flags: HOLD_FLAGS,
   usage: () =>
     renderUsage({

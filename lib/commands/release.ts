@@ -168,7 +168,6 @@ async function run(options: ReleaseOptions): Promise<number> {
 /** `startup-lock release`: exits 0 when the lock is released or already gone. */
 export const releaseCommand: Command<ReleaseOptions> = {
   name: "release",
-  summary: "Give a lock back",
   flags: RELEASE_FLAGS,
   usage: () =>
     renderUsage({

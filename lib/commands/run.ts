@@ -132,7 +132,6 @@ async function run(options: RunOptions): Promise<number> {
 /** `startup-lock run … -- COMMAND`: exits with the command's exit code. */
 export const runCommand: Command<RunOptions> = {
   name: "run",
-  summary: "Acquire, run a command, release once it is ready; exit with its code",
   flags: RUN_FLAGS,
   usage: () =>
     renderUsage({

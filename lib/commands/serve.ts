@@ -266,7 +266,6 @@ async function run(options: ServeOptions): Promise<number> {
 /** `startup-lock [serve]`: runs the lock server until SIGTERM or SIGINT. */
 export const serveCommand: Command<ServeOptions> = {
   name: "serve",
-  summary: "Run the lock server (the default; the flags above)",
   flags: SERVER_FLAGS,
   usage,
   parse,

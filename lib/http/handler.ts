@@ -11,7 +11,7 @@ import type { LockService, Outcome, Renewal } from "../core/service.ts";
 import { storeDown } from "../core/refusals.ts";
 import { type Awaitable, type Lease, StoreUnavailableError } from "../core/store.ts";
 import { describeError, HttpError } from "../errors.ts";
-import { checkRequest, type TokenSource, unauthorized } from "./auth.ts";
+import type { TokenSource } from "./auth.ts";
 import type { PerCoreSlots } from "../config.ts";
 import type { DependencyState } from "../gates/dependencies.ts";
 import { METRICS_CONTENT_TYPE } from "../observers/metrics.ts";
@@ -24,6 +24,7 @@ import {
   renewed,
   statusBody,
   text,
+  unauthorized,
 } from "./render.ts";
 import {
   checkBodySize,
@@ -39,6 +40,10 @@ import { statusPage, toStatusPage, wantsStatusPage } from "./status_page.ts";
 
 /** Options of {@linkcode createHandler}. */
 export interface HandlerOptions {
+  /**
+   * The lock service. Requests the handler refuses itself, before the service
+   * sees them (401, 400, 413, 414), are told on its event bus as `edge_refused`.
+   */
   service: LockService;
   /** The lock duration when a request names none. */
   defaultDurationMs: number;
@@ -57,15 +62,7 @@ export interface HandlerOptions {
    * routes stay open. @default {none: every route is open}
    */
   auth?: TokenSource;
-  /**
-   * Called for each request refused at the edge, before the core sees it (for
-   * metrics): `unauthorized` (401), `invalid` (400, 413, 414). @default {nothing}
-   */
-  onRefused?: (reason: EdgeRefusal) => void;
 }
-
-/** Why the HTTP layer refused a request itself. */
-export type EdgeRefusal = "unauthorized" | "invalid";
 
 /** The statuses of a request refused as malformed or too large. */
 const INVALID_STATUSES: ReadonlySet<number> = new Set([400, 413, 414]);
@@ -110,7 +107,8 @@ export function createHandler(options: HandlerOptions): Handler {
   const maxWaitMs = options.maxWaitMs ?? 0;
   const dependencies = options.dependencies ?? NO_DEPENDENCIES;
   const onError = options.onError ?? ((message) => console.error(message));
-  const { auth, onRefused, perCore } = options;
+  const { auth, perCore } = options;
+  const { events } = service;
 
   /** The answer to an acquire request once the service has decided. */
   const answerAcquire = (outcome: Outcome, json: boolean, info: RequestInfo | undefined) => {
@@ -194,7 +192,9 @@ export function createHandler(options: HandlerOptions): Handler {
   const fail = (error: unknown, request: Request, path: string): Response => {
     const json = wantsJson(request);
     if (error instanceof HttpError) {
-      if (INVALID_STATUSES.has(error.status)) onRefused?.("invalid");
+      if (INVALID_STATUSES.has(error.status)) {
+        events.emit({ type: "edge_refused", reason: "invalid" });
+      }
       return errorResponse(error.status, error.message, json, error.headers);
     }
     if (error instanceof StoreUnavailableError) {
@@ -224,9 +224,9 @@ export function createHandler(options: HandlerOptions): Handler {
         });
       }
       if (auth && found.guarded) {
-        const failure = checkRequest(request, auth);
+        const failure = auth.check(request);
         if (failure) {
-          onRefused?.("unauthorized");
+          events.emit({ type: "edge_refused", reason: "unauthorized" });
           return unauthorized(failure, wantsJson(request));
         }
       }

@@ -12,6 +12,7 @@ import {
   UNAVAILABLE_REASONS,
 } from "../core/denial.ts";
 import type { StatusData } from "../core/service.ts";
+import { isoTime } from "../clock.ts";
 import type { PerCoreSlots } from "../config.ts";
 import type { Lease } from "../core/store.ts";
 import { formatDuration, retryAfterSeconds } from "../duration.ts";
@@ -79,7 +80,7 @@ export function granted(grant: Held, json: boolean): Response {
     message: "Lock acquired",
     token: lease.token,
     id: lease.id ?? null,
-    expiresAt: new Date(lease.expiresAt).toISOString(),
+    expiresAt: isoTime(lease.expiresAt),
     ...fields,
   }, { headers });
 }
@@ -88,7 +89,7 @@ export function granted(grant: Held, json: boolean): Response {
 export function renewed(renewal: Held, json: boolean): Response {
   const { lease } = renewal;
   const { headers, warning, fields } = durationNotes(renewal);
-  const expiresAt = new Date(lease.expiresAt).toISOString();
+  const expiresAt = isoTime(lease.expiresAt);
   if (!json) {
     const note = warning ? `\nWarning: ${warning}` : "";
     return text(200, `Lock renewed until ${expiresAt}${note}\n`, headers);
@@ -217,7 +218,7 @@ export function statusBody(
   dependencies: readonly DependencyState[],
   perCore?: PerCoreSlots,
 ): StatusBody {
-  const iso = (ms: number) => new Date(ms).toISOString();
+  const iso = isoTime;
   const leases = data.leases;
   return {
     slots: {
@@ -250,4 +251,25 @@ export function statusBody(
       ? { allowed: false, reason: data.denial.reason, message: explain(data.denial) }
       : { allowed: true },
   };
+}
+
+/** The realm of `WWW-Authenticate`. */
+export const AUTH_REALM = "startup-lock";
+
+/** Why a request was refused: it sent no bearer token, or a wrong one. */
+export type AuthFailure = "missing" | "wrong";
+
+/** `401` with `WWW-Authenticate: Bearer`, saying what was missing or wrong, never the token. */
+export function unauthorized(failure: AuthFailure, json: boolean): Response {
+  const message = failure === "missing"
+    ? "Unauthorized: this server needs an Authorization: Bearer <token> header"
+    : "Unauthorized: the bearer token is wrong";
+  const headers = {
+    "WWW-Authenticate": `Bearer realm="${AUTH_REALM}"${
+      failure === "wrong" ? ', error="invalid_token"' : ""
+    }`,
+  };
+  return json
+    ? Response.json({ status: "unauthorized", message }, { status: 401, headers })
+    : text(401, `${message}\n`, headers);
 }

@@ -16,7 +16,7 @@ import {
   type LockEventType,
 } from "../../lib/core/events.ts";
 import { LockService } from "../../lib/core/service.ts";
-import { checkAuthToken } from "../../lib/http/auth.ts";
+import { checkAuthToken } from "../../lib/auth_token.ts";
 import { Metrics } from "../../lib/observers/metrics.ts";
 import { eventFields } from "../../lib/observers/event_log.ts";
 import { SERVER_LOG_EVENTS } from "../../lib/log_events.ts";
@@ -267,6 +267,7 @@ const SAMPLE_EVENTS: { [T in LockEventType]: Extract<LockEvent, { type: T }> } =
   },
   gate: { type: "gate", gate: "load", open: false, reason: "load" },
   store: { type: "store", up: true, error: undefined },
+  edge_refused: { type: "edge_refused", reason: "unauthorized" },
 };
 
 /**

@@ -9,7 +9,7 @@ import type { PerCoreSlots } from "../../../lib/config.ts";
 import { LockService } from "../../../lib/core/service.ts";
 import { createHandler } from "../../../lib/http/handler.ts";
 import type { StatusBody as Status } from "../../../lib/http/render.ts";
-import { STATUS_PAGE, STATUS_PAGE_CSP, wantsStatusPage } from "../../../lib/http/status_page.ts";
+import { STATUS_PAGE, statusPageCsp, wantsStatusPage } from "../../../lib/http/status_page.ts";
 import { staticToken, type TokenSource } from "../../../lib/http/auth.ts";
 import { MemoryLockStore } from "../../../lib/stores/memory.ts";
 import { ManualClock } from "../../_clock.ts";
@@ -70,7 +70,7 @@ Deno.test("GET /status answers the page to a browser and JSON otherwise", async 
     const res = await api.get(BROWSER_ACCEPT);
     assert.equal(res.status, 200);
     assert.equal(res.headers.get("content-type"), "text/html; charset=utf-8");
-    assert.equal(res.headers.get("content-security-policy"), STATUS_PAGE_CSP);
+    assert.equal(res.headers.get("content-security-policy"), await statusPageCsp());
     assert.equal(res.headers.get("x-content-type-options"), "nosniff");
     assert.equal(res.headers.get("cache-control"), "no-store");
     assert.equal(res.headers.get("vary"), "Accept");
@@ -161,14 +161,16 @@ async function cspHash(text: string): Promise<string> {
   return `'sha256-${btoa(String.fromCharCode(...new Uint8Array(digest)))}'`;
 }
 
-Deno.test("STATUS_PAGE_CSP allows exactly the page's inline style and script, and nothing else", async () => {
+Deno.test("statusPageCsp() allows exactly the page's inline style and script, and nothing else", async () => {
   const inline = (tag: string) => {
     const all = [...STATUS_PAGE.matchAll(new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`, "g"))];
     assert.equal(all.length, 1, `one inline <${tag}>`);
     return all[0]![1]!;
   };
   const directives = new Map(
-    STATUS_PAGE_CSP.split("; ").map((d) => [d.split(" ")[0]!, d.split(" ").slice(1).join(" ")]),
+    (await statusPageCsp()).split("; ").map((
+      d,
+    ) => [d.split(" ")[0]!, d.split(" ").slice(1).join(" ")]),
   );
   assert.equal(directives.get("default-src"), "'none'");
   assert.equal(directives.get("script-src"), await cspHash(inline("script")));
