@@ -401,3 +401,19 @@ Deno.test("RedisLockStore reconnects within the silence that excuses every repli
   assert.ok(MAX_RECONNECT_MS + RECONNECT_JITTER_MS < SILENCE_MS);
   assert.ok(MAX_RECONNECT_MS + RECONNECT_JITTER_MS + BEAT_INTERVAL_MS <= TICKET_TTL_MS);
 });
+
+redisTest(
+  "RedisLockStore: while it has waiters, a replica hears of a free slot at its next beat even if no message came",
+  async () => {
+    await using r = await twoReplicas(1);
+    const held = await r.a.acquire({ durationMs: 60_000, id: "held" });
+    assert.ok(held.granted);
+    await r.b.line.join("B/1", "b1");
+    let told = 0;
+    r.b.onFree(() => told++);
+    // The slot frees without a message on the channel (as when the subscriber was reconnecting).
+    await r.direct.sendCommand(["ZREM", r.key("leases"), held.lease.token]);
+    await eventually("B was told at a beat", () => Promise.resolve(told > 0), 5_000);
+    assert.ok((await r.b.acquire({ durationMs: 60_000, id: "b1", ticket: "B/1" })).granted);
+  },
+);
