@@ -83,6 +83,7 @@ export class RedisLockStore implements LockStore, SharedStore {
   readonly #listeners = new Set<(freed: SlotsFreed) => void>();
   readonly #heartbeatListeners = new Set<(failure: StoreUnavailableError | undefined) => void>();
   readonly #options: RedisLockStoreOptions;
+  /** Tokens of acquires that failed but that Redis may have run, with when their lease would end. */
   readonly #abandoned = new Map<string, number>();
   #giveBackTimer: ReturnType<typeof setTimeout> | undefined;
   #beatTimer: ReturnType<typeof setInterval> | undefined;
@@ -93,7 +94,8 @@ export class RedisLockStore implements LockStore, SharedStore {
   #recreateTimer: ReturnType<typeof setTimeout> | undefined;
   /** Set while grants pause after a jump of Redis's clock. */
   #clockTimer: ReturnType<typeof setTimeout> | undefined;
-  readonly #clock = new ClockWatch();
+  /** Redis's clock against ours, beat by beat. */
+  readonly #redisClock = new ClockWatch();
   /** How long a lost semaphore stays lost: the longest lease (`--maxDuration`). */
   readonly #recoveryMs: number;
   #lastError: string | undefined;
@@ -321,7 +323,7 @@ export class RedisLockStore implements LockStore, SharedStore {
       .then(
         (reply) => {
           const [now, soonest, expired, free] = reply as [number, number, RawLease[], number];
-          const jump = this.#clock.observe({
+          const jump = this.#redisClock.observe({
             sentAt,
             answeredAt: performance.now(),
             redisNow: now,
