@@ -38,6 +38,11 @@ export interface RedisLockStoreOptions {
    * has run out by then. @default {DEFAULT_MAX_DURATION_MS}
    */
   recoveryMs?: number;
+  /**
+   * This process's monotonic clock in milliseconds, which Redis's clock is
+   * compared with at every beat. @default {performance.now}
+   */
+  now?: () => number;
   /** Called when grants must pause for a while: Redis lost the semaphore, or its clock jumped. */
   onRecovery?: (recovery: StoreRecovery) => void;
   /** Called when grants may resume after {@linkcode RedisLockStoreOptions.onRecovery}. */

@@ -98,6 +98,8 @@ export class RedisLockStore implements LockStore, SharedStore {
   readonly #redisClock = new ClockWatch();
   /** How long a lost semaphore stays lost: the longest lease (`--maxDuration`). */
   readonly #recoveryMs: number;
+  /** This process's monotonic clock, which Redis's is compared with. */
+  readonly #now: () => number;
   #lastError: string | undefined;
   #closed = false;
 
@@ -108,6 +110,7 @@ export class RedisLockStore implements LockStore, SharedStore {
     this.#replica = options.replica ?? `${Deno.pid}-${newToken().slice(0, 8)}`.replaceAll("/", "_");
     this.#timeoutMs = options.timeoutMs ?? REDIS_TIMEOUT_MS;
     this.#recoveryMs = options.recoveryMs ?? DEFAULT_MAX_DURATION_MS;
+    this.#now = options.now ?? (() => performance.now());
     this.#client = createClient({
       url: target.url,
       ...(target.password === undefined ? {} : { password: target.password }),
@@ -318,14 +321,14 @@ export class RedisLockStore implements LockStore, SharedStore {
 
   #beat(): void {
     if (!this.#scripts.ready) return;
-    const sentAt = performance.now();
+    const sentAt = this.#now();
     this.#scripts.call("beat", "beat", [String(TICKET_TTL_MS), this.#line.canGrant ? "1" : "0"])
       .then(
         (reply) => {
           const [now, soonest, expired, free] = reply as [number, number, RawLease[], number];
           const jump = this.#redisClock.observe({
             sentAt,
-            answeredAt: performance.now(),
+            answeredAt: this.#now(),
             redisNow: now,
           });
           if (jump !== 0) this.#clockJumped(jump);

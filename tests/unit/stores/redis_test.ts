@@ -417,3 +417,32 @@ redisTest(
     assert.ok((await r.b.acquire({ durationMs: 60_000, id: "b1", ticket: "B/1" })).granted);
   },
 );
+
+redisTest(
+  "RedisLockStore: a jump of Redis's clock against this process's pauses grants for the recovery, then they resume",
+  async () => {
+    // This process's clock falls 5 s behind: to the store, Redis's clock jumped 5 s forwards.
+    let behindMs = 0;
+    const recoveries: string[] = [];
+    let recovered = 0;
+    const store = new RedisLockStore(1, target(redis!), {
+      name: `test-${++semaphores}`,
+      recoveryMs: 300,
+      now: () => performance.now() - behindMs,
+      onRecovery: ({ cause, detail }) => recoveries.push(`${cause}: ${detail}`),
+      onRecovered: () => recovered++,
+    });
+    await store.connect(5_000);
+    try {
+      await sleep(1_200); // At least one beat on the true clock.
+      assert.deepEqual(recoveries, []);
+      behindMs = 5_000;
+      await eventually("the jump was noticed", () => Promise.resolve(recoveries.length > 0));
+      assert.match(recoveries[0]!, /^clock_jump: The clock of Redis jumped about 5 s forwards/);
+      await eventually("grants resume", () => Promise.resolve(recovered === 1));
+      assert.equal(recoveries.length, 1, "one jump, one recovery");
+    } finally {
+      await store.close();
+    }
+  },
+);
