@@ -56,6 +56,8 @@ export class SemaphoreLostError extends Error {
       `the lock store failed to ${operation}: ` +
         (stored === undefined
           ? "Redis no longer holds the semaphore"
+          : stored === scripts.REWOUND
+          ? "Redis holds fewer changes than a replica saw"
           : `Redis holds another semaphore (epoch ${stored}) than this replica knows`),
     );
     this.stored = stored;
@@ -88,6 +90,8 @@ export class ScriptRunner {
    * until then, calls are refused.
    */
   #epoch: string | undefined;
+  /** The most changes of the leases seen in a reply: Redis holding fewer went back in time. */
+  #seen = 0;
   /** Set when the semaphore was found lost: calls are refused with it until {@linkcode init}. */
   #lost: SemaphoreLostError | undefined;
   #closed = false;
@@ -125,11 +129,14 @@ export class ScriptRunner {
    */
   async init(): Promise<number> {
     const candidate = newToken();
-    const [capacity, epoch] = await this.call("check the semaphore", "init", [], candidate) as [
-      number,
-      string,
-    ];
+    const [capacity, epoch, version] = await this.call(
+      "check the semaphore",
+      "init",
+      [],
+      candidate,
+    ) as [number, string, number];
     this.#epoch = epoch;
+    this.#seen = Number(version);
     this.#lost = undefined;
     return Number(capacity);
   }
@@ -196,12 +203,13 @@ export class ScriptRunner {
       this.#options.replica,
       epoch,
       String(this.#options.capacity),
+      String(this.#seen),
       ...args,
     ];
     const sha = this.#shas.get(name);
     if (sha !== undefined) {
       try {
-        return await this.#client.sendCommand(["EVALSHA", sha, ...tail]);
+        return this.#unwrap(name, await this.#client.sendCommand(["EVALSHA", sha, ...tail]));
       } catch (error) {
         if (!String((error as Error)?.message).startsWith("NOSCRIPT")) throw error;
       }
@@ -209,7 +217,15 @@ export class ScriptRunner {
     const source = scripts.SCRIPTS[name];
     const reply = await this.#client.sendCommand(["EVAL", source, ...tail]);
     if (sha === undefined) this.#shas.set(name, await sha1(source));
-    return reply;
+    return this.#unwrap(name, reply);
+  }
+
+  /** A checked script's reply beside the count of changes, which is kept; `init` answers bare. */
+  #unwrap(name: ScriptName, reply: Raw): Raw {
+    if (name === "init") return reply;
+    const [version, result] = reply as [number, Raw];
+    if (Number(version) > this.#seen) this.#seen = Number(version);
+    return result;
   }
 }
 

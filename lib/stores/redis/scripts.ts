@@ -16,16 +16,18 @@
  * | `replicas` | zset   | replica → heartbeat deadline (server milliseconds)     |
  * | `seq`      | string | the last arrival number given out                      |
  * | `config`   | hash   | `capacity` → the number of slots, `epoch` → a random   |
- * |            |        | name written once with it, `beat` → the last heartbeat |
- * |            |        | of any replica (server milliseconds)                   |
+ * |            |        | name written once with it, `version` → the count of    |
+ * |            |        | changes of the leases, `beat` → the last heartbeat of  |
+ * |            |        | any replica (server milliseconds)                      |
  * | `paused`   | set    | replicas that cannot grant now (a gate closed)         |
  *
  * and begins its arguments (`ARGV`) with the channel, the calling replica's
- * name, the semaphore's epoch as the caller knows it and the caller's
- * capacity; the script's own arguments (`args`, below) follow. Every script
- * but `init` first checks the epoch and the capacity (`CHECKED`) and
- * answers an error reply `LOST <stored epoch or none>` or `CAPACITY <stored
- * capacity>` when they differ.
+ * name, the semaphore's epoch as the caller knows it, the caller's capacity
+ * and the count of changes (`version`) the caller has seen; the script's own
+ * arguments (`args`, below) follow. Every script but `init` first checks
+ * them (`CHECKED`) and answers an error reply `LOST <stored epoch or none>`
+ * (`LOST rewound` when Redis holds fewer changes than the caller saw) or
+ * `CAPACITY <stored capacity>`; it answers `{version, reply}`.
  *
  * A lease comes back as `{token, id or false, acquiredAt, expiresAt}`, with
  * the server's `now` beside it. Ids are printable ASCII without spaces
@@ -57,6 +59,11 @@ export const SEMAPHORE_TTL_MS = 24 * 3_600_000;
 
 /** The error reply of a script that found the semaphore gone or made anew. */
 export const LOST = "LOST";
+/**
+ * The epoch a script writes when Redis went back in time (it holds fewer
+ * changes than a caller saw): every replica then finds its epoch changed.
+ */
+export const REWOUND = "rewound";
 /** The error reply of a script called with another capacity than the stored one. */
 export const CAPACITY = "CAPACITY";
 
@@ -72,8 +79,9 @@ export const SILENCE_MS = 2_000;
 const PRELUDE = `
 local leases, info, ids, line, tickets, replicas, seq, config, paused =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
-local channel, self, epoch, capacity = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local args = {select(5, unpack(ARGV))}
+local channel, self, epoch, capacity, seen =
+  ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local args = {select(6, unpack(ARGV))}
 local SILENCE_MS = ${SILENCE_MS}
 local SEMAPHORE_TTL_MS = ${SEMAPHORE_TTL_MS}
 local t = redis.call('TIME')
@@ -96,8 +104,15 @@ local function lease(token)
   return {token, false, tonumber(v), tonumber(expires)}
 end
 
+-- Counts a change of the leases: a replica that saw a count Redis no longer has knows that Redis
+-- lost changes it had answered (a failover to a replica that missed them).
+local function changed()
+  redis.call('HINCRBY', config, 'version', 1)
+end
+
 local function drop(token)
   local l = lease(token)
+  if l then changed() end
   redis.call('ZREM', leases, token)
   redis.call('HDEL', info, token)
   if l and l[2] and redis.call('HGET', ids, l[2]) == token then redis.call('HDEL', ids, l[2]) end
@@ -197,12 +212,30 @@ end
  * authority: a replica with another one is refused.
  */
 const CHECKED = PRELUDE + `
-local stored = redis.call('HMGET', config, 'epoch', 'capacity')
+local stored = redis.call('HMGET', config, 'epoch', 'capacity', 'version')
 if stored[1] ~= epoch then return redis.error_reply('${LOST} ' .. (stored[1] or 'none')) end
+if (tonumber(stored[3]) or 0) < seen then
+  -- Redis went back in time: every replica must learn it, not only this one.
+  redis.call('HSET', config, 'epoch', '${REWOUND}')
+  return redis.error_reply('${LOST} ${REWOUND}')
+end
 if tonumber(stored[2]) ~= capacity then
   return redis.error_reply('${CAPACITY} ' .. (stored[2] or 'none'))
 end
 `;
+
+/**
+ * A script's body after {@linkcode CHECKED}, its reply beside the count of
+ * changes (`{version, reply}`), which the caller keeps to pass back as `seen`.
+ */
+function checked(body: string): string {
+  return CHECKED + `local function run()
+${body}
+end
+local reply = run()
+return {tonumber(redis.call('HGET', config, 'version')) or 0, reply}
+`;
+}
 
 /**
  * `acquire`: durationMs, id, ticket, token, place (the ticket's place in line
@@ -214,7 +247,7 @@ end
  * as waiting at its replica's first place; without one, any live ticket waits
  * ahead.
  */
-export const ACQUIRE = CHECKED + `
+export const ACQUIRE = checked(`
 local duration, id, ticket, token, place = tonumber(args[1]), args[2], args[3], args[4], args[5]
 local expired = sweep()
 if id ~= '' then
@@ -239,6 +272,7 @@ if free <= 0 or waiting >= free then
   return {0, now, soonest(), nextFree, waiting, expired}
 end
 local expires = now + duration
+changed()
 redis.call('ZADD', leases, expires, token)
 if id ~= '' then
   redis.call('HSET', info, token, now .. ' ' .. id)
@@ -257,10 +291,10 @@ if ticket ~= '' then
   if free > 1 and redis.call('ZCARD', line) > 0 then publish() end
 end
 return {1, now, soonest(), lease(token), 0, expired}
-`;
+`);
 
 /** `release`: token. Returns `{now, soonest, lease or false, expired}`. */
-export const RELEASE = CHECKED + `
+export const RELEASE = checked(`
 local expired = sweep()
 local l = false
 if redis.call('ZSCORE', leases, args[1]) then
@@ -268,24 +302,25 @@ if redis.call('ZSCORE', leases, args[1]) then
   publish()
 end
 return {now, soonest(), l, expired}
-`;
+`);
 
 /** `renew`: token, durationMs. Returns `{now, soonest, lease or false, expired}`. */
-export const RENEW = CHECKED + `
+export const RENEW = checked(`
 local expired = sweep()
 local l = false
 if redis.call('ZSCORE', leases, args[1]) then
+  changed()
   redis.call('ZADD', leases, 'XX', now + tonumber(args[2]), args[1])
   l = lease(args[1])
 end
 return {now, soonest(), l, expired}
-`;
+`);
 
 /**
  * `read`: what, arg. `what` is `id`, `token` or `all`.
  * Returns `{now, soonest, leases, expired}`, leases soonest expiry first.
  */
-export const READ = CHECKED + `
+export const READ = checked(`
 local expired = sweep()
 local out = {}
 if args[1] == 'id' then
@@ -297,18 +332,18 @@ else
   for i, token in ipairs(redis.call('ZRANGE', leases, 0, -1)) do out[i] = lease(token) end
 end
 return {now, soonest(), out, expired}
-`;
+`);
 
 /**
  * `join`: ticket, id, score (`""` for a new arrival
  * number). Puts the ticket in line, or back at its old place; returns its place.
  */
-export const JOIN = CHECKED + `
+export const JOIN = checked(`
 return join(args[1], args[2], args[3])
-`;
+`);
 
 /** `leave`: tickets…. Takes them out of line; those behind may ask. */
-export const LEAVE = CHECKED + `
+export const LEAVE = checked(`
 local removed = 0
 for i = 1, #args do
   removed = removed + redis.call('ZREM', line, args[i])
@@ -316,14 +351,14 @@ for i = 1, #args do
 end
 if removed > 0 then publish() end
 return removed
-`;
+`);
 
 /**
  * `abandon`: tokens…. Drops the leases of acquires
  * whose answer never came back (Redis ran them after the caller gave up), so
  * no slot stays held by a token nobody knows. Returns how many were held.
  */
-export const ABANDON = CHECKED + `
+export const ABANDON = checked(`
 local dropped = 0
 for i = 1, #args do
   if redis.call('ZSCORE', leases, args[i]) then
@@ -333,7 +368,7 @@ for i = 1, #args do
 end
 if dropped > 0 then publish() end
 return dropped
-`;
+`);
 
 /**
  * `beat`: ttlMs, eligible (`1` when the replica can grant now, `0` when not).
@@ -343,7 +378,7 @@ return dropped
  * Returns `{now, soonest, expired, free}`: free, the slots free now, tells
  * a replica with waiters to ask for them even if no message came.
  */
-export const BEAT = CHECKED + `
+export const BEAT = checked(`
 catchUp()
 redis.call('ZADD', replicas, now + tonumber(args[1]), self)
 if args[2] == '1' then redis.call('SREM', paused, self) else redis.call('SADD', paused, self) end
@@ -356,34 +391,36 @@ local expired = sweep()
 -- The semaphore's keys outlive its last replica by ttl: a retired --name leaves nothing behind.
 for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, SEMAPHORE_TTL_MS) end
 return {now, soonest(), expired, capacity - redis.call('ZCARD', leases)}
-`;
+`);
 
 /**
  * `line`: no arguments. The tickets that hold others up, in order (those of
  * live replicas that can grant now), as `{ticket, id}` pairs (id `""` when
  * anonymous).
  */
-export const LINE = CHECKED + `
+export const LINE = checked(`
 catchUp()
 local out = {}
 for _, m in ipairs(redis.call('ZRANGE', line, 0, -1)) do
   if alive(m) and eligible(m) then out[#out + 1] = {m, redis.call('HGET', tickets, m) or ''} end
 end
 return out
-`;
+`);
 
 /**
  * `init`: no arguments. Makes the semaphore, with the caller's epoch and
  * capacity, if Redis holds none (the first replica ever, or the first after a
- * loss once the recovery is over); returns the stored `{capacity, epoch}`,
+ * loss once the recovery is over; a rewound epoch counts as none); returns
+ * the stored `{capacity, epoch, version}`,
  * which the caller adopts (or, for another capacity, refuses). The one
  * script that runs without the check of {@linkcode CHECKED}.
  */
 export const INIT = PRELUDE + `
 redis.call('HSETNX', config, 'capacity', ARGV[4])
-redis.call('HSETNX', config, 'epoch', epoch)
-local stored = redis.call('HMGET', config, 'capacity', 'epoch')
-return {tonumber(stored[1]), stored[2]}
+local current = redis.call('HGET', config, 'epoch')
+if not current or current == '${REWOUND}' then redis.call('HSET', config, 'epoch', epoch) end
+local stored = redis.call('HMGET', config, 'capacity', 'epoch', 'version')
+return {tonumber(stored[1]), stored[2], tonumber(stored[3]) or 0}
 `;
 
 /** Every script by the name the store calls it. */

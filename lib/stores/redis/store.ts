@@ -43,6 +43,7 @@ import type {
 import { DEFAULT_MAX_DURATION_MS } from "../../config.ts";
 import { ClockWatch } from "./clock_watch.ts";
 import { RedisLine } from "./line.ts";
+import { REWOUND } from "./scripts.ts";
 import { SETTING_NAMES, settingProblems } from "./server_settings.ts";
 import { ScriptRunner, SemaphoreLostError } from "./runner.ts";
 import type { RedisLockStoreOptions, RedisTarget, SharedStore } from "../settings.ts";
@@ -484,6 +485,9 @@ export class RedisLockStore implements LockStore, SharedStore {
       forMs: this.#recoveryMs,
       detail: error.stored === undefined
         ? "Redis no longer holds the semaphore"
+        : error.stored === REWOUND
+        ? "Redis went back in time: it holds fewer changes than a replica saw (a failover to a " +
+          "replica that missed writes, or a crash with appendfsync everysec)"
         : `Redis holds another semaphore (epoch ${error.stored}) than this replica knew`,
     });
     clearTimeout(this.#recreateTimer);

@@ -446,3 +446,37 @@ redisTest(
     }
   },
 );
+
+redisTest(
+  "RedisLockStore: Redis holding fewer changes than a replica saw (a failover that lost writes) pauses every replica",
+  async () => {
+    await using r = await twoReplicas(1);
+    const causes: string[] = [];
+    // twoReplicas' stores report nothing: two more replicas that do, on the same semaphore.
+    const name = r.key("").replace(/^startup-lock:\{|\}:$/g, "");
+    const open = async (replica: string) => {
+      const store = new RedisLockStore(1, target(redis!), {
+        name,
+        replica,
+        recoveryMs: 60_000,
+        onRecovery: ({ detail }) => causes.push(`${replica}: ${detail}`),
+      });
+      await store.connect(5_000);
+      return store;
+    };
+    const [c, d] = await Promise.all([open("C"), open("D")]);
+    try {
+      const held = await c.acquire({ durationMs: 60_000, id: "held" });
+      assert.ok(held.granted);
+      // The failover's Redis missed the last changes: its count is behind what C saw.
+      await r.direct.sendCommand(["HINCRBY", r.key("config"), "version", "-1"]);
+      assert.equal((await c.acquire({ durationMs: 60_000, id: "next" })).granted, false);
+      assert.equal((await d.acquire({ durationMs: 60_000, id: "other" })).granted, false);
+      assert.equal(causes.length, 2, causes.join("\n"));
+      assert.match(causes[0]!, /^C: Redis went back in time/);
+      assert.match(causes[1]!, /^D: Redis went back in time/, "D learns it from C's mark");
+    } finally {
+      await Promise.all([c.close(), d.close()]);
+    }
+  },
+);
