@@ -42,6 +42,9 @@
  *   throughput against the memory store, and the handoff from a release on
  *   one replica to a waiter on another (target p99 ≤ 5 ms). Skipped where redis-server is not
  *   installed.
+ * - `nemesis` (`nemesis.ts`): minutes of the randomized fault run of
+ *   `tests/_nemesis.ts` (Redis killed and flushed, replicas frozen, pub/sub
+ *   killed, a gate closed), with each property's verdict as a target.
  *
  * All run by default; name some to run only those:
  * `deno task bench -- handoff,rollout` or `BENCH_ONLY=memory deno task bench`.
@@ -64,6 +67,7 @@ import { comparisonLines, figuresComparisonMarkdown } from "./compare.ts";
 import { type Figure, figuresMarkdown, targetLines as figureTargetLines } from "./figures.ts";
 import { HANDOFF_VARIANTS, runHandoff } from "./handoff.ts";
 import { runMemory } from "./memory.ts";
+import { runNemesisBench } from "./nemesis.ts";
 import { runRedis } from "./redis.ts";
 import { type ChildProcess, delay } from "./process.ts";
 import { defaultProgram, type Program, programsToCompare } from "./program.ts";
@@ -94,7 +98,7 @@ import {
 import { runWrk, WRK_MISSING, type WrkResult, wrkVersion } from "./wrk.ts";
 
 /** The parts of the benchmark, in the order they run. */
-export const PARTS = ["handoff", "rollout", "memory", "http", "redis"] as const;
+export const PARTS = ["handoff", "rollout", "memory", "http", "redis", "nemesis"] as const;
 
 /** One part of the benchmark. */
 export type Part = (typeof PARTS)[number];
@@ -657,6 +661,8 @@ export async function main(args: readonly string[] = Deno.args): Promise<number>
           })
           : part === "rollout"
           ? await runRollout(common)
+          : part === "nemesis"
+          ? await runNemesisBench(common)
           : part === "redis"
           ? await runRedis({
             ...common,

@@ -63,7 +63,7 @@ export interface NemesisOptions extends NemesisParams {
   program: ProgramLauncher;
   /** Where progress lines go. @default {console.log} */
   log?: (line: string) => void;
-  /** Told of each replica process, e.g. to stop it if the caller is interrupted. */
+  /** Told of each child process (replicas, each Redis), e.g. to stop it on an interrupt. */
   track?: (pid: number) => void;
 }
 
@@ -159,7 +159,7 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisRun> {
     for (const s of started) if (s.status === "fulfilled") replicas.push(s.value);
     const failed = started.find((s) => s.status === "rejected");
     if (failed) throw failed.reason;
-    for (const r of replicas) options.track?.(r.pid);
+    for (const pid of [redis.pid, ...replicas.map((r) => r.pid)]) options.track?.(pid);
 
     const startedAt = performance.now();
     const attempts: Attempt[] = [];
@@ -261,6 +261,7 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisRun> {
           await sleep(between(REDIS_DOWN_MS));
           await redis.relaunch();
           const endedAt = performance.now();
+          options.track?.(redis.pid);
           const kept = await command(redis, ["GET", MARKER_KEY]).catch(() => undefined);
           const lostData = kept !== marker;
           return {
