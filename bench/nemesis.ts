@@ -11,7 +11,8 @@
  * Environment: `BENCH_NEMESIS_SECONDS` (180), `BENCH_NEMESIS_CLIENTS` (200),
  * `BENCH_NEMESIS_REPLICAS` (3), `BENCH_NEMESIS_LOCKS` (4),
  * `BENCH_NEMESIS_SEED` (random, printed to replay the run),
- * `BENCH_NEMESIS_MAX_DURATION_MS` (5000, the replicas' `--maxDuration`).
+ * `BENCH_NEMESIS_MAX_DURATION_MS` (5000, the replicas' `--maxDuration`),
+ * `BENCH_NEMESIS_HISTORY=FILE` (everything recorded, as JSON, to study a failure).
  *
  * @module
  */
@@ -70,6 +71,8 @@ export async function runNemesisBench(options: NemesisBenchOptions): Promise<Fig
     track: (pid) => options.track(killable(pid)),
   });
   for (const line of judgementLines(run.judgement)) console.log(`  ${line}`);
+  const dump = Deno.env.get("BENCH_NEMESIS_HISTORY");
+  if (dump) await Deno.writeTextFile(dump, JSON.stringify(run.history));
   const f = run.judgement.figures;
   const verdict = (property: string) => run.judgement.verdicts.find((v) => v.property === property);
   const holds = (property: string) => ({

@@ -394,9 +394,11 @@ function maxOverlaps(
   excluded: (t: number) => boolean,
 ): Overlaps {
   // Ends sort before starts at the same instant: a release sent, then a grant answered at once.
+  // A span of no length (its lease ran out by the client's count before the 200 arrived) holds
+  // nothing.
   const edges = holds.flatMap((hold, i): [number, number, number][] => {
     const [from, to] = holdSpan(hold, endedAt);
-    return [[from, 1, i], [to, -1, i]];
+    return to > from ? [[from, 1, i], [to, -1, i]] : [];
   }).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
   let max = 0;
   let outside = 0;

@@ -7,7 +7,8 @@
  *
  * Replay a run with the parameters it printed: `NEMESIS_SEED`,
  * `NEMESIS_SECONDS`, `NEMESIS_CLIENTS`, `NEMESIS_REPLICAS`, `NEMESIS_LOCKS`,
- * `NEMESIS_MAX_DURATION_MS`, `NEMESIS_FAULTS` (comma-separated kinds).
+ * `NEMESIS_MAX_DURATION_MS`, `NEMESIS_FAULTS` (comma-separated kinds);
+ * `NEMESIS_HISTORY=FILE` writes everything recorded as JSON, to study a failure.
  *
  * Before it, the judge itself on made-up histories: a judge that cannot fail
  * would make the run a test that cannot fail.
@@ -88,6 +89,8 @@ redisTest(
       `NEMESIS_CLIENTS=${p.clients} NEMESIS_LOCKS=${p.locks}`;
     console.log(`replay with: ${env}`);
     const run = await runNemesis({ ...p, program: programCommand() });
+    const dump = Deno.env.get("NEMESIS_HISTORY");
+    if (dump) await Deno.writeTextFile(dump, JSON.stringify(run.history));
     for (const line of judgementLines(run.judgement)) console.log(line);
     const failed = run.judgement.verdicts.filter((v) => !v.ok);
     const pending = AWAITING_REDIS_TRUST
@@ -170,6 +173,12 @@ Deno.test("judge() of a fault run: each property fails on the history that break
     assert.match(verdict(h, "safety (clients)").examples[0]!, /2 holders at 1\.500 s: c0, c1/);
     const back2back = history({ holds: [hold(0, 1_000, 2_000), hold(1, 2_000, 2_500), ...served] });
     assert.equal(verdict(back2back, "safety (clients)").ok, true);
+    // A 200 that arrived after the lease ran out by the client's count: it held nothing.
+    const late = { ...hold(1, 1_500, 6_000), sentAt: 1_000 - 4_000 };
+    assert.equal(
+      verdict(history({ holds: [hold(0, 1_000, 2_000), late] }), "safety (clients)").ok,
+      true,
+    );
   });
 
   await t.step("safety (clients): overlaps inside a recovery window are excluded", () => {
