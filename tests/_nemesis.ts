@@ -135,8 +135,11 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisRun> {
     faults: options.faults ?? FAULT_KINDS,
   };
   log(`nemesis: ${paramsLine(params)}`);
-  const random = seededRandom(params.seed);
-  const between = ([lo, hi]: readonly [number, number]) => lo + random() * (hi - lo);
+  // The nemesis draws from a generator of its own, so that the same seed gives the same faults
+  // at the same times whatever the clients drew meanwhile.
+  const faultRandom = seededRandom(params.seed);
+  const random = seededRandom(params.seed ^ 0x5bd1e995);
+  const between = ([lo, hi]: readonly [number, number], draw = random) => lo + draw() * (hi - lo);
 
   await using redis = await RedisServer.start();
   await using gate = new GateListener(freePort());
@@ -235,9 +238,9 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisRun> {
     const nemesis = async () => {
       const kinds = params.faults ?? FAULT_KINDS;
       for (;;) {
-        await sleep(between(FAULT_GAP_MS));
+        await sleep(between(FAULT_GAP_MS, faultRandom));
         if (performance.now() >= stopFaultsAt) break;
-        const kind = kinds[Math.floor(random() * kinds.length)]!;
+        const kind = kinds[Math.floor(faultRandom() * kinds.length)]!;
         const fault = await inject(kind);
         faults.push(fault);
         log(`  ${((fault.startedAt - startedAt) / 1000).toFixed(1)} s: ${describeFault(fault)}`);
@@ -254,11 +257,11 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisRun> {
       const startedAt = performance.now();
       switch (kind) {
         case "kill-redis": {
-          const marker = String(Math.floor(random() * 1e9));
+          const marker = String(Math.floor(faultRandom() * 1e9));
           await command(redis, ["SET", MARKER_KEY, marker]).catch(() => undefined);
           const killedAt = performance.now();
           await redis.kill();
-          await sleep(between(REDIS_DOWN_MS));
+          await sleep(between(REDIS_DOWN_MS, faultRandom));
           await redis.relaunch();
           const endedAt = performance.now();
           options.track?.(redis.pid);
@@ -273,9 +276,9 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisRun> {
           };
         }
         case "pause-replica": {
-          const replica = Math.floor(random() * replicas.length);
+          const replica = Math.floor(faultRandom() * replicas.length);
           replicas[replica]!.signal("SIGSTOP");
-          await sleep(between(FAULT_LENGTH_MS));
+          await sleep(between(FAULT_LENGTH_MS, faultRandom));
           replicas[replica]!.signal("SIGCONT");
           return { kind, replica, startedAt, endedAt: performance.now(), lostData: false };
         }
@@ -285,7 +288,7 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisRun> {
         }
         case "close-gate": {
           gate.close();
-          await sleep(between(FAULT_LENGTH_MS));
+          await sleep(between(FAULT_LENGTH_MS, faultRandom));
           gate.open();
           return { kind, replica: 0, startedAt, endedAt: performance.now(), lostData: false };
         }
