@@ -225,7 +225,8 @@ export const MAX_SAMPLE_ROUND_TRIP_MS = 100;
 export function judge(history: History): Judgement {
   const t0 = history.startedAt;
   const at = (t: number) => `${((t - t0) / 1000).toFixed(3)} s`;
-  const recovery = recoveryWindows(history);
+  const losses = countedLosses(history);
+  const recovery = recoveryWindows(history, losses);
   const inRecovery = (t: number) => recovery.some(([from, to]) => from <= t && t < to);
 
   // Safety by the clients' own records.
@@ -252,7 +253,6 @@ export function judge(history: History): Judgement {
   };
 
   // No grant for a request sent after a loss, until --maxDuration after it.
-  const losses = history.faults.filter((f) => f.lostData);
   const early = history.attempts.filter((a) =>
     a.status === 200 && losses.some((f) => {
       const certain = f.lossCertainAt ?? f.endedAt;
@@ -262,7 +262,8 @@ export function judge(history: History): Judgement {
   const recoveryVerdict: Verdict = {
     property: "recovery",
     ok: early.length === 0,
-    summary: `${losses.length} losses of Redis data; ${early.length} grants inside their ` +
+    summary: `${history.faults.filter((f) => f.lostData).length} losses of Redis data ` +
+      `(${losses.length} that could forget a lease); ${early.length} grants inside their ` +
       `${history.maxDurationMs} ms recovery windows to requests sent after the loss`,
     examples: early.slice(0, MAX_EXAMPLES).map((a) =>
       `c${a.client} granted at ${at(a.answeredAt)} through replica ${a.replica}`
@@ -270,7 +271,7 @@ export function judge(history: History): Judgement {
   };
 
   // Liveness: a free slot, an able waiter, no grant.
-  const gaps = freeSlotGaps(history);
+  const gaps = freeSlotGaps(history, losses);
   const unexcused = gaps.filter((g) => !g.excused);
   const tooLong = unexcused.filter((g) => g.to - g.from > LIVENESS_BOUND_MS);
   const longest = (list: Gap[]) => Math.max(0, ...list.map((g) => g.to - g.from));
@@ -372,9 +373,34 @@ export function holdSpan(hold: Hold, endedAt: number): [number, number] {
   return [hold.grantedAt, Math.max(hold.grantedAt, end)];
 }
 
-/** The recovery windows: from each loss of Redis data to `--maxDuration` after it. */
-export function recoveryWindows(history: History): [number, number][] {
-  return history.faults.filter((f) => f.lostData).map((f) => [
+/**
+ * The losses of Redis data that may have made Redis forget a lease. A loss
+ * inside the window of an earlier one, with nothing granted since that one
+ * (no `200` arrived, no lease in Redis), forgot nothing new: the leases the
+ * earlier loss forgot run out by the end of its window all the same.
+ */
+export function countedLosses(history: History): Fault[] {
+  const counted: Fault[] = [];
+  const grants = history.attempts.filter((a) => a.status === 200).map((a) => a.answeredAt);
+  for (const loss of history.faults.filter((f) => f.lostData)) {
+    const previous = counted.at(-1);
+    if (previous && loss.startedAt < previous.startedAt + history.maxDurationMs) {
+      const since = previous.lossCertainAt ?? previous.endedAt;
+      const between = (t: number) => since < t && t <= loss.startedAt;
+      const granted = grants.some(between) ||
+        history.samples.some((s) =>
+          between(s.at) && (s.tokens === undefined || s.tokens.length > 0)
+        );
+      if (!granted) continue;
+    }
+    counted.push(loss);
+  }
+  return counted;
+}
+
+/** The recovery windows: from each counted loss of Redis data to `--maxDuration` after it. */
+export function recoveryWindows(history: History, losses: readonly Fault[]): [number, number][] {
+  return losses.map((f) => [
     f.startedAt,
     f.startedAt + history.maxDurationMs,
   ]);
@@ -427,8 +453,9 @@ function maxOverlaps(
  * client waited at each read, and nothing was granted (no new lease in Redis,
  * no `200` arrived at a client).
  */
-export function freeSlotGaps(history: History): Gap[] {
-  const able = ableWindows(history);
+export function freeSlotGaps(history: History, losses: readonly Fault[]): Gap[] {
+  const lost = new Set(losses);
+  const able = ableWindows(history, lost);
   const grantTimes = history.attempts.filter((a) => a.status === 200).map((a) => a.answeredAt)
     .sort((a, b) => a - b);
   const gaps: Gap[] = [];
@@ -436,7 +463,9 @@ export function freeSlotGaps(history: History): Gap[] {
   let last: Sample | undefined;
   let previous: ReadonlySet<string> = new Set();
   const close = () => {
-    if (start && last && last.at > start.at) gaps.push(describeGap(history, start.at, last.at));
+    if (start && last && last.at > start.at) {
+      gaps.push(describeGap(history, lost, start.at, last.at));
+    }
     start = last = undefined;
   };
   for (const sample of history.samples) {
@@ -465,11 +494,16 @@ export function freeSlotGaps(history: History): Gap[] {
   return gaps;
 }
 
-function describeGap(history: History, from: number, to: number): Gap {
+function describeGap(
+  history: History,
+  lost: ReadonlySet<Fault>,
+  from: number,
+  to: number,
+): Gap {
   const during = new Set<FaultKind>();
   let excused = false;
   for (const f of history.faults) {
-    const [wFrom, wTo] = faultWindow(f, history);
+    const [wFrom, wTo] = faultWindow(f, history, lost.has(f));
     if (wFrom < to && from < wTo) {
       during.add(f.kind);
       if (f.kind === "pause-replica") excused = true;
@@ -479,7 +513,7 @@ function describeGap(history: History, from: number, to: number): Gap {
 }
 
 /** How long after a fault it still shapes what replicas do. */
-function faultWindow(fault: Fault, history: History): [number, number] {
+function faultWindow(fault: Fault, history: History, lostData: boolean): [number, number] {
   const [from, to] = ((): [number, number] => {
     switch (fault.kind) {
       case "kill-redis":
@@ -496,7 +530,7 @@ function faultWindow(fault: Fault, history: History): [number, number] {
     }
   })();
   // After a loss, the replicas' recovery gates stay closed for --maxDuration, then a beat.
-  return fault.lostData ? [from, Math.max(to, from + history.maxDurationMs + 1_000)] : [from, to];
+  return lostData ? [from, Math.max(to, from + history.maxDurationMs + 1_000)] : [from, to];
 }
 
 /**
@@ -504,12 +538,16 @@ function faultWindow(fault: Fault, history: History): [number, number] {
  * grant it: not paused, its gate open, Redis reachable, no recovery window.
  * Asked for moments in increasing order.
  */
-function ableWindows(history: History): (t: number) => boolean {
-  const windows = history.faults.map((f) => ({ fault: f, window: faultWindow(f, history) }));
+function ableWindows(history: History, lost: ReadonlySet<Fault>): (t: number) => boolean {
+  const windows = history.faults.map((f) => ({
+    fault: f,
+    lost: lost.has(f),
+    window: faultWindow(f, history, lost.has(f)),
+  }));
   const blocked = (t: number, replica: number) =>
-    windows.some(({ fault: f, window: [from, to] }) => {
+    windows.some(({ fault: f, lost, window: [from, to] }) => {
       if (t < from || t >= to) return false;
-      if (f.lostData) return true;
+      if (lost) return true;
       switch (f.kind) {
         case "kill-redis":
           return true;

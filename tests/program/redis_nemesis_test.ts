@@ -193,6 +193,30 @@ Deno.test("judge() of a fault run: each property fails on the history that break
     assert.equal(verdict(withAttempt, "recovery").ok, false);
   });
 
+  await t.step(
+    "recovery: a second loss with nothing granted since the first adds no window",
+    () => {
+      const flush = (at: number) => ({
+        kind: "flushall" as const,
+        startedAt: at,
+        endedAt: at + 5,
+        lostData: true,
+        lossCertainAt: at + 5,
+      });
+      const after = hold(0, 6_100, 6_200); // After the first window, inside the second's.
+      const quiet = history({
+        faults: [flush(1_000), flush(3_000)],
+        holds: [after, ...served],
+        attempts: [granted(after)],
+        samples: [{ at: 2_000, tokens: [] }],
+      });
+      assert.equal(verdict(quiet, "recovery").ok, true);
+      // A lease in Redis between the two: the second loss may have forgotten it.
+      const busy = { ...quiet, samples: [{ at: 2_000, tokens: ["x"] }] };
+      assert.equal(verdict(busy, "recovery").ok, false);
+    },
+  );
+
   await t.step("safety (Redis): more unexpired leases than slots", () => {
     const h = history({ samples: [{ at: 5, tokens: ["a"] }, { at: 30, tokens: ["a", "b"] }] });
     assert.equal(verdict(h, "safety (Redis)").ok, false);
