@@ -7,7 +7,8 @@
  * nemesis that every 2–5 s does one of: `kill -9` Redis and start it again on
  * the same port and data, `SIGSTOP` a replica for 2–4 s, `CLIENT KILL TYPE
  * pubsub`, close the gate of the replica started with `--check tcp://…` (by
- * closing the listener it checks) for 2–4 s, `FLUSHALL`.
+ * closing the listener it checks) for 2–4 s, `FLUSHALL`; each kind once in
+ * every round of five, in a random order.
  *
  * An observer reads the leases straight from Redis; `_nemesis_checks.ts`
  * judges what the clients and the observer recorded. The faults are drawn
@@ -114,6 +115,16 @@ export function seededRandom(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+/** A copy of `items` in a random order (Fisher–Yates). */
+function shuffled<T>(items: readonly T[], random: () => number): T[] {
+  const copy = [...items];
+  for (let i = copy.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [copy[i], copy[j]] = [copy[j]!, copy[i]!];
+  }
+  return copy;
 }
 
 /** The parameters as one line, to replay a run. */
@@ -236,11 +247,15 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisRun> {
     };
 
     const nemesis = async () => {
-      const kinds = params.faults ?? FAULT_KINDS;
+      // Every kind once in each round, in a random order: even a short run meets each of them.
+      const deck: FaultKind[] = [];
       for (;;) {
         await sleep(between(FAULT_GAP_MS, faultRandom));
-        if (performance.now() >= stopFaultsAt) break;
-        const kind = kinds[Math.floor(faultRandom() * kinds.length)]!;
+        // Past the time, the first round still ends: every kind is injected at least once.
+        const firstRoundDone = faults.length >= (params.faults ?? FAULT_KINDS).length;
+        if (performance.now() >= stopFaultsAt && firstRoundDone) break;
+        if (deck.length === 0) deck.push(...shuffled(params.faults ?? FAULT_KINDS, faultRandom));
+        const kind = deck.pop()!;
         const fault = await inject(kind);
         faults.push(fault);
         log(`  ${((fault.startedAt - startedAt) / 1000).toFixed(1)} s: ${describeFault(fault)}`);

@@ -107,6 +107,8 @@ redisTest(
     );
     // The run really ran: faults of every kind asked for, grants, reads of Redis.
     assert.ok(run.history.faults.length >= 3, "the nemesis injected faults");
+    const kinds = new Set(run.history.faults.map((f) => f.kind));
+    assert.equal(kinds.size, new Set(p.faults).size, `faults of every kind: ${[...kinds]}`);
     assert.ok(run.judgement.figures.grants > p.clients, "clients were granted locks");
     assert.ok(run.judgement.figures.samples > 100, "the observer read Redis throughout");
   },
