@@ -12,11 +12,13 @@
  * `BENCH_NEMESIS_REPLICAS` (3), `BENCH_NEMESIS_LOCKS` (4),
  * `BENCH_NEMESIS_SEED` (random, printed to replay the run),
  * `BENCH_NEMESIS_MAX_DURATION_MS` (5000, the replicas' `--maxDuration`),
- * `BENCH_NEMESIS_HISTORY=FILE` (everything recorded, as JSON, to study a failure).
+ * `BENCH_NEMESIS_FAULTS` (the kinds to draw from, comma-separated; all by default),
+ * `BENCH_NEMESIS_HISTORY=FILE` (everything recorded, as JSON, to study a failure). A bad
+ * value skips the part with one line saying what is allowed.
  *
  * @module
  */
-import { runNemesis } from "../tests/_nemesis.ts";
+import { FAULT_KINDS, type FaultKind, runNemesis } from "../tests/_nemesis.ts";
 import { judgementLines, LIVENESS_BOUND_MS } from "../tests/_nemesis_checks.ts";
 import { REDIS_SERVER } from "../tests/_redis.ts";
 import { atMost, type Figure, formatMs, formatSeconds, labelText } from "./figures.ts";
@@ -44,7 +46,17 @@ export function nemesisConfig(get: (name: string) => string | undefined) {
     }
     return value;
   };
+  const faults = get("BENCH_NEMESIS_FAULTS")?.split(",").map((f) => f.trim()).filter((f) => f) ??
+    [...FAULT_KINDS];
+  for (const f of faults) {
+    if (!(FAULT_KINDS as readonly string[]).includes(f)) {
+      throw new RangeError(
+        `BENCH_NEMESIS_FAULTS: expected some of ${FAULT_KINDS.join(", ")}, got "${f}"`,
+      );
+    }
+  }
   return {
+    faults: faults as FaultKind[],
     seconds: int("SECONDS", 180),
     clients: int("CLIENTS", 200),
     replicas: int("REPLICAS", 3),
@@ -60,7 +72,14 @@ export async function runNemesisBench(options: NemesisBenchOptions): Promise<Fig
     console.log(`\n${NAME}: skipped, redis-server is not installed (apt-get install redis-server)`);
     return [];
   }
-  const config = nemesisConfig((name) => Deno.env.get(name));
+  let config: ReturnType<typeof nemesisConfig>;
+  try {
+    config = nemesisConfig((name) => Deno.env.get(name));
+  } catch (error) {
+    if (!(error instanceof RangeError)) throw error;
+    console.log(`\n${NAME}: skipped, ${error.message}`);
+    return [];
+  }
   console.log(
     `\n${NAME}${labelText(options.label)}: replay with BENCH_NEMESIS_SEED=${config.seed} ` +
       `BENCH_NEMESIS_SECONDS=${config.seconds} BENCH_NEMESIS_CLIENTS=${config.clients}`,

@@ -15,6 +15,7 @@
  */
 import assert from "node:assert/strict";
 import { programCommand } from "../_program.ts";
+import { nemesisConfig } from "../../bench/nemesis.ts";
 import { SKIP_REDIS } from "../_redis.ts";
 import { FAULT_KINDS, type FaultKind, paramsLine, runNemesis } from "../_nemesis.ts";
 import {
@@ -281,5 +282,60 @@ Deno.test("judge() of a fault run: each property fails on the history that break
       false,
     );
     assert.equal(verdict(history({ holds: served, redisDiedUnasked: true }), "no crash").ok, false);
+  });
+});
+
+redisTest(
+  "deno task bench -- nemesis prints each property as a target, and the seed to replay it",
+  async () => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "task",
+        "--quiet",
+        "--config",
+        new URL("../../deno.json", import.meta.url).pathname,
+        "bench",
+        "--",
+        "nemesis",
+      ],
+      env: {
+        NO_COLOR: "1",
+        BENCH_BASELINE: "",
+        BENCH_NEMESIS_SECONDS: "2",
+        BENCH_NEMESIS_CLIENTS: "10",
+        BENCH_NEMESIS_SEED: "7",
+        BENCH_NEMESIS_FAULTS: "kill-pubsub",
+      },
+      stdin: "null",
+    }).output();
+    const stdout = new TextDecoder().decode(out.stdout);
+    assert.equal(out.code, 0, `${stdout}\n${new TextDecoder().decode(out.stderr)}`);
+    assert.match(stdout, /replay with BENCH_NEMESIS_SEED=7 BENCH_NEMESIS_SECONDS=2/);
+    for (
+      const row of [
+        /^\| Fault run \(nemesis\) \| grants \(2 s, seed 7\) \| \d+ \|/m,
+        /^\| Fault run \(nemesis\) \| most holders outside recovery windows.* \| \d+ of 4 \| holds/m,
+        /^\| Fault run \(nemesis\) \| grants inside a recovery window.* \| \d+ \| holds/m,
+        /^\| Fault run \(nemesis\) \| longest free slot while an able client waited.* \| ≤ 2\.00 s/m,
+        /^\| Fault run \(nemesis\) \| faults injected \| kill-pubsub \d+ \|/m,
+      ]
+    ) assert.match(stdout, row);
+  },
+);
+
+Deno.test("nemesisConfig() refuses a bad BENCH_NEMESIS_* value with one line saying what is allowed", () => {
+  const config = (env: Record<string, string>) => nemesisConfig((name) => env[name]);
+  assert.equal(config({}).clients, 200);
+  assert.deepEqual(config({ BENCH_NEMESIS_FAULTS: "flushall, kill-redis" }).faults, [
+    "flushall",
+    "kill-redis",
+  ]);
+  assert.throws(() => config({ BENCH_NEMESIS_SECONDS: "1.5" }), {
+    name: "RangeError",
+    message: 'BENCH_NEMESIS_SECONDS: expected a positive integer, got "1.5"',
+  });
+  assert.throws(() => config({ BENCH_NEMESIS_FAULTS: "reboot" }), {
+    name: "RangeError",
+    message: /^BENCH_NEMESIS_FAULTS: expected some of kill-redis, .*, got "reboot"$/,
   });
 });
