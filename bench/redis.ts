@@ -15,7 +15,7 @@
  */
 import { RedisLockStore } from "../lib/stores/redis.ts";
 import { parseStore } from "../lib/stores/settings.ts";
-import { REDIS_SERVER, RedisServer } from "../tests/_redis.ts";
+import { REDIS_SERVER, RedisServer } from "./_redis_server.ts";
 import { atMost, type Figure, formatMs, labelText, percentile } from "./figures.ts";
 import { acquire, checkStatus, grantedToken, untilStatus } from "./lock_api.ts";
 import { type ChildProcess, launchLockServer } from "./process.ts";

@@ -37,6 +37,21 @@ export function programCommand(): { command: string; args: string[] } {
 export interface ProgramOptions {
   /** Environment variables; the program's own `STARTUP_LOCK_*` are cleared first. */
   env?: Record<string, string>;
+  /** A command that runs the program with its arguments, such as `["taskset", "-c", "0"]`. */
+  wrapper?: string[];
+}
+
+/** The program's command line, behind `wrapper` when given. */
+function commandLine(args: string[], wrapper: string[] = []): { command: string; args: string[] } {
+  const { command, args: lead } = programCommand();
+  const [first, ...rest] = [...wrapper, command, ...lead, ...args];
+  return { command: first!, args: rest };
+}
+
+/** Options of {@linkcode startProgram}. */
+export interface StartOptions extends ProgramOptions {
+  /** The command that listens, before the flags: `inject`. @default {the default command, serve} */
+  command?: string;
 }
 
 function childEnv(env: Record<string, string> = {}): Record<string, string> {
@@ -51,9 +66,9 @@ export async function runProgram(
   args: string[],
   options: ProgramOptions = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const { command, args: lead } = programCommand();
-  const out = await new Deno.Command(command, {
-    args: [...lead, ...args],
+  const line = commandLine(args, options.wrapper);
+  const out = await new Deno.Command(line.command, {
+    args: line.args,
     env: childEnv(options.env),
     clearEnv: true,
     stdin: "null",
@@ -68,7 +83,7 @@ export async function runProgram(
 
 /** A running server process. */
 export interface ProgramServer extends AsyncDisposable {
-  /** `http://127.0.0.1:PORT` */
+  /** `http://127.0.0.1:PORT`, or `https://` for a command that serves HTTPS */
   url: string;
   process: Deno.ChildProcess;
   /** Every stderr line so far. */
@@ -85,11 +100,15 @@ export interface ProgramServer extends AsyncDisposable {
  */
 export async function startProgram(
   args: string[] = [],
-  options: ProgramOptions = {},
+  options: StartOptions = {},
 ): Promise<ProgramServer> {
-  const { command, args: lead } = programCommand();
-  const process = new Deno.Command(command, {
-    args: [...lead, "--host", "127.0.0.1", "--port", "0", ...args],
+  const selected = options.command === undefined ? [] : [options.command];
+  const line = commandLine(
+    [...selected, "--host", "127.0.0.1", "--port", "0", ...args],
+    options.wrapper,
+  );
+  const process = new Deno.Command(line.command, {
+    args: line.args,
     env: childEnv(options.env),
     clearEnv: true,
     stdin: "null",
@@ -160,14 +179,15 @@ export async function startProgram(
 
   let listening: string;
   try {
-    listening = await waitForLog(/Listening on http:\/\//);
+    listening = await waitForLog(/Listening on https?:\/\//);
   } catch (error) {
     await stop("SIGKILL");
     throw error;
   }
-  const port = /:(\d+)\//.exec(listening)?.[1];
+  // The line may name other URLs (a --check's) after the listener's own.
+  const [, scheme, port] = /Listening on (https?):\/\/[^/]*:(\d+)\//.exec(listening) ?? [];
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${scheme}://127.0.0.1:${port}`,
     process,
     log,
     waitForLog,

@@ -3,7 +3,8 @@
  * container with `restartPolicy: Always`). The kubelet starts the app only
  * once the sidecar's startupProbe passes, so `GET /acquired` answers 503 until
  * the lock is held and 200 from then on. The lock is released once the app's
- * ready URL answers 2xx; then the sidecar idles until the pod stops.
+ * ready URL answers 2xx (or, for `tcp://HOST:PORT`, accepts a connection);
+ * then the sidecar idles until the pod stops.
  *
  * @module
  */
@@ -69,7 +70,8 @@ function parse(argv: readonly string[], env: Env): Parsed<HoldOptions> {
   if (!readyUrl) {
     throw new UsageError(
       "Missing --readyUrl URL (or STARTUP_LOCK_READY_URL): the app's readiness endpoint, " +
-        "such as http://localhost:8080/ready; hold releases the lock once it answers 2xx",
+        "such as http://localhost:8080/ready (released once it answers 2xx) or " +
+        "tcp://localhost:5432 (once it accepts a connection)",
     );
   }
   const listen = read.value("listen", parseListen(DEFAULT_LISTEN), parseListen);
@@ -114,10 +116,15 @@ async function run(options: HoldOptions): Promise<number> {
         note(
           `Listening on http://${formatHost(addr.hostname)}:${addr.port}/: ` +
             "GET /acquired answers 503 until the lock is held, then 200",
+          "listening",
         ),
     }, createProbeHandler(() => acquired));
   } catch (error) {
-    note(`Cannot listen on ${formatHost(hostname)}:${port} (--listen): ${describeError(error)}`);
+    note(
+      `Cannot listen on ${formatHost(hostname)}:${port} (--listen): ${describeError(error)}`,
+      "listen_failed",
+      "error",
+    );
     return EXIT.FAILURE;
   }
 
@@ -130,10 +137,10 @@ async function run(options: HoldOptions): Promise<number> {
       acquired = true;
       const outcome = await releaseWhenReady(result.lock, options, stopping.signal);
       if (outcome === "stopped") await releaseHeldLock(result.lock, `received ${stopSignal}`);
-      else note("Idling until SIGTERM or SIGINT");
+      else note("Idling until SIGTERM or SIGINT", "idling");
     }
     await aborted(stopping.signal);
-    note(`Received ${stopSignal}: stopping`);
+    note(`Received ${stopSignal}: stopping`, "stopped");
     return EXIT.OK;
   } finally {
     await server.shutdown();
@@ -154,7 +161,6 @@ function text(status: number, body: string, headers: Record<string, string> = {}
 /** `startup-lock hold`: the sidecar; exits 0 on SIGTERM or SIGINT. */
 export const holdCommand: Command<HoldOptions> = {
   name: "hold",
-  summary: "Kubernetes sidecar: acquire, release once the app is ready, then idle",
   flags: HOLD_FLAGS,
   usage: () =>
     renderUsage({
@@ -162,7 +168,8 @@ export const holdCommand: Command<HoldOptions> = {
       about: [
         "For a Kubernetes native sidecar: answers GET /acquired with 503 until the lock is",
         "held and 200 after (point the startupProbe at it), releases the lock once",
-        "--readyUrl answers 2xx, then idles until SIGTERM or SIGINT and exits 0.",
+        "--readyUrl answers 2xx (a tcp://HOST:PORT: accepts a connection), then idles",
+        "until SIGTERM or SIGINT and exits 0.",
       ],
       flags: HOLD_FLAGS,
     }),

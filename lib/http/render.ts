@@ -7,6 +7,8 @@
  */
 import { type Denial, type FailingDependency, UNAVAILABLE_REASONS } from "../core/denial.ts";
 import type { StatusData } from "../core/service.ts";
+import { isoTime } from "../clock.ts";
+import type { PerCoreSlots } from "../config.ts";
 import type { Lease } from "../core/store.ts";
 import { formatDuration, retryAfterSeconds } from "../duration.ts";
 import type { DependencyState } from "../gates/dependencies.ts";
@@ -73,7 +75,7 @@ export function granted(grant: Held, json: boolean): Response {
     message: "Lock acquired",
     token: lease.token,
     id: lease.id ?? null,
-    expiresAt: new Date(lease.expiresAt).toISOString(),
+    expiresAt: isoTime(lease.expiresAt),
     ...fields,
   }, { headers });
 }
@@ -82,7 +84,7 @@ export function granted(grant: Held, json: boolean): Response {
 export function renewed(renewal: Held, json: boolean): Response {
   const { lease } = renewal;
   const { headers, warning, fields } = durationNotes(renewal);
-  const expiresAt = new Date(lease.expiresAt).toISOString();
+  const expiresAt = isoTime(lease.expiresAt);
   if (!json) {
     const note = warning ? `\nWarning: ${warning}` : "";
     return text(200, `Lock renewed until ${expiresAt}${note}\n`, headers);
@@ -170,7 +172,14 @@ export function explain(denial: Denial): string {
 
 /** What `GET /status` answers, in JSON. Never shows tokens. */
 export interface StatusBody {
-  slots: { total: number; held: number | null; free: number | null };
+  /** With `--locksPerCore`, also its value and the cores it counted: `total` is their product. */
+  slots: {
+    total: number;
+    held: number | null;
+    free: number | null;
+    locksPerCore?: number;
+    cores?: number;
+  };
   holders: { id: string | null; acquiredAt: string; expiresAt: string }[];
   waiters: { count: number; ids: (string | null)[] };
   /** Clients whose wait ended and who keep their place for a short grace if they ask again. */
@@ -187,15 +196,23 @@ export interface StatusBody {
   locking: { allowed: true } | { allowed: false; reason: string; message: string };
 }
 
-/** The `/status` document, from the service's state and the dependencies' states. */
-export function statusBody(data: StatusData, dependencies: readonly DependencyState[]): StatusBody {
-  const iso = (ms: number) => new Date(ms).toISOString();
+/**
+ * The `/status` document, from the service's state and the dependencies'
+ * states; `perCore` when `--locksPerCore` set the slots.
+ */
+export function statusBody(
+  data: StatusData,
+  dependencies: readonly DependencyState[],
+  perCore?: PerCoreSlots,
+): StatusBody {
+  const iso = isoTime;
   const leases = data.leases;
   return {
     slots: {
       total: data.capacity,
       held: leases ? leases.length : null,
       free: leases ? Math.max(0, data.capacity - leases.length) : null,
+      ...(perCore ? { locksPerCore: perCore.locksPerCore, cores: perCore.cores } : {}),
     },
     holders: (leases ?? []).map((l) => ({
       id: l.id ?? null,
@@ -221,4 +238,25 @@ export function statusBody(data: StatusData, dependencies: readonly DependencySt
       ? { allowed: false, reason: data.denial.reason, message: explain(data.denial) }
       : { allowed: true },
   };
+}
+
+/** The realm of `WWW-Authenticate`. */
+export const AUTH_REALM = "startup-lock";
+
+/** Why a request was refused: it sent no bearer token, or a wrong one. */
+export type AuthFailure = "missing" | "wrong";
+
+/** `401` with `WWW-Authenticate: Bearer`, saying what was missing or wrong, never the token. */
+export function unauthorized(failure: AuthFailure, json: boolean): Response {
+  const message = failure === "missing"
+    ? "Unauthorized: this server needs an Authorization: Bearer <token> header"
+    : "Unauthorized: the bearer token is wrong";
+  const headers = {
+    "WWW-Authenticate": `Bearer realm="${AUTH_REALM}"${
+      failure === "wrong" ? ', error="invalid_token"' : ""
+    }`,
+  };
+  return json
+    ? Response.json({ status: "unauthorized", message }, { status: 401, headers })
+    : text(401, `${message}\n`, headers);
 }

@@ -12,7 +12,12 @@ import { formatDuration } from "../duration.ts";
 import type { LogFields, Logger } from "../log.ts";
 
 /** Events that only `--logLevel debug` shows: not subscribed to otherwise, so they cost nothing. */
-const DEBUG_ONLY: ReadonlySet<LockEventType> = new Set(["denied", "queued", "left_queue"]);
+const DEBUG_ONLY: ReadonlySet<LockEventType> = new Set([
+  "denied",
+  "queued",
+  "left_queue",
+  "edge_refused",
+]);
 
 /** Writes the events of `events` to `log`; returns an unsubscribe function. */
 export function logEvents(events: EventBus, log: Logger): () => void {
@@ -77,6 +82,9 @@ export function writeEvent(event: LockEvent, log: Logger): void {
       if (log.enabled("debug")) {
         log.debug(`Refused ${event.id ?? "a client"}: ${event.reason}`, f);
       }
+      return;
+    case "edge_refused":
+      if (log.enabled("debug")) log.debug(`Refused a request at the HTTP edge: ${event.reason}`, f);
       return;
     case "queued":
       if (log.enabled("debug")) {

@@ -7,9 +7,8 @@
  *
  * @module
  */
-import type { EdgeRefusal } from "../http/handler.ts";
 import type { DenialReason } from "../core/denial.ts";
-import type { EventBus, LockEvent, LockEventType } from "../core/events.ts";
+import type { EdgeRefusal, EventBus, LockEvent, LockEventType } from "../core/events.ts";
 import type { GateView } from "../core/gates.ts";
 import type { StatusData } from "../core/service.ts";
 
@@ -74,6 +73,7 @@ export const METRIC_EVENTS = [
   "dependency",
   "gate",
   "store",
+  "edge_refused",
 ] as const satisfies readonly LockEventType[];
 
 /** The process's own figures; a field left out is a metric left out. */
@@ -92,6 +92,11 @@ export interface MetricsOptions {
   process?: () => ProcessFigures;
   /** Log lines dropped so far because stderr could not keep up. @default {() => 0} */
   logLinesDropped?: () => number;
+  /**
+   * The CPU cores `--locksPerCore` counted its slots from; `startup_lock_cores`
+   * is left out without it. @default {undefined}
+   */
+  cores?: number;
 }
 
 /** Wall-clock start of this process, in seconds, taken once. */
@@ -154,7 +159,7 @@ interface ProbeResult {
  * module documentation and the README's "Metrics" section for the list.
  */
 export class Metrics {
-  readonly #options: Required<MetricsOptions>;
+  readonly #options: Required<Omit<MetricsOptions, "cores">> & Pick<MetricsOptions, "cores">;
   readonly #unsubscribe: () => void;
   #grants = 0;
   readonly #denials = new Map<string, number>(
@@ -175,11 +180,6 @@ export class Metrics {
   constructor(events: EventBus, options: MetricsOptions) {
     this.#options = { process: processFigures, logLinesDropped: () => 0, ...options };
     this.#unsubscribe = events.on((event) => this.#count(event), METRIC_EVENTS);
-  }
-
-  /** Counts a request the HTTP layer refused itself (`unauthorized`, `invalid`). */
-  refused(reason: EdgeRefusal): void {
-    this.#denials.set(reason, (this.#denials.get(reason) ?? 0) + 1);
   }
 
   /** Stops counting. */
@@ -226,6 +226,9 @@ export class Metrics {
       case "store":
         if (!event.up) this.#storeFailures++;
         return;
+      case "edge_refused":
+        this.#denials.set(event.reason, (this.#denials.get(event.reason) ?? 0) + 1);
+        return;
       default:
         return;
     }
@@ -239,8 +242,20 @@ export class Metrics {
       out.push(`# HELP ${name} ${escapeHelp(help)}`, `# TYPE ${name} ${type}`);
     };
 
-    metric("startup_lock_slots", "gauge", "Slots, the most locks held at once (--locks).");
+    metric(
+      "startup_lock_slots",
+      "gauge",
+      "Slots, the most locks held at once (--locks, or --locksPerCore times the cores).",
+    );
     out.push(`startup_lock_slots ${status.capacity}`);
+    if (this.#options.cores !== undefined) {
+      metric(
+        "startup_lock_cores",
+        "gauge",
+        "CPU cores this process may use, counted at start; the slots are --locksPerCore times this.",
+      );
+      out.push(`startup_lock_cores ${this.#options.cores}`);
+    }
     metric(
       "startup_lock_slots_held",
       "gauge",

@@ -19,9 +19,8 @@ import {
   type SlotsFreed,
   StoreUnavailableError,
 } from "../core/store.ts";
-import { describeError } from "../errors.ts";
 import { MemoryLockStore } from "./memory.ts";
-import { StateWriter, type StoredLock } from "./state_file.ts";
+import { StateWriter, type StoredLock, withoutPath } from "./state_file.ts";
 
 /** Options of {@linkcode FileLockStore}. */
 export interface FileLockStoreOptions {
@@ -42,6 +41,11 @@ export class FileLockStore implements LockStore {
     this.#memory = new MemoryLockStore(capacity, options.clock ? { clock: options.clock } : {});
     for (const lock of options.restore ?? []) this.#memory.restore(lock);
     this.#writer = new StateWriter(path, () => this.#memory.leases());
+    // A lock that expires leaves the file too: after a restart, only the locks that expired
+    // while the server was stopped count as such. A failed write is retried by the next one.
+    this.#memory.onFree(({ expired }) => {
+      if (expired.length > 0) this.#writer.save().catch(() => {});
+    });
   }
 
   /** How many slots are held now. */
@@ -105,7 +109,7 @@ export class FileLockStore implements LockStore {
   #failure(operation: string, error: unknown): StoreUnavailableError {
     return new StoreUnavailableError(
       operation,
-      `cannot write the state file: ${describeError(error)}`,
+      `cannot write the state file: ${withoutPath(error)}`,
       { cause: error },
     );
   }
