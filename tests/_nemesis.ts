@@ -155,6 +155,7 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisRun> {
   await using redis = await RedisServer.start();
   await using gate = new GateListener(freePort());
   const replicas: Replica[] = [];
+  let observer: Observer | undefined;
   try {
     const started = await Promise.allSettled(
       Array.from({ length: params.replicas }, (_, i) =>
@@ -179,18 +180,20 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisRun> {
     const attempts: Attempt[] = [];
     const holds: Hold[] = [];
     const faults: Fault[] = [];
-    const observer = await Observer.start(redis);
+    observer = await Observer.start(redis);
     const stopFaultsAt = startedAt + params.seconds * 1_000;
     let healedAt = Infinity;
+    /** What broke the nemesis itself, if anything: the clients stop, and the run fails with it. */
+    let broken: { error: unknown } | undefined;
 
     const client = async (i: number) => {
       const id = `c${i}`;
       const finalDeadline = () => healedAt + params.maxDurationMs + FINAL_BOUND_MS;
       let servedSinceHeal = false;
-      while (!servedSinceHeal && performance.now() < finalDeadline()) {
+      while (!servedSinceHeal && !broken && performance.now() < finalDeadline()) {
         const wantedSince = performance.now();
         let hold: Hold | undefined;
-        while (!hold && performance.now() < finalDeadline()) {
+        while (!hold && !broken && performance.now() < finalDeadline()) {
           const replica = Math.floor(random() * replicas.length);
           const sentAt = performance.now();
           const answer = await send(
@@ -268,12 +271,16 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisRun> {
       );
     };
 
+    /** A nemesis command that failed is said, not hidden: the run's judge counts it as done. */
+    const reportFailure = (error: unknown) =>
+      log(`  the nemesis's command failed: ${error instanceof Error ? error.message : error}`);
+
     const inject = async (kind: FaultKind): Promise<Fault> => {
       const startedAt = performance.now();
       switch (kind) {
         case "kill-redis": {
           const marker = String(Math.floor(faultRandom() * 1e9));
-          await command(redis, ["SET", MARKER_KEY, marker]).catch(() => undefined);
+          await command(redis, ["SET", MARKER_KEY, marker]).catch(reportFailure);
           const killedAt = performance.now();
           await redis.kill();
           await sleep(between(REDIS_DOWN_MS, faultRandom));
@@ -298,7 +305,7 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisRun> {
           return { kind, replica, startedAt, endedAt: performance.now(), lostData: false };
         }
         case "kill-pubsub": {
-          await command(redis, ["CLIENT", "KILL", "TYPE", "pubsub"]).catch(() => undefined);
+          await command(redis, ["CLIENT", "KILL", "TYPE", "pubsub"]).catch(reportFailure);
           return { kind, startedAt, endedAt: performance.now(), lostData: false };
         }
         case "close-gate": {
@@ -308,17 +315,20 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisRun> {
           return { kind, replica: 0, startedAt, endedAt: performance.now(), lostData: false };
         }
         case "flushall": {
-          await command(redis, ["FLUSHALL"]).catch(() => undefined);
+          // Counted as a loss even if the answer failed: it may have run.
+          await command(redis, ["FLUSHALL"]).catch(reportFailure);
           const endedAt = performance.now();
           return { kind, startedAt, endedAt, lostData: true, lossCertainAt: endedAt };
         }
       }
     };
 
-    await Promise.all([
-      nemesis(),
-      ...Array.from({ length: params.clients }, (_, i) => client(i)),
-    ]);
+    const faulting = nemesis().catch((error) => {
+      broken = { error };
+      healedAt = performance.now();
+    });
+    await Promise.all([faulting, ...Array.from({ length: params.clients }, (_, i) => client(i))]);
+    if (broken) throw broken.error;
     const endedAt = performance.now();
     await observer.stop();
     const redisUp = await command(redis, ["PING"]).then(() => true, () => false);
@@ -343,6 +353,7 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisRun> {
     };
     return { params, history, judgement: judge(history) };
   } finally {
+    await observer?.stop();
     await Promise.all(replicas.map((r) => r.kill()));
   }
 }
