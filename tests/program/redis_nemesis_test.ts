@@ -8,7 +8,8 @@
  * Replay a run with the parameters it printed: `NEMESIS_SEED`,
  * `NEMESIS_SECONDS`, `NEMESIS_CLIENTS`, `NEMESIS_REPLICAS`, `NEMESIS_LOCKS`,
  * `NEMESIS_MAX_DURATION_MS`, `NEMESIS_FAULTS` (comma-separated kinds);
- * `NEMESIS_HISTORY=FILE` writes everything recorded as JSON, to study a failure.
+ * `NEMESIS_HISTORY=FILE` writes everything recorded as JSON, to study a failure
+ * (a run that breaks a property writes it to a temporary file by itself).
  *
  * Before it, the judge itself on made-up histories: a judge that cannot fail
  * would make the run a test that cannot fail.
@@ -90,10 +91,15 @@ redisTest(
       `NEMESIS_CLIENTS=${p.clients} NEMESIS_LOCKS=${p.locks}`;
     console.log(`replay with: ${env}`);
     const run = await runNemesis({ ...p, program: programCommand() });
-    const dump = Deno.env.get("NEMESIS_HISTORY");
-    if (dump) await Deno.writeTextFile(dump, JSON.stringify(run.history));
     for (const line of judgementLines(run.judgement)) console.log(line);
     const failed = run.judgement.verdicts.filter((v) => !v.ok);
+    // A run that broke a property is kept, to study: timing is the machine's, and may not recur.
+    const dump = Deno.env.get("NEMESIS_HISTORY") ??
+      (failed.length > 0 ? await Deno.makeTempFile({ prefix: "nemesis-", suffix: ".json" }) : "");
+    if (dump) {
+      await Deno.writeTextFile(dump, JSON.stringify(run.history));
+      console.log(`history written to ${dump}`);
+    }
     const pending = AWAITING_REDIS_TRUST
       ? failed.filter((v) => PENDING_ON_REDIS_TRUST.has(v.property))
       : [];
