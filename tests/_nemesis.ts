@@ -57,6 +57,11 @@ export interface NemesisParams {
   maxDurationMs: number;
   /** The kinds of fault to draw from. @default {all of FAULT_KINDS} */
   faults?: readonly FaultKind[];
+  /**
+   * Each chunk's `?wait=`: shorter chunks end more often at the moment a
+   * slot is granted. @default {DEFAULT_WAIT_MS}
+   */
+  waitMs?: number;
 }
 
 /** Options of {@linkcode runNemesis}. */
@@ -76,7 +81,9 @@ export interface NemesisRun {
 }
 
 /** The id prefix and each client's chunk: `?wait=` and `?duration=` of every acquire. */
-const CHUNK = { wait: "2s", duration: "4s", durationMs: 4_000 } as const;
+const CHUNK = { duration: "4s", durationMs: 4_000 } as const;
+/** Each chunk's `?wait=` when the parameters name none: a client's usual chunk, shortened. */
+export const DEFAULT_WAIT_MS = 2_000;
 /** Clients hold a lock this long (uniform), then release it. */
 const HOLD_MS: readonly [number, number] = [100, 300];
 /** Clients think this long between a release and their next request. */
@@ -130,7 +137,8 @@ function shuffled<T>(items: readonly T[], random: () => number): T[] {
 /** The parameters as one line, to replay a run. */
 export function paramsLine(p: NemesisParams): string {
   return `seconds=${p.seconds} clients=${p.clients} replicas=${p.replicas} locks=${p.locks} ` +
-    `seed=${p.seed} maxDuration=${p.maxDurationMs}ms faults=${(p.faults ?? FAULT_KINDS).join(",")}`;
+    `seed=${p.seed} maxDuration=${p.maxDurationMs}ms wait=${p.waitMs ?? DEFAULT_WAIT_MS}ms ` +
+    `faults=${(p.faults ?? FAULT_KINDS).join(",")}`;
 }
 
 /** Runs the clients, the nemesis and the observer against a fresh Redis and replicas. */
@@ -144,7 +152,9 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisRun> {
     seed: options.seed,
     maxDurationMs: options.maxDurationMs,
     faults: options.faults ?? FAULT_KINDS,
+    waitMs: options.waitMs ?? DEFAULT_WAIT_MS,
   };
+  const waitMs = params.waitMs ?? DEFAULT_WAIT_MS;
   log(`nemesis: ${paramsLine(params)}`);
   // The nemesis draws from a generator of its own, so that the same seed gives the same faults
   // at the same times whatever the clients drew meanwhile.
@@ -197,7 +207,7 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisRun> {
           const replica = Math.floor(random() * replicas.length);
           const sentAt = performance.now();
           const answer = await send(
-            `${replicas[replica]!.url}/?id=${id}&wait=${CHUNK.wait}&duration=${CHUNK.duration}`,
+            `${replicas[replica]!.url}/?id=${id}&wait=${waitMs}ms&duration=${CHUNK.duration}`,
             "GET",
           );
           const attempt: Attempt = {

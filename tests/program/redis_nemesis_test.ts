@@ -7,7 +7,8 @@
  *
  * Replay a run with the parameters it printed: `NEMESIS_SEED`,
  * `NEMESIS_SECONDS`, `NEMESIS_CLIENTS`, `NEMESIS_REPLICAS`, `NEMESIS_LOCKS`,
- * `NEMESIS_MAX_DURATION_MS`, `NEMESIS_FAULTS` (comma-separated kinds);
+ * `NEMESIS_MAX_DURATION_MS`, `NEMESIS_WAIT_MS` (each chunk's `?wait=`),
+ * `NEMESIS_FAULTS` (comma-separated kinds);
  * `NEMESIS_HISTORY=FILE` writes everything recorded as JSON, to study a failure
  * (a run that breaks a property writes it to a temporary file by itself).
  *
@@ -18,7 +19,13 @@ import assert from "node:assert/strict";
 import { programCommand } from "../_program.ts";
 import { nemesisConfig } from "../../bench/nemesis.ts";
 import { SKIP_REDIS } from "../_redis.ts";
-import { FAULT_KINDS, type FaultKind, paramsLine, runNemesis } from "../_nemesis.ts";
+import {
+  DEFAULT_WAIT_MS,
+  FAULT_KINDS,
+  type FaultKind,
+  paramsLine,
+  runNemesis,
+} from "../_nemesis.ts";
 import {
   type Attempt,
   type History,
@@ -74,6 +81,7 @@ function params() {
     locks: int("LOCKS", 4),
     seed: int("SEED", Math.floor(Math.random() * 2 ** 31) + 1),
     maxDurationMs: int("MAX_DURATION_MS", 5_000),
+    waitMs: int("WAIT_MS", DEFAULT_WAIT_MS),
     faults: faults as FaultKind[],
   };
 }
@@ -88,7 +96,8 @@ redisTest(
   async () => {
     const p = params();
     const env = `NEMESIS_SEED=${p.seed} NEMESIS_SECONDS=${p.seconds} ` +
-      `NEMESIS_CLIENTS=${p.clients} NEMESIS_LOCKS=${p.locks}`;
+      `NEMESIS_CLIENTS=${p.clients} NEMESIS_LOCKS=${p.locks} NEMESIS_WAIT_MS=${p.waitMs} ` +
+      `NEMESIS_FAULTS=${p.faults.join(",")}`;
     console.log(`replay with: ${env}`);
     const run = await runNemesis({ ...p, program: programCommand() });
     for (const line of judgementLines(run.judgement)) console.log(line);
