@@ -36,7 +36,7 @@
  *
  * @module
  */
-import { MAX_RECONNECT_MS, REDIS_TIMEOUT_MS, TICKET_TTL_MS } from "../lib/stores/redis.ts";
+import { MAX_RECONNECT_MS, REDIS_TIMEOUT_MS, TICKET_TTL_MS } from "../lib/stores/redis/store.ts";
 
 /**
  * The longest a slot may stay free while a client that can take it waits.

@@ -37,14 +37,6 @@ import {
 } from "../_nemesis_checks.ts";
 
 /**
- * Whether the fixes of issue 13 (branch `redis-trust`) are not merged yet.
- * While true, the properties they fix are run and reported (`PENDING FAIL`
- * lines) but not asserted, so that main stays green; the lead sets it to
- * `false` when the fixes merge.
- */
-const AWAITING_REDIS_TRUST = true;
-
-/**
  * Whether a lease handed back under a client that claimed it by its id is
  * not fixed yet: a replica whose waiter's chunk ran out at the moment it was
  * granted a slot hands the lease back, while the client, asking again with
@@ -58,10 +50,6 @@ const AWAITING_HAND_BACK_FIX = true;
 
 /** Each property a known defect breaks, with whether that defect is still awaited. */
 const PENDING: ReadonlyMap<PropertyName, { awaited: boolean; why: string }> = new Map([
-  // Issue 13, item 1: FLUSHALL lets N more in at once; the fix closes a `recovery` gate.
-  ["recovery", { awaited: AWAITING_REDIS_TRUST, why: "fixed on redis-trust, issue 13" }],
-  // Issue 13, items 2, 3, 5: a closed gate's ticket blocks the line; a lost wake-up.
-  ["liveness", { awaited: AWAITING_REDIS_TRUST, why: "fixed on redis-trust, issue 13" }],
   ["safety (clients)", {
     awaited: AWAITING_HAND_BACK_FIX,
     why: "a lease handed back under a client that claimed it by its id",
