@@ -21,7 +21,7 @@
  *   one replica to a waiter on another (target p99 ≤ 5 ms). Skipped where redis-server is not
  *   installed.
  * - `nemesis` (`nemesis.ts`): minutes of the randomized fault run of
- *   `tests/_nemesis.ts` (Redis killed and flushed, replicas frozen, pub/sub
+ *   `bench/_nemesis.ts` (Redis killed and flushed, replicas frozen, pub/sub
  *   killed, a gate closed), with each property's verdict as a target.
  *
  * All run by default; name some to run only those:
