@@ -18,8 +18,8 @@
  *   run: a `PING` round trip (the floor), the store's acquire in round trips
  *   (target 2), acquire latency and
  *   throughput against the memory store, and the handoff from a release on
- *   one replica to a waiter on another (target p99 ≤ 5 ms). Skipped where redis-server is not
- *   installed.
+ *   one replica to a waiter on another (target p99 ≤ 5 ms), beside its floor, two HTTP round
+ *   trips to a bare `Deno.serve`. Skipped where redis-server is not installed.
  * - `nemesis` (`nemesis.ts`): minutes of the randomized fault run of
  *   `bench/_nemesis.ts` (Redis killed and flushed, replicas frozen, pub/sub
  *   killed, a gate closed), with each property's verdict as a target.
