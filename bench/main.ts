@@ -18,8 +18,11 @@
  *   run: a `PING` round trip (the floor), the store's acquire in round trips
  *   (target 2), acquire latency and
  *   throughput against the memory store, and the handoff from a release on
- *   one replica to a waiter on another (target p99 ≤ 5 ms). Skipped where redis-server is not
- *   installed.
+ *   one replica to a waiter on another (target p99 ≤ 5 ms), beside its floor, two HTTP round
+ *   trips to a bare `Deno.serve`. Skipped where redis-server is not installed.
+ * - `nemesis` (`nemesis.ts`): minutes of the randomized fault run of
+ *   `bench/_nemesis.ts` (Redis killed and flushed, replicas frozen, pub/sub
+ *   killed, a gate closed), with each property's verdict as a target.
  *
  * All run by default; name some to run only those:
  * `deno task bench -- handoff,rollout` or `BENCH_ONLY=memory deno task bench`.
@@ -51,6 +54,7 @@ import {
   type Stoppable,
 } from "./http.ts";
 import { runMemory } from "./memory.ts";
+import { runNemesisBench } from "./nemesis.ts";
 import { runRedis } from "./redis.ts";
 import type { ChildProcess } from "./process.ts";
 import { defaultProgram, type Program, programsToCompare } from "./program.ts";
@@ -60,7 +64,15 @@ import { runStartup } from "./startup.ts";
 import { WRK_MISSING, wrkVersion } from "./wrk.ts";
 
 /** The parts of the benchmark, in the order they run. */
-export const PARTS = ["startup", "handoff", "rollout", "memory", "http", "redis"] as const;
+export const PARTS = [
+  "startup",
+  "handoff",
+  "rollout",
+  "memory",
+  "http",
+  "redis",
+  "nemesis",
+] as const;
 
 /** One part of the benchmark. */
 export type Part = (typeof PARTS)[number];
@@ -302,6 +314,8 @@ export async function main(args: readonly string[] = Deno.args): Promise<number>
           ? await runRollout(common)
           : part === "startup"
           ? await runStartup({ ...common, rounds: config.starts })
+          : part === "nemesis"
+          ? await runNemesisBench(common)
           : part === "redis"
           ? await runRedis({
             ...common,

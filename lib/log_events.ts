@@ -21,6 +21,12 @@ export const SERVER_LOG_EVENTS = {
   listen_failed: "error",
   redis_unreachable: "warn",
   redis_connected: "info",
+  /** Redis lost the semaphore, or its clock jumped: no grants for --maxDuration. */
+  redis_recovery: "warn",
+  /** A setting of Redis breaks a guarantee, or cannot be read (CONFIG refused). */
+  redis_setting: "warn",
+  /** The replica cannot subscribe to the semaphore's channel (a missing ACL right). */
+  redis_channel_refused: "error",
   /** Another `--locks` than the shared semaphore's: the process exits 2. */
   locks_conflict: "error",
   auth_token_reloaded: "info",

@@ -24,6 +24,7 @@ import { MemoryLockStore } from "./stores/memory.ts";
 import type { LockStore } from "./core/store.ts";
 import type { RedisStoreModule, RedisTarget } from "./stores/settings.ts";
 import type { StoredLock } from "./stores/state_file.ts";
+import type { RecoveryGate } from "./gates/recovery.ts";
 
 /** How long in-flight requests may take to finish after a shutdown signal before the process exits anyway. */
 export const SHUTDOWN_GRACE_MS = 5_000;
@@ -98,6 +99,8 @@ export interface BuildOptions {
   state?: PersistedState;
   /** The store, made already (Redis). @default {a memory store, kept in --stateFile if set} */
   store?: LockStore;
+  /** The gate the store closes while it recovers (Redis). @default {none} */
+  storeRecovery?: RecoveryGate;
   /**
    * The bearer token requests must present, from {@linkcode loadTokenSource}:
    * required when `config.auth` is set.
@@ -138,6 +141,7 @@ export async function buildServer(config: ServerConfig, log: Logger, options: Bu
     ...(state.recoverUntil === undefined
       ? []
       : [new (await import("./gates/recovery.ts")).RecoveryGate(state.recoverUntil)]),
+    ...(options.storeRecovery ? [options.storeRecovery] : []),
     checker,
     ...(config.maxLoad === undefined ? [] : [loadGate(config.maxLoad)]),
     ...(config.maxPressure === undefined ? [] : [pressureGate(config.maxPressure)]),
@@ -288,8 +292,11 @@ export async function runServer(config: ServerConfig, options: RunOptions = {}):
   // Another --locks in Redis for the same --name: at start, or found on a reconnect.
   const { promise: conflicted, resolve: conflict } = Promise.withResolvers<string>();
   let store: LockStore | undefined;
+  const storeRecovery = config.store.kind === "redis"
+    ? new (await import("./gates/recovery.ts")).RecoveryGate()
+    : undefined;
   if (config.store.kind === "redis") {
-    const shared = await openRedisStore(config, config.store.target, log, conflict);
+    const shared = await openRedisStore(config, config.store.target, log, conflict, storeRecovery!);
     const refused = await Promise.race([conflicted, shared.ready.then(() => undefined)]);
     if (refused !== undefined) {
       log.error(refused, logEvent("locks_conflict"));
@@ -306,6 +313,7 @@ export async function runServer(config: ServerConfig, options: RunOptions = {}):
       ...(auth ? { auth } : {}),
       logLinesDropped: () => writer.dropped,
       ...(store ? { store } : {}),
+      ...(storeRecovery ? { storeRecovery } : {}),
     });
   } catch (error) {
     log.error(explainListenError(error, config), logEvent("listen_failed"));
@@ -333,7 +341,7 @@ export async function runServer(config: ServerConfig, options: RunOptions = {}):
  * client, and `deno task start` needs no download. `deno compile` is told to
  * include it (`scripts/compile.ts`).
  */
-export const REDIS_STORE_MODULE = "./stores/redis.ts";
+export const REDIS_STORE_MODULE = "./stores/redis/store.ts";
 
 /** How long the server waits for Redis at start before it listens anyway (and answers 503). */
 export const STORE_CONNECT_WAIT_MS = 3_000;
@@ -347,10 +355,25 @@ async function openRedisStore(
   target: RedisTarget,
   log: Logger,
   onConflict: (message: string) => void,
+  recovery: RecoveryGate,
 ): Promise<{ store: LockStore; ready: Promise<void> }> {
   const { RedisLockStore } = await import(REDIS_STORE_MODULE) as RedisStoreModule;
   const store = new RedisLockStore(config.locks, target, {
     name: config.storeName,
+    recoveryMs: config.maxDurationMs,
+    onRecovery: ({ cause, forMs, detail }) => {
+      recovery.hold(cause, forMs);
+      log.warn(
+        `${detail} (${target.url}, --name ${config.storeName}): locks granted before may still ` +
+          `be held, so no grants for ${formatDuration(forMs)} (--maxDuration)`,
+        logEvent("redis_recovery"),
+      );
+    },
+    onRecovered: () => recovery.release(),
+    onProblem: (problem, message) =>
+      problem === "channel"
+        ? log.error(message, logEvent("redis_channel_refused"))
+        : log.warn(message, logEvent("redis_setting")),
     onConflict: (stored) =>
       onConflict(
         `--locks ${config.locks} differs from the ${stored} slot${stored === 1 ? "" : "s"} ` +

@@ -172,7 +172,7 @@ export async function acquireLock(
     }
 
     if (answer?.kind === "acquired") {
-      const lock = heldLock(options, answer, clock);
+      const lock = heldLock(options, answer, clock, holdStart(start, waitMs, clock.now()));
       reportAcquired(options, names, answer, lock);
       return await saveToken(options, names, lock);
     }
@@ -214,22 +214,40 @@ export async function acquireLock(
 }
 
 /**
+ * How long before its answer a grant made while the request waited in the
+ * server's queue may have been made: the longest a store call takes (the
+ * Redis store's timeout, `REDIS_TIMEOUT_MS`), as the store counts the lease
+ * from its own clock when the call runs.
+ */
+export const GRANT_BEFORE_ANSWER_MS = 1_000;
+
+/**
+ * When the hold counts from, on the monotonic clock: when the request was
+ * sent, since the server may have granted it any time between then and the
+ * answer and counts the lease from then; for a request that waited in the
+ * queue, at most {@linkcode GRANT_BEFORE_ANSWER_MS} before the answer.
+ */
+function holdStart(sentAt: number, waitMs: number | undefined, receivedAt: number): number {
+  return waitMs === undefined ? sentAt : Math.max(sentAt, receivedAt - GRANT_BEFORE_ANSWER_MS);
+}
+
+/**
  * The lock as granted: it expires after the duration the server granted (which
  * may be less than asked), else at the `expiresAt` it names, else after the
- * duration asked for (the original says neither).
+ * duration asked for (the original says neither), counted from `from`.
  */
 function heldLock(
   options: AcquireOptions,
   answer: Extract<LockAnswer, { kind: "acquired" }>,
   clock: Clock,
+  from: number,
 ): HeldLock {
-  const receivedAt = clock.now();
   const expiresAt = answer.durationMs !== undefined
-    ? receivedAt + answer.durationMs
+    ? from + answer.durationMs
     : answer.expiresAt !== undefined
-    ? receivedAt + (answer.expiresAt - clock.wallNow())
+    ? clock.now() + (answer.expiresAt - clock.wallNow())
     : options.durationMs !== undefined
-    ? receivedAt + options.durationMs
+    ? from + options.durationMs
     : undefined;
   const lock: HeldLock = { server: options.server, token: answer.token, expiresAt };
   if (options.authToken !== undefined) lock.authToken = options.authToken;

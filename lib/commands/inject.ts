@@ -22,7 +22,7 @@ import { note, onStopSignals } from "../client/output.ts";
 import { formatDuration, parseDuration } from "../duration.ts";
 import { describeError, UsageError } from "../errors.ts";
 import { EXIT } from "../exit.ts";
-import type { InjectOptions } from "../inject/patch.ts";
+import type { InjectOptions, SecretKey } from "../inject/patch.ts";
 import { serveTlsReloading } from "../inject/tls_server.ts";
 import { createWebhookHandler, type Decision } from "../inject/webhook.ts";
 import { parseHttpUrl, parsePath } from "./_client.ts";
@@ -121,6 +121,14 @@ export const INJECT_FLAGS: readonly FlagSpec[] = [
       "How long an init-mode container waits for a lock before the kubelet runs it again",
   },
   {
+    name: "authTokenSecret",
+    kind: "value",
+    valueName: "SECRET/KEY",
+    description: "The Secret and key, in each pod's namespace, that hold the lock server's " +
+      "--authToken; the injected container gets it as STARTUP_LOCK_AUTH_TOKEN (default: the " +
+      "server needs no token)",
+  },
+  {
     name: "tlsCheckInterval",
     kind: "value",
     valueName: "DURATION",
@@ -145,6 +153,25 @@ function parseServer(text: string): string {
   }
   parseHttpUrl(server.replaceAll("$(HOST_IP)", SAMPLE_HOST_IP), "http://$(HOST_IP):8888");
   return server;
+}
+
+/** A DNS-1123 subdomain, as a Secret's name must be. */
+const SECRET_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+/** A Secret's key: letters, digits, "-", "_" and ".". */
+const SECRET_KEY = /^[-._a-zA-Z0-9]+$/;
+
+/** `--authTokenSecret`: `NAME/KEY`, a Secret's name and one of its keys. */
+export function parseSecretKey(text: string): SecretKey {
+  const [name = "", key = "", ...rest] = text.trim().split("/");
+  if (
+    rest.length > 0 || name.length > 253 || !SECRET_NAME.test(name) || key.length > 253 ||
+    !SECRET_KEY.test(key)
+  ) {
+    throw new RangeError(
+      "expected a Secret's name and key as NAME/KEY, such as startup-lock-auth/token",
+    );
+  }
+  return { name, key };
 }
 
 /** `--image`: an image reference, without spaces. */
@@ -193,6 +220,7 @@ function parse(argv: readonly string[], env: Env): Parsed<InjectCommandOptions> 
         sidecarDurationMs: read.value("duration", DEFAULT_SIDECAR_DURATION_MS, parseDuration),
         initDurationMs: read.value("initDuration", DEFAULT_INIT_DURATION_MS, parseDuration),
         initWaitMs: read.value("wait", DEFAULT_INIT_WAIT_MS, parseDuration),
+        authTokenSecret: read.value("authTokenSecret", undefined, parseSecretKey),
       },
     },
   };

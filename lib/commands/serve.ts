@@ -246,9 +246,14 @@ function parse(argv: readonly string[], env: Env): Parsed<ServeOptions> {
   const auth = readAuthFlags(read);
   if (auth) config.auth = "tokenFile" in auth ? { tokenFile: auth.tokenFile } : auth;
   if (config.timeoutMs > config.maxDurationMs) {
+    const maxDuration = formatDuration(config.maxDurationMs);
     throw new UsageError(
-      `Invalid ${read.source("timeout")} "${read.text("timeout")}": the default lock duration ` +
-        `must not exceed --maxDuration (${formatDuration(config.maxDurationMs)})`,
+      read.has("timeout")
+        ? `Invalid ${read.source("timeout")} "${read.text("timeout")}": the default lock ` +
+          `duration must not exceed --maxDuration (${maxDuration})`
+        : `Invalid ${read.source("maxDuration")} "${read.text("maxDuration")}": it must not be ` +
+          `shorter than the default lock duration (--timeout, ` +
+          `${formatDuration(config.timeoutMs)}); set --timeout too`,
     );
   }
   const warnings = secretFlagWarnings(read, [AUTH_TOKEN_SECRET, STORE_SECRET]);

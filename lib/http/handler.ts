@@ -7,12 +7,8 @@
  *
  * @module
  */
-import {
-  type LockService,
-  type Outcome,
-  type Renewal,
-  UNAVAILABLE_RETRY_MS,
-} from "../core/service.ts";
+import type { LockService, Outcome, Renewal } from "../core/service.ts";
+import { storeDown } from "../core/refusals.ts";
 import { type Awaitable, type Lease, StoreUnavailableError } from "../core/store.ts";
 import { describeError, HttpError } from "../errors.ts";
 import type { TokenSource } from "./auth.ts";
@@ -204,10 +200,7 @@ export function createHandler(options: HandlerOptions): Handler {
       return errorResponse(error.status, error.message, json, error.headers);
     }
     if (error instanceof StoreUnavailableError) {
-      return refused(
-        { reason: "store", error: error.message, retryAfterMs: UNAVAILABLE_RETRY_MS },
-        json,
-      );
+      return refused(storeDown(error.message), json);
     }
     onError(`Unexpected error on ${request.method} ${path}: ${describeError(error)}`);
     return text(500, "Internal error\n");

@@ -5,7 +5,12 @@
  *
  * @module
  */
-import { type Denial, type FailingDependency, UNAVAILABLE_REASONS } from "../core/denial.ts";
+import {
+  type Denial,
+  type FailingDependency,
+  type RecoveryCause,
+  UNAVAILABLE_REASONS,
+} from "../core/denial.ts";
 import type { StatusData } from "../core/service.ts";
 import { isoTime } from "../clock.ts";
 import type { PerCoreSlots } from "../config.ts";
@@ -121,6 +126,14 @@ export function refused(denial: Denial, json: boolean): Response {
   );
 }
 
+/** Why locks granted before may still be held, for {@linkcode explain}. */
+const RECOVERY_CAUSES: Record<RecoveryCause, string> = {
+  state_file: "the state file could not be read at start",
+  store_lost: "the lock store lost the locks it held (a restart without its data, a flush, " +
+    "an eviction or a failover)",
+  clock_jump: "the lock store's clock jumped, which moved every lock's expiry",
+};
+
 /** One sentence for people, without the leading "Locked". */
 export function explain(denial: Denial): string {
   switch (denial.reason) {
@@ -136,8 +149,8 @@ export function explain(denial: Denial): string {
       return `${parts.length} dependencies are down: ${parts.join(", ")}`;
     }
     case "recovering":
-      return "the state file could not be read at start, so locks granted before the restart " +
-        `may still be held; the first grant comes in ${formatDuration(denial.retryAfterMs)}`;
+      return `${RECOVERY_CAUSES[denial.cause]}, so locks granted before may still be held; ` +
+        `the first grant comes in ${formatDuration(denial.retryAfterMs)}`;
     case "cooldown":
       return `at most one grant every ${formatDuration(denial.cooldownMs)}; the next in ${
         formatDuration(denial.retryAfterMs)

@@ -127,6 +127,8 @@ export function writeEvent(event: LockEvent, log: Logger): void {
         return;
       }
       if (event.open) log.info(`The ${event.gate} gate is open: locking is allowed`, f);
+      // Whoever closes the recovery gate says why in its own warning: one line, not two.
+      else if (event.gate === "recovery") log.debug("The recovery gate is closed", f);
       else log.warn(`The ${event.gate} gate is closed (${event.reason}): locking is paused`, f);
       return;
     case "store":

@@ -33,6 +33,8 @@ export interface FileLockStoreOptions {
 /** A memory store whose held locks are written to a state file; see the module documentation. */
 export class FileLockStore implements LockStore {
   readonly capacity: number;
+  /** Lookups read memory and work while writes fail: only a change that works says it is back. */
+  readonly upAfter = "a_change";
   readonly #memory: MemoryLockStore;
   readonly #writer: StateWriter;
 

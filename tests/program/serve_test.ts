@@ -568,6 +568,13 @@ const INVALID: Invalid[] = [
     says: "must not exceed --maxDuration (1m)",
   },
   {
+    what: "--maxDuration shorter than the default --timeout",
+    argv: ["--maxDuration", "5s"],
+    names: "--maxDuration",
+    value: "5s",
+    says: "must not be shorter than the default lock duration (--timeout, 10s)",
+  },
+  {
     what: "--timeout bigger than the default --maxDuration",
     argv: ["--timeout", "2h"],
     names: "--timeout",

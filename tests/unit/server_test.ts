@@ -85,11 +85,11 @@ Deno.test("buildServer() hands --locks, --timeout, --maxDuration and --maxWaiter
 /** What a server loads only when a flag or a request asks for it. */
 const ON_DEMAND = [
   "lib/gates/cooldown.ts", // --cooldown
-  "lib/gates/recovery.ts", // an unreadable --stateFile
+  "lib/gates/recovery.ts", // an unreadable --stateFile, a Redis --store
   "lib/http/auth.ts", // --authToken, --authTokenFile
   "lib/http/status_page.ts", // the first browser on /status
   "lib/stores/file.ts", // --stateFile
-  "lib/stores/redis.ts", // a Redis --store
+  "lib/stores/redis/store.ts", // a Redis --store
   "lib/stores/state_file.ts", // --stateFile
   "node:crypto", // with lib/http/auth.ts
 ];

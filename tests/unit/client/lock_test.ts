@@ -33,6 +33,19 @@ Deno.test("acquireLock() counts the expiry from the duration granted, not the on
   assert.equal(result.lock.expiresAt, clock.now() + 1_000);
 });
 
+Deno.test("acquireLock() counts its hold from when it sent the request, as the server may grant any time until it answers", async () => {
+  const clock = new ManualClock();
+  await using stub = startStandIn(() => {
+    clock.advance(400); // The answer takes 400 ms to come back.
+    return Response.json({ status: "acquired", token: "tok", duration: 2 }, {
+      headers: { "Lock-Token": "tok", "Lock-Duration": "2" },
+    });
+  });
+  const result = await acquireLock(options(stub.url, { durationMs: 2_000 }), { clock });
+  assert.ok(result.kind === "acquired");
+  assert.equal(result.lock.expiresAt, clock.now() - 400 + 2_000);
+});
+
 Deno.test("acquireLock() counts the expiry from expiresAt when the server names no duration", async () => {
   const clock = new ManualClock();
   await using stub = startStandIn(() =>

@@ -201,7 +201,7 @@ Deno.test("RecoveryGate is closed until its instant, then opens and says so", ()
   gate.start();
   assert.deepEqual(gate.state(), {
     open: false,
-    denial: { reason: "recovering", retryAfterMs: 5_000 },
+    denial: { reason: "recovering", cause: "state_file", retryAfterMs: 5_000 },
   });
   clock.advance(5_000);
   assert.deepEqual(gate.state(), { open: true });

@@ -1,0 +1,438 @@
+/**
+ * The Lua scripts of the Redis store. Each runs atomically on the Redis
+ * server, reads the time from the server (`TIME`), so replicas' clocks do not
+ * matter, and first drops the leases that have run out (telling every replica
+ * on the semaphore's channel).
+ *
+ * Every script takes the same keys, in this order:
+ *
+ * | key        | type   | holds                                                  |
+ * | ---------- | ------ | ------------------------------------------------------ |
+ * | `leases`   | zset   | token → expiry (server milliseconds)                   |
+ * | `info`     | hash   | token → `ACQUIRED_AT` or `ACQUIRED_AT ID`              |
+ * | `ids`      | hash   | id → token                                             |
+ * | `line`     | zset   | ticket (`REPLICA/N`) → arrival number                  |
+ * | `tickets`  | hash   | ticket → the waiting client's id (`""` when anonymous) |
+ * | `replicas` | zset   | replica → heartbeat deadline (server milliseconds)     |
+ * | `seq`      | string | the last arrival number given out                      |
+ * | `config`   | hash   | `capacity` → the number of slots, `epoch` → a random   |
+ * |            |        | name written once with it, `version` → the count of    |
+ * |            |        | changes of the leases, `beat` → the last heartbeat of  |
+ * |            |        | any replica (server milliseconds)                      |
+ * | `paused`   | set    | replicas that cannot grant now (a gate closed)         |
+ *
+ * and begins its arguments (`ARGV`) with the channel, the calling replica's
+ * name, the semaphore's epoch as the caller knows it, the caller's capacity
+ * and the count of changes (`version`) the caller has seen; the script's own
+ * arguments (`args`, below) follow. Every script but `init` first checks
+ * them (`CHECKED`) and answers an error reply `LOST <stored epoch or none>`
+ * (`LOST rewound` when Redis holds fewer changes than the caller saw) or
+ * `CAPACITY <stored capacity>`; it answers `{version, reply}`.
+ *
+ * A lease comes back as `{token, id or false, acquiredAt, expiresAt}`, with
+ * the server's `now` beside it. Ids are printable ASCII without spaces
+ * (`lib/protocol.ts`), so a space separates them from the time in `info`.
+ *
+ * @module
+ */
+
+/** The key names, in the order the scripts take them. */
+export const KEY_NAMES = [
+  "leases",
+  "info",
+  "ids",
+  "line",
+  "tickets",
+  "replicas",
+  "seq",
+  "config",
+  "paused",
+] as const;
+
+/**
+ * The semaphore's keys expire this long after the last beat of any replica:
+ * a `--name` no replica uses any more leaves nothing behind. A day outlasts
+ * any outage worth waiting for; a replica that comes back later finds the
+ * semaphore gone and recovers as after any loss.
+ */
+export const SEMAPHORE_TTL_MS = 24 * 3_600_000;
+
+/** The error reply of a script that found the semaphore gone or made anew. */
+export const LOST = "LOST";
+/**
+ * The epoch a script writes when Redis went back in time (it holds fewer
+ * changes than a caller saw): every replica then finds its epoch changed.
+ */
+export const REWOUND = "rewound";
+/** The error reply of a script called with another capacity than the stored one. */
+export const CAPACITY = "CAPACITY";
+
+/**
+ * When no replica has beaten for this long, Redis (or the way to it) was gone
+ * for all of them: none is counted dead for that time. Replicas beat every
+ * second (`BEAT_INTERVAL_MS`) and count as dead after 3 (`TICKET_TTL_MS`), so
+ * 2 s of silence means that nobody could beat, while a live replica's
+ * heartbeat still has time left.
+ */
+export const SILENCE_MS = 2_000;
+
+const PRELUDE = `
+local leases, info, ids, line, tickets, replicas, seq, config, paused =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local channel, self, epoch, capacity, seen =
+  ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local args = {select(6, unpack(ARGV))}
+local SILENCE_MS = ${SILENCE_MS}
+local SEMAPHORE_TTL_MS = ${SEMAPHORE_TTL_MS}
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+-- Tells every replica that slots freed. A failure (a user without the channel right) must not
+-- fail the script: its writes are made already, and every replica also asks again each beat.
+local function publish()
+  redis.pcall('PUBLISH', channel, self)
+end
+
+local function lease(token)
+  local expires = redis.call('ZSCORE', leases, token)
+  if not expires then return false end
+  local v = redis.call('HGET', info, token) or '0'
+  local sep = string.find(v, ' ', 1, true)
+  if sep then
+    return {token, string.sub(v, sep + 1), tonumber(string.sub(v, 1, sep - 1)), tonumber(expires)}
+  end
+  return {token, false, tonumber(v), tonumber(expires)}
+end
+
+-- Counts a change of the leases: a replica that saw a count Redis no longer has knows that Redis
+-- lost changes it had answered (a failover to a replica that missed them).
+local function changed()
+  redis.call('HINCRBY', config, 'version', 1)
+end
+
+local function drop(token)
+  local l = lease(token)
+  if l then changed() end
+  redis.call('ZREM', leases, token)
+  redis.call('HDEL', info, token)
+  if l and l[2] and redis.call('HGET', ids, l[2]) == token then redis.call('HDEL', ids, l[2]) end
+  return l
+end
+
+-- Drops the leases that have run out; tells every replica.
+local function sweep()
+  local gone = redis.call('ZRANGEBYSCORE', leases, '-inf', now)
+  local expired = {}
+  for i, token in ipairs(gone) do expired[i] = drop(token) end
+  if #gone > 0 then publish() end
+  return expired
+end
+
+-- Milliseconds until the soonest lease runs out, or -1 when none is held.
+local function soonest()
+  local first = redis.call('ZRANGE', leases, 0, 0, 'WITHSCORES')
+  if first[2] then return tonumber(first[2]) - now end
+  return -1
+end
+
+local function owner(ticket)
+  return string.match(ticket, '^(.*)/[^/]*$')
+end
+
+local function alive(ticket)
+  local replica = owner(ticket)
+  local deadline = replica and redis.call('ZSCORE', replicas, replica)
+  return deadline and tonumber(deadline) > now
+end
+
+-- Whether the ticket's replica can grant it now: a ticket that cannot be served holds nobody up.
+local function eligible(ticket)
+  return redis.call('SISMEMBER', paused, owner(ticket)) == 0
+end
+
+-- After a silence of every replica (Redis stopped, frozen or out of reach), nobody could beat:
+-- each replica gets back the time it had left, so that no live replica's tickets are dropped.
+local function catchUp()
+  local last = tonumber(redis.call('HGET', config, 'beat'))
+  if last and now - last > SILENCE_MS then
+    for _, r in ipairs(redis.call('ZRANGE', replicas, 0, -1)) do
+      redis.call('ZINCRBY', replicas, now - last, r)
+    end
+    redis.call('HSET', config, 'beat', now)
+  end
+end
+
+-- How many live tickets of other replicas wait ahead of this replica's first ticket in line
+-- (ahead of any ticket when ticket is ''), counting up to limit; drops the tickets of replicas
+-- that stopped beating on the way, and counts none of a replica that cannot grant now. A replica serves its own waiters in its own order, so its
+-- first ticket is its place, whichever of its waiters asks. Returns the count and that ticket.
+local function ahead(ticket, limit)
+  local count, start = 0, 0
+  while count < limit do
+    local batch = redis.call('ZRANGE', line, start, start + 63)
+    if #batch == 0 then return count, false end
+    local dead = {}
+    for _, m in ipairs(batch) do
+      if ticket ~= '' and (m == ticket or owner(m) == self) then
+        for _, d in ipairs(dead) do redis.call('ZREM', line, d); redis.call('HDEL', tickets, d) end
+        return count, m
+      end
+      if alive(m) then
+        if eligible(m) then
+          count = count + 1
+          if count >= limit then break end
+        end
+      else
+        dead[#dead + 1] = m
+      end
+    end
+    for _, d in ipairs(dead) do redis.call('ZREM', line, d); redis.call('HDEL', tickets, d) end
+    start = start + #batch - #dead
+  end
+  return count, false
+end
+
+local function join(ticket, id, score)
+  if redis.call('ZSCORE', line, ticket) then return tonumber(redis.call('ZSCORE', line, ticket)) end
+  local s = tonumber(score)
+  if not s then s = redis.call('INCR', seq) end
+  redis.call('ZADD', line, s, ticket)
+  redis.call('HSET', tickets, ticket, id)
+  return s
+end
+`;
+
+/**
+ * The prelude, then a check that the semaphore is the one the caller knows,
+ * with the capacity the caller has; otherwise the script stops before it
+ * reads or writes anything. A missing or different epoch means that Redis
+ * lost what it held (a restart without its data, `FLUSHALL`, an eviction, a
+ * failover that lost writes): the caller must learn it, and nothing may
+ * paper over it by making a new semaphore. The stored capacity is the
+ * authority: a replica with another one is refused.
+ */
+const CHECKED = PRELUDE + `
+local stored = redis.call('HMGET', config, 'epoch', 'capacity', 'version')
+if stored[1] ~= epoch then return redis.error_reply('${LOST} ' .. (stored[1] or 'none')) end
+if (tonumber(stored[3]) or 0) < seen then
+  -- Redis went back in time: every replica must learn it, not only this one.
+  redis.call('HSET', config, 'epoch', '${REWOUND}')
+  return redis.error_reply('${LOST} ${REWOUND}')
+end
+if tonumber(stored[2]) ~= capacity then
+  return redis.error_reply('${CAPACITY} ' .. (stored[2] or 'none'))
+end
+`;
+
+/**
+ * A script's body after {@linkcode CHECKED}, its reply beside the count of
+ * changes (`{version, reply}`), which the caller keeps to pass back as `seen`.
+ */
+function checked(body: string): string {
+  return CHECKED + `local function run()
+${body}
+end
+local reply = run()
+return {tonumber(redis.call('HGET', config, 'version')) or 0, reply}
+`;
+}
+
+/**
+ * `acquire`: durationMs, id, ticket, token, place (the ticket's place in line
+ * when it had one, `""` if not: a ticket dropped while its replica could not
+ * beat gets its place back).
+ * Returns `{1, now, soonest, lease, existing, expired}` for a grant, or
+ * `{0, now, soonest, nextFreeInMs, waitingAhead, expired}`.
+ * A ticket (`""` for none) is put in line if it is not there yet, and counts
+ * as waiting at its replica's first place; without one, any live ticket waits
+ * ahead.
+ */
+export const ACQUIRE = checked(`
+local duration, id, ticket, token, place = tonumber(args[1]), args[2], args[3], args[4], args[5]
+local expired = sweep()
+if id ~= '' then
+  local heldBy = redis.call('HGET', ids, id)
+  local l = heldBy and lease(heldBy)
+  if l then return {1, now, soonest(), l, 1, expired} end
+end
+if ticket ~= '' then join(ticket, id, place) end
+local held = redis.call('ZCARD', leases)
+local free = capacity - held
+local waiting, first = 0, false
+if free > 0 then
+  catchUp()
+  waiting, first = ahead(ticket, free)
+end
+if free <= 0 or waiting >= free then
+  local nextFree = 0
+  if held >= capacity then
+    local nth = redis.call('ZRANGE', leases, held - capacity, held - capacity, 'WITHSCORES')
+    nextFree = math.max(0, tonumber(nth[2]) - now)
+  end
+  return {0, now, soonest(), nextFree, waiting, expired}
+end
+local expires = now + duration
+changed()
+redis.call('ZADD', leases, expires, token)
+if id ~= '' then
+  redis.call('HSET', info, token, now .. ' ' .. id)
+  redis.call('HSET', ids, id, token)
+else
+  redis.call('HSET', info, token, now)
+end
+if ticket ~= '' then
+  -- The replica's first place goes with the grant; its ticket there takes this one's place.
+  if first and first ~= ticket then
+    redis.call('ZADD', line, redis.call('ZSCORE', line, ticket), first)
+  end
+  redis.call('ZREM', line, ticket)
+  redis.call('HDEL', tickets, ticket)
+  -- Slots are still free and others wait: let them ask.
+  if free > 1 and redis.call('ZCARD', line) > 0 then publish() end
+end
+return {1, now, soonest(), lease(token), 0, expired}
+`);
+
+/** `release`: token. Returns `{now, soonest, lease or false, expired}`. */
+export const RELEASE = checked(`
+local expired = sweep()
+local l = false
+if redis.call('ZSCORE', leases, args[1]) then
+  l = drop(args[1])
+  publish()
+end
+return {now, soonest(), l, expired}
+`);
+
+/** `renew`: token, durationMs. Returns `{now, soonest, lease or false, expired}`. */
+export const RENEW = checked(`
+local expired = sweep()
+local l = false
+if redis.call('ZSCORE', leases, args[1]) then
+  changed()
+  redis.call('ZADD', leases, 'XX', now + tonumber(args[2]), args[1])
+  l = lease(args[1])
+end
+return {now, soonest(), l, expired}
+`);
+
+/**
+ * `read`: what, arg. `what` is `id`, `token` or `all`.
+ * Returns `{now, soonest, leases, expired}`, leases soonest expiry first.
+ */
+export const READ = checked(`
+local expired = sweep()
+local out = {}
+if args[1] == 'id' then
+  local token = redis.call('HGET', ids, args[2])
+  out[1] = token and lease(token)
+elseif args[1] == 'token' then
+  out[1] = lease(args[2])
+else
+  for i, token in ipairs(redis.call('ZRANGE', leases, 0, -1)) do out[i] = lease(token) end
+end
+return {now, soonest(), out, expired}
+`);
+
+/**
+ * `join`: ticket, id, score (`""` for a new arrival
+ * number). Puts the ticket in line, or back at its old place; returns its place.
+ */
+export const JOIN = checked(`
+return join(args[1], args[2], args[3])
+`);
+
+/** `leave`: tickets…. Takes them out of line; those behind may ask. */
+export const LEAVE = checked(`
+local removed = 0
+for i = 1, #args do
+  removed = removed + redis.call('ZREM', line, args[i])
+  redis.call('HDEL', tickets, args[i])
+end
+if removed > 0 then publish() end
+return removed
+`);
+
+/**
+ * `abandon`: tokens…. Drops the leases of acquires
+ * whose answer never came back (Redis ran them after the caller gave up), so
+ * no slot stays held by a token nobody knows. Returns how many were held.
+ */
+export const ABANDON = checked(`
+local dropped = 0
+for i = 1, #args do
+  if redis.call('ZSCORE', leases, args[i]) then
+    drop(args[i])
+    dropped = dropped + 1
+  end
+end
+if dropped > 0 then publish() end
+return dropped
+`);
+
+/**
+ * `beat`: ttlMs, eligible (`1` when the replica can grant now, `0` when not).
+ * Keeps the replica's tickets alive
+ * for ttlMs, forgets replicas silent for a minute, drops run-out leases, and
+ * keeps every key of the semaphore for {@linkcode SEMAPHORE_TTL_MS} more.
+ * Returns `{now, soonest, expired, free}`: free, the slots free now, tells
+ * a replica with waiters to ask for them even if no message came.
+ */
+export const BEAT = checked(`
+catchUp()
+redis.call('ZADD', replicas, now + tonumber(args[1]), self)
+if args[2] == '1' then redis.call('SREM', paused, self) else redis.call('SADD', paused, self) end
+redis.call('HSET', config, 'beat', now)
+for _, r in ipairs(redis.call('ZRANGEBYSCORE', replicas, '-inf', now - 60000)) do
+  redis.call('SREM', paused, r)
+end
+redis.call('ZREMRANGEBYSCORE', replicas, '-inf', now - 60000)
+local expired = sweep()
+-- The semaphore's keys outlive its last replica by ttl: a retired --name leaves nothing behind.
+for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, SEMAPHORE_TTL_MS) end
+return {now, soonest(), expired, capacity - redis.call('ZCARD', leases)}
+`);
+
+/**
+ * `line`: no arguments. The tickets that hold others up, in order (those of
+ * live replicas that can grant now), as `{ticket, id}` pairs (id `""` when
+ * anonymous).
+ */
+export const LINE = checked(`
+catchUp()
+local out = {}
+for _, m in ipairs(redis.call('ZRANGE', line, 0, -1)) do
+  if alive(m) and eligible(m) then out[#out + 1] = {m, redis.call('HGET', tickets, m) or ''} end
+end
+return out
+`);
+
+/**
+ * `init`: no arguments. Makes the semaphore, with the caller's epoch and
+ * capacity, if Redis holds none (the first replica ever, or the first after a
+ * loss once the recovery is over; a rewound epoch counts as none); returns
+ * the stored `{capacity, epoch, version}`,
+ * which the caller adopts (or, for another capacity, refuses). The one
+ * script that runs without the check of {@linkcode CHECKED}.
+ */
+export const INIT = PRELUDE + `
+redis.call('HSETNX', config, 'capacity', ARGV[4])
+local current = redis.call('HGET', config, 'epoch')
+if not current or current == '${REWOUND}' then redis.call('HSET', config, 'epoch', epoch) end
+local stored = redis.call('HMGET', config, 'capacity', 'epoch', 'version')
+return {tonumber(stored[1]), stored[2], tonumber(stored[3]) or 0}
+`;
+
+/** Every script by the name the store calls it. */
+export const SCRIPTS = {
+  acquire: ACQUIRE,
+  release: RELEASE,
+  renew: RENEW,
+  read: READ,
+  join: JOIN,
+  leave: LEAVE,
+  abandon: ABANDON,
+  beat: BEAT,
+  line: LINE,
+  init: INIT,
+} as const;
