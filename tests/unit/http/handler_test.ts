@@ -86,6 +86,17 @@ function setup(options: SetupOptions = {}) {
   };
 }
 
+/** A checker of `urls` on `clock`: a round every 10 s while one is down, every minute when up. */
+function dependencyChecker(urls: readonly string[], clock: ManualClock): DependencyChecker {
+  return new DependencyChecker({
+    targets: urls.map(parseCheckTarget),
+    passIntervalMs: 60_000,
+    failIntervalMs: 10_000,
+    timeoutMs: 2_000,
+    clock,
+  });
+}
+
 /** Whether `promise` has settled once pending callbacks and one timer turn have run. */
 async function isSettled(promise: Promise<unknown>): Promise<boolean> {
   let settled = false;
@@ -669,13 +680,7 @@ Deno.test("GET /status reports each dependency from a real checker", async (t) =
   );
   const url = `http://127.0.0.1:${endpoint.addr.port}/ready`;
   const clock = new ManualClock();
-  const checker = new DependencyChecker({
-    targets: [parseCheckTarget(url)],
-    passIntervalMs: 60_000,
-    failIntervalMs: 10_000,
-    timeoutMs: 2_000,
-    clock,
-  });
+  const checker = dependencyChecker([url], clock);
   using api = setup({ gate: checker });
 
   try {
@@ -895,13 +900,7 @@ Deno.test("handler says why it refuses while dependencies gate locking", async (
   );
   const url = `http://127.0.0.1:${endpoint.addr.port}/ready`;
   const checkerClock = new ManualClock();
-  const checker = new DependencyChecker({
-    targets: [parseCheckTarget(url)],
-    passIntervalMs: 60_000,
-    failIntervalMs: 10_000,
-    timeoutMs: 2_000,
-    clock: checkerClock,
-  });
+  const checker = dependencyChecker([url], checkerClock);
   using api = setup({ gate: checker });
 
   await t.step("before the first round: starting", async () => {
@@ -939,13 +938,7 @@ Deno.test("handler says why it refuses while dependencies gate locking", async (
 
 Deno.test("handler names every dependency that is down in one sentence", async () => {
   const targets = ["tcp://127.0.0.1:1", "tcp://127.0.0.1:2"];
-  const checker = new DependencyChecker({
-    targets: targets.map(parseCheckTarget),
-    passIntervalMs: 60_000,
-    failIntervalMs: 10_000,
-    timeoutMs: 2_000,
-    clock: new ManualClock(),
-  });
+  const checker = dependencyChecker(targets, new ManualClock());
   using api = setup({ gate: checker });
   try {
     checker.start();
