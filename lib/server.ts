@@ -306,6 +306,15 @@ export async function runServer(config: ServerConfig, options: RunOptions = {}):
     }
     store = shared.store;
   }
+  // Listening for signals before the "Listening on" line goes out: whoever started the server may
+  // stop it as soon as it reads that line, and must get a clean shutdown.
+  const signals: Deno.Signal[] = ["SIGTERM", "SIGINT"];
+  const { promise: stopped, resolve: stop } = Promise.withResolvers<Deno.Signal>();
+  const listeners = signals.map((signal) => {
+    const listener = () => stop(signal);
+    Deno.addSignalListener(signal, listener);
+    return () => Deno.removeSignalListener(signal, listener);
+  });
   let server: RunningServer;
   try {
     server = await startServer(config, log, {
@@ -316,15 +325,12 @@ export async function runServer(config: ServerConfig, options: RunOptions = {}):
       ...(storeRecovery ? { storeRecovery } : {}),
     });
   } catch (error) {
+    for (const remove of listeners) remove();
     log.error(explainListenError(error, config), logEvent("listen_failed"));
     await store?.close();
     await writer.close();
     return 1;
   }
-  const signals: Deno.Signal[] = ["SIGTERM", "SIGINT"];
-  const stopped = new Promise<Deno.Signal>((resolve) => {
-    for (const signal of signals) Deno.addSignalListener(signal, () => resolve(signal));
-  });
   const ended = await Promise.race([stopped, conflicted.then((message) => ({ message }))]);
   if (typeof ended === "object") {
     log.error(`${ended.message}: shutting down`, logEvent("locks_conflict"));
