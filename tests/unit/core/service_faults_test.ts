@@ -383,7 +383,8 @@ Deno.test("a grant lost on its way back from the store is not lost for good", as
     const again = await s.request("/?id=pod-a");
     assert.equal(again.status, 200);
     assert.equal(again.headers.get("Lock-Token"), s.inner.byId("pod-a")?.token);
-    assert.equal(again.headers.get("Lock-Duration"), "3", "what is left of it");
+    assert.equal(again.headers.get("Lock-Duration"), "10", "renewed to what it asks now");
+    assert.equal(s.inner.byId("pod-a")?.remainingMs, 10_000);
   });
   await t.step("a waiter gets it once it expires", async () => {
     await using s = setup();

@@ -172,16 +172,20 @@ function serviceSuite(variant: Variant): void {
     const holder = await s.take(10 * U, "web-1");
     const waiter = s.service.acquire({ durationMs: U, id: "web-2", waitMs: 30 * U });
     await s.queued(1);
-    await t.step("while another client waits", async () => {
+    await t.step("while another client waits, renewed to the duration asked", async () => {
       const again = await s.service.acquire({ durationMs: 5 * U, id: "web-1" });
       assert.ok(again.granted && again.existing);
       assert.equal(again.lease.token, holder.lease.token);
+      assert.equal(again.durationMs, 5 * U);
+      s.near(again.lease.remainingMs, 5 * U, "remainingMs of the renewed lease");
       assert.equal(await s.held(), 1);
     });
     await t.step("while a gate is closed", async () => {
       gate.close({ reason: "starting", retryAfterMs: 1_000 });
-      const again = await s.service.acquire({ durationMs: 5 * U, id: "web-1" });
+      const again = await s.service.acquire({ durationMs: 20 * U, id: "web-1" });
       assert.ok(again.granted && again.existing);
+      assert.equal(again.durationMs, 20 * U);
+      s.near(again.lease.remainingMs, 20 * U, "remainingMs of the renewed lease");
       const other = await s.service.acquire({ durationMs: 5 * U, id: "web-3" });
       assert.ok(!other.granted && other.denial.reason === "starting");
     });
