@@ -5,7 +5,8 @@
  *
  * Waiting clients are served first come, first served: while anyone waits, a
  * request that does not wait is refused rather than jump ahead (an id that
- * already holds a lock gets it back), and a freed slot goes to the queue.
+ * already holds a lock gets it back, renewed to the duration it asks for), and
+ * a freed slot goes to the queue.
  *
  * Every store call may fail. A failure is an answer (`store` denial, which
  * the HTTP layer turns into `503`), never an unhandled rejection; the queue
@@ -189,9 +190,20 @@ export class LockService {
     }
     // Someone waits ahead, or a gate is closed: only an id that already holds a lock gets in.
     if (id === undefined) return this.#waitOrDeny(options, request);
-    const then = (lease: Lease | undefined): Awaitable<Outcome> =>
-      lease ? this.#granted(lease, true, request) : this.#waitOrDeny(options, request);
     const failed = (error: unknown) => this.#storeDenial(error, id);
+    // Renewed by its token, in one step: a lease that ran out or was released since the
+    // lookup is not renewed, and the request waits like any other.
+    const renewed = (lease: Lease | undefined): Awaitable<Outcome> =>
+      lease ? this.#regranted(lease, request) : this.#waitOrDeny(options, request);
+    const then = (held: Lease | undefined): Awaitable<Outcome> => {
+      if (!held) return this.#waitOrDeny(options, request);
+      try {
+        const lease = this.#call("renew", () => this.store.renew(held.token, durationMs));
+        return lease instanceof Promise ? lease.then(renewed, failed) : renewed(lease);
+      } catch (error) {
+        return failed(error);
+      }
+    };
     try {
       const held = this.#call("look up", () => this.store.byId(id));
       return held instanceof Promise ? held.then(then, failed) : then(held);
@@ -223,13 +235,7 @@ export class LockService {
     const requestedMs = durationMs > capped ? durationMs : undefined;
     const renewed = (lease: Lease | undefined): Renewal => {
       if (!lease) return { renewed: false };
-      this.events.emit({
-        type: "renewed",
-        id: lease.id,
-        token: tokenPrefix(lease.token),
-        durationMs: capped,
-        requestedMs,
-      });
+      this.#reportRenewal(lease, capped, requestedMs);
       return { renewed: true, lease, durationMs: capped, requestedMs };
     };
     const lease = this.#call("renew", () => this.store.renew(token, capped));
@@ -318,17 +324,39 @@ export class LockService {
     request: CappedRequest,
   ): Awaitable<Outcome> {
     if (result.granted) {
-      if (!result.existing) this.#reportGrant(result.lease, request, 0);
-      return this.#granted(result.lease, result.existing, request);
+      if (result.existing) return this.#regranted(result.lease, request);
+      this.#reportGrant(result.lease, request, 0);
+      return this.#granted(result.lease, false, request);
     }
     return this.#waitOrDeny(options, request, result.nextFreeInMs, result.waiting);
   }
 
-  /** The answer to a granted request; reported already (`granted`) when it is new. */
+  /**
+   * The answer to a granted request; reported already (`granted`) when it is
+   * new. Either way the lease runs for the duration asked now: an id's lease
+   * asked for again was renewed to it.
+   */
   #granted(lease: Lease, existing: boolean, request: CappedRequest): Grant {
     if (request.id !== undefined) this.#queue.forget(request.id);
-    const durationMs = existing ? lease.remainingMs : request.durationMs;
-    return { granted: true, lease, existing, durationMs, requestedMs: request.requestedMs };
+    const { durationMs, requestedMs } = request;
+    return { granted: true, lease, existing, durationMs, requestedMs };
+  }
+
+  /** The answer to an id that asked again for the lease it holds: renewed, and reported so. */
+  #regranted(lease: Lease, request: CappedRequest): Grant {
+    this.#reportRenewal(lease, request.durationMs, request.requestedMs);
+    return this.#granted(lease, true, request);
+  }
+
+  #reportRenewal(lease: Lease, durationMs: number, requestedMs: number | undefined): void {
+    if (!this.events.wants("renewed")) return;
+    this.events.emit({
+      type: "renewed",
+      id: lease.id,
+      token: tokenPrefix(lease.token),
+      durationMs,
+      requestedMs,
+    });
   }
 
   #reportGrant(lease: Lease, request: CappedRequest, waitedMs: number): void {
@@ -374,7 +402,8 @@ export class LockService {
         this.handBack(result.lease); // Its client is gone: it would never learn its token.
         return this.#deny(options.id, CANCELLED);
       }
-      return this.#granted(result.lease, result.existing, request);
+      if (result.existing) return this.#regranted(result.lease, request);
+      return this.#granted(result.lease, false, request);
     }
     switch (result.why) {
       case "cancelled":

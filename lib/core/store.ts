@@ -36,7 +36,12 @@ export interface AcquireRequest {
 
 /** The answer to {@linkcode LockStore.acquire}. */
 export type AcquireResult =
-  | { granted: true; lease: Lease; /** The id already held this lease. */ existing: boolean }
+  | {
+    granted: true;
+    lease: Lease;
+    /** The id already held this lease: it was renewed to the duration asked, not taken anew. */
+    existing: boolean;
+  }
   | {
     granted: false;
     /** When the first slot frees, at the latest. */
@@ -83,7 +88,10 @@ export interface LockStore {
   readonly capacity: number;
   /** The line shared with other processes, if the store has one. */
   readonly line?: SharedLine;
-  /** Takes a free slot, or returns the lease `id` already holds. */
+  /**
+   * Takes a free slot; or, when `id` already holds a lease, renews it to
+   * `durationMs` from now in the same atomic step and returns it (`existing`).
+   */
   acquire(request: AcquireRequest): Awaitable<AcquireResult>;
   /** Frees the slot now; `undefined` when the token is unknown or expired. */
   release(token: string): Awaitable<Lease | undefined>;

@@ -56,7 +56,13 @@ export class MemoryLockStore implements LockStore {
   acquire({ durationMs, id }: AcquireRequest): AcquireResult {
     if (id !== undefined) {
       const held = this.#byId.get(id);
-      if (held) return { granted: true, lease: this.#view(held), existing: true };
+      if (held) {
+        // Asking again starts the lock afresh: a grant for what is asked now, never the rest of
+        // an older one that may be about to run out.
+        held.deadline = this.#clock.now() + durationMs;
+        this.#schedule(held);
+        return { granted: true, lease: this.#view(held), existing: true };
+      }
     }
     if (this.#slots.size >= this.capacity) {
       return { granted: false, nextFreeInMs: this.#nextFreeInMs() };
