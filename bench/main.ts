@@ -43,6 +43,12 @@
  *   one replica to a waiter on another (target p99 ≤ 5 ms). Skipped where redis-server is not
  *   installed.
  *
+ * - `fair` (`fair.ts`): 45 clients on 3 Redis replicas, hopping between them at
+ *   random or sticking to one, without and with faults: the longest wait
+ *   against the line's drain time (target 1.5×), and the most holders.
+ *   `BENCH_FAIR_SECONDS` (60) per run, `BENCH_FAIR_SEED` (16). Skipped where
+ *   redis-server is not installed.
+ *
  * All run by default; name some to run only those:
  * `deno task bench -- handoff,rollout` or `BENCH_ONLY=memory deno task bench`.
  *
@@ -62,6 +68,7 @@
  */
 import { comparisonLines, figuresComparisonMarkdown } from "./compare.ts";
 import { type Figure, figuresMarkdown, targetLines as figureTargetLines } from "./figures.ts";
+import { runFair } from "./fair.ts";
 import { HANDOFF_VARIANTS, runHandoff } from "./handoff.ts";
 import { runMemory } from "./memory.ts";
 import { runRedis } from "./redis.ts";
@@ -94,7 +101,7 @@ import {
 import { runWrk, WRK_MISSING, type WrkResult, wrkVersion } from "./wrk.ts";
 
 /** The parts of the benchmark, in the order they run. */
-export const PARTS = ["handoff", "rollout", "memory", "http", "redis"] as const;
+export const PARTS = ["handoff", "rollout", "memory", "http", "redis", "fair"] as const;
 
 /** One part of the benchmark. */
 export type Part = (typeof PARTS)[number];
@@ -113,6 +120,10 @@ export interface BenchConfig {
   warmupSeconds: number;
   threads: number;
   connections: number[];
+  /** Seconds of each run of the `fair` part. */
+  fairSeconds: number;
+  /** The seed of the `fair` part's random choices. */
+  fairSeed: number;
 }
 
 /** A server under test, its name in the tables, and how startup-lock runs in it. */
@@ -135,6 +146,8 @@ export function readConfig(get: (name: string) => string | undefined): BenchConf
     rounds: read("BENCH_ROUNDS", 3),
     warmupSeconds: read("BENCH_WARMUP_SECONDS", 1, 0),
     threads: read("BENCH_THREADS", 2),
+    fairSeconds: read("BENCH_FAIR_SECONDS", 60),
+    fairSeed: read("BENCH_FAIR_SEED", 16, 0),
     connections: (get("BENCH_CONNECTIONS") || "50,1000").split(",").map((c) =>
       integer("BENCH_CONNECTIONS", c, 1)
     ),
@@ -657,6 +670,13 @@ export async function main(args: readonly string[] = Deno.args): Promise<number>
           })
           : part === "rollout"
           ? await runRollout(common)
+          // This checkout's own fairness: a baseline's is not compared.
+          : part === "fair"
+          ? (i > 0 ? [] : await runFair({
+            ...(common.label === undefined ? {} : { label: common.label }),
+            seconds: config.fairSeconds,
+            seed: config.fairSeed,
+          }))
           : part === "redis"
           ? await runRedis({
             ...common,

@@ -53,7 +53,10 @@ Deno.test("parseBenchArgs() refuses a bad command line with one line saying what
     [["--baseline"], /^Missing value of --baseline: expected the directory of another/],
     [["--baseline="], /^Missing value of --baseline/],
     [["--baseline-dir", "x"], /^Unknown option "--baseline-dir": expected --baseline DIR and/],
-    [["cpu"], /^Unknown benchmark "cpu": expected some of handoff, rollout, memory, http, redis$/],
+    [
+      ["cpu"],
+      /^Unknown benchmark "cpu": expected some of handoff, rollout, memory, http, redis, fair$/,
+    ],
   ];
   for (const [args, message] of cases) {
     await t.step(args.join(" "), () => {
