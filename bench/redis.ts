@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { RedisLockStore } from "../lib/stores/redis.ts";
+import { RedisLockStore } from "../lib/stores/redis/store.ts";
 import { parseStore } from "../lib/stores/settings.ts";
 import { REDIS_SERVER, RedisServer } from "../tests/_redis.ts";
 import { atMost, type Figure, formatMs, labelText, percentile } from "./figures.ts";

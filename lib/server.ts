@@ -267,7 +267,7 @@ export async function runServer(config: ServerConfig): Promise<number> {
  * client, and `deno task start` needs no download. `deno compile` is told to
  * include it (`scripts/compile.ts`).
  */
-export const REDIS_STORE_MODULE = "./stores/redis.ts";
+export const REDIS_STORE_MODULE = "./stores/redis/store.ts";
 
 /** How long the server waits for Redis at start before it listens anyway (and answers 503). */
 export const STORE_CONNECT_WAIT_MS = 3_000;

@@ -21,7 +21,7 @@ export interface RedisTarget {
   tls: boolean;
 }
 
-/** Options of the Redis store (`redis.ts`). */
+/** Options of the Redis store (`redis/store.ts`). */
 export interface RedisLockStoreOptions {
   /** The semaphore's name; several pools share one Redis under different names. @default {"default"} */
   name?: string;
@@ -42,7 +42,7 @@ export interface SharedStore extends LockStore {
 }
 
 /**
- * The shape of `redis.ts`, which the server loads only for a Redis store
+ * The shape of `redis/store.ts`, which the server loads only for a Redis store
  * (its import of the Redis client would otherwise load with every server).
  */
 export interface RedisStoreModule {

@@ -67,7 +67,7 @@ function renew(replica: ProgramServer, token: string, duration: string) {
   return send(`${replica.url}/locks/${token}?duration=${duration}`, "PUT");
 }
 
-/** `startup-lock:{NAME}:KEY`, as `lib/stores/redis_scripts.ts` names the semaphore's keys. */
+/** `startup-lock:{NAME}:KEY`, as `lib/stores/redis/scripts.ts` names the semaphore's keys. */
 function key(name: string, what: "leases" | "line"): string {
   return `startup-lock:{${name}}:${what}`;
 }

@@ -18,7 +18,7 @@ import { Gates } from "../../../lib/core/gates.ts";
 import { LockService, UNAVAILABLE_RETRY_MS } from "../../../lib/core/service.ts";
 import type { LockStore } from "../../../lib/core/store.ts";
 import { MemoryLockStore } from "../../../lib/stores/memory.ts";
-import { RedisLockStore } from "../../../lib/stores/redis.ts";
+import { RedisLockStore } from "../../../lib/stores/redis/store.ts";
 import { parseStore } from "../../../lib/stores/settings.ts";
 import { ManualClock } from "../../_clock.ts";
 import { ManualGate } from "../../_gate.ts";

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { StoreUnavailableError } from "../../../lib/core/store.ts";
-import { RedisLockStore } from "../../../lib/stores/redis.ts";
+import { RedisLockStore } from "../../../lib/stores/redis/store.ts";
 import { parseStore, type RedisTarget } from "../../../lib/stores/settings.ts";
 import { RedisServer, SKIP_REDIS } from "../../_redis.ts";
 import { storeContract } from "../../_store_contract.ts";

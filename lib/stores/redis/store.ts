@@ -2,7 +2,7 @@
  * The Redis lock store: the slots and the waiting line live in Redis, shared
  * by every startup-lock replica that names the same semaphore (`--name`).
  *
- * - Every change is one Lua script (`redis_scripts.ts`), atomic on the server,
+ * - Every change is one Lua script (`scripts.ts`), atomic on the server,
  *   timed by the server's clock. An acquire is one round trip.
  * - A release, an expiry or a waiter leaving is published on the semaphore's
  *   channel; every replica hears it on a second connection and serves its
@@ -22,9 +22,9 @@
  *
  * @module
  */
-import { createClient } from "./_redis_client.ts";
-import { describeError } from "../errors.ts";
-import { newToken } from "../token.ts";
+import { createClient } from "../_redis_client.ts";
+import { describeError } from "../../errors.ts";
+import { newToken } from "../../token.ts";
 import type {
   AcquireRequest,
   AcquireResult,
@@ -32,10 +32,9 @@ import type {
   LockStore,
   SharedLine,
   SlotsFreed,
-} from "../core/store.ts";
-import { StoreUnavailableError } from "../core/store.ts";
-import * as scripts from "./redis_scripts.ts";
-import type { RedisLockStoreOptions, RedisTarget, SharedStore } from "./settings.ts";
+} from "../../core/store.ts";
+import { ScriptRunner } from "./runner.ts";
+import type { RedisLockStoreOptions, RedisTarget, SharedStore } from "../settings.ts";
 
 /** An operation that takes longer than this fails: a stalled Redis is a down Redis. */
 export const REDIS_TIMEOUT_MS = 1_000;
@@ -50,27 +49,19 @@ const IDLE_SWEEP_GAP_MS = 20;
 /** When a waiter is held up only by another replica's tickets, ask again this soon. */
 const LINE_RECHECK_MS = 500;
 
-type Raw = unknown;
 type RawLease = [string, string | null, number, number];
-
-interface Script {
-  readonly source: string;
-  sha: string | undefined;
-}
 
 /** See the module documentation. */
 export class RedisLockStore implements LockStore, SharedStore {
   readonly capacity: number;
   readonly line: SharedLine;
   readonly #target: RedisTarget;
-  readonly #keys: string[];
-  readonly #channel: string;
   readonly #replica: string;
   readonly #timeoutMs: number;
+  readonly #scripts: ScriptRunner;
   readonly #client: ReturnType<typeof createClient>;
   readonly #subscriber: ReturnType<typeof createClient>;
   readonly #listeners = new Set<(freed: SlotsFreed) => void>();
-  readonly #scripts = new Map<string, Script>();
   readonly #options: RedisLockStoreOptions;
   /** Tickets to take out of line, each with the number of the call that asked for it. */
   readonly #leaving = new Map<string, number>();
@@ -92,16 +83,8 @@ export class RedisLockStore implements LockStore, SharedStore {
     this.capacity = capacity;
     this.#target = target;
     this.#options = options;
-    const name = options.name ?? "default";
-    // One hash tag: every key of a semaphore lands on one Redis Cluster slot, as scripts need.
-    const prefix = `startup-lock:{${name}}:`;
-    this.#keys = scripts.KEY_NAMES.map((key) => prefix + key);
-    this.#channel = prefix + "freed";
     this.#replica = options.replica ?? `${Deno.pid}-${newToken().slice(0, 8)}`.replaceAll("/", "_");
     this.#timeoutMs = options.timeoutMs ?? REDIS_TIMEOUT_MS;
-    for (const [key, source] of Object.entries(scripts.SCRIPTS)) {
-      this.#scripts.set(key, { source, sha: undefined });
-    }
     this.#client = createClient({
       url: target.url,
       ...(target.password === undefined ? {} : { password: target.password }),
@@ -114,6 +97,13 @@ export class RedisLockStore implements LockStore, SharedStore {
           Math.min(50 * 2 ** retries, MAX_RECONNECT_MS) + Math.floor(Math.random() * 50),
         ...(target.tls ? { tls: true } : {}),
       },
+    });
+    this.#scripts = new ScriptRunner(this.#client, {
+      name: options.name ?? "default",
+      replica: this.#replica,
+      url: target.url,
+      timeoutMs: this.#timeoutMs,
+      lastError: () => this.#lastError,
     });
     this.#subscriber = this.#client.duplicate();
     for (const client of [this.#client, this.#subscriber]) {
@@ -137,7 +127,7 @@ export class RedisLockStore implements LockStore, SharedStore {
    */
   async connect(waitMs: number): Promise<void> {
     const subscribed = this.#subscriber.connect().then(() =>
-      this.#subscriber.subscribe(this.#channel, (message: string) => {
+      this.#subscriber.subscribe(this.#scripts.channel, (message: string) => {
         if (message !== this.#replica) this.#notify({ expired: [] });
       })
     );
@@ -161,7 +151,7 @@ export class RedisLockStore implements LockStore, SharedStore {
     const sent = this.#client.isReady && !this.#closed;
     let reply: [number, number, number, RawLease | number, number, RawLease[]];
     try {
-      reply = await this.#run("acquire", "acquire", [
+      reply = await this.#scripts.run("acquire", "acquire", [
         String(this.capacity),
         String(durationMs),
         request.id ?? "",
@@ -191,7 +181,9 @@ export class RedisLockStore implements LockStore, SharedStore {
   }
 
   async release(token: string): Promise<Lease | undefined> {
-    const [now, soonest, lease, expired] = await this.#run("release", "release", [token]) as [
+    const [now, soonest, lease, expired] = await this.#scripts.run("release", "release", [
+      token,
+    ]) as [
       number,
       number,
       RawLease | null,
@@ -204,7 +196,7 @@ export class RedisLockStore implements LockStore, SharedStore {
   }
 
   async renew(token: string, durationMs: number): Promise<Lease | undefined> {
-    const [now, soonest, lease, expired] = await this.#run("renew", "renew", [
+    const [now, soonest, lease, expired] = await this.#scripts.run("renew", "renew", [
       token,
       String(Math.max(1, Math.round(durationMs))),
     ]) as [number, number, RawLease | null, RawLease[]];
@@ -232,22 +224,26 @@ export class RedisLockStore implements LockStore, SharedStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#scripts.close();
     this.#listeners.clear();
     clearInterval(this.#beatTimer);
     clearTimeout(this.#expiryTimer);
     clearTimeout(this.#recheckTimer);
     clearTimeout(this.#leaveTimer);
     if (this.#client.isReady && this.#leaving.size > 0) {
-      await this.#call("leave", "leave", [...this.#leaving.keys()]).catch(() => {});
+      await this.#scripts.call("leave", "leave", [...this.#leaving.keys()]).catch(() => {});
     }
     if (this.#client.isReady && this.#abandoned.size > 0) {
-      await this.#call("give back", "abandon", [...this.#abandoned.keys()]).catch(() => {});
+      await this.#scripts.call("give back", "abandon", [...this.#abandoned.keys()]).catch(() => {});
     }
     await Promise.allSettled([this.#client, this.#subscriber].map((client) => client.destroy()));
   }
 
   async #read(operation: string, what: string, arg: string): Promise<Lease[]> {
-    const [now, soonest, leases, expired] = await this.#run(operation, "read", [what, arg]) as [
+    const [now, soonest, leases, expired] = await this.#scripts.run(operation, "read", [
+      what,
+      arg,
+    ]) as [
       number,
       number,
       (RawLease | null)[],
@@ -260,7 +256,7 @@ export class RedisLockStore implements LockStore, SharedStore {
   async #join(ticket: string, id: string | undefined, place: number | undefined): Promise<number> {
     this.#leaving.delete(ticket);
     this.#mine.add(ticket);
-    return await this.#run("join the line", "join", [
+    return await this.#scripts.run("join the line", "join", [
       ticket,
       id ?? "",
       place?.toString() ?? "",
@@ -306,7 +302,7 @@ export class RedisLockStore implements LockStore, SharedStore {
     };
     if (this.#leaving.size > 0) {
       const batch = [...this.#leaving];
-      this.#call("leave the line", "leave", batch.map(([ticket]) => ticket)).then(() => {
+      this.#scripts.call("leave the line", "leave", batch.map(([ticket]) => ticket)).then(() => {
         // A ticket that joined and left again since has a newer leave of its own to send.
         for (const [ticket, call] of batch) {
           if (this.#leaving.get(ticket) === call) this.#leaving.delete(ticket);
@@ -317,7 +313,7 @@ export class RedisLockStore implements LockStore, SharedStore {
     for (const [token, until] of this.#abandoned) if (until <= now) this.#abandoned.delete(token);
     if (this.#abandoned.size > 0) {
       const tokens = [...this.#abandoned.keys()];
-      this.#call("give back", "abandon", tokens).then((dropped) => {
+      this.#scripts.call("give back", "abandon", tokens).then((dropped) => {
         for (const token of tokens) this.#abandoned.delete(token);
         // Our own message on the channel does not come back to us.
         if (Number(dropped) > 0) this.#notify({ expired: [] });
@@ -327,13 +323,13 @@ export class RedisLockStore implements LockStore, SharedStore {
 
   async #waiting(): Promise<(string | undefined)[]> {
     this.#sendLeaves();
-    const pairs = await this.#run("list the line", "line", []) as [string, string][];
+    const pairs = await this.#scripts.run("list the line", "line", []) as [string, string][];
     return pairs.map(([, id]) => id === "" ? undefined : id);
   }
 
   #beat(): void {
     if (this.#closed || !this.#client.isReady) return;
-    this.#call("beat", "beat", [String(TICKET_TTL_MS)]).then(
+    this.#scripts.call("beat", "beat", [String(TICKET_TTL_MS)]).then(
       (reply) => {
         const [now, soonest, expired] = reply as [number, number, RawLease[]];
         this.#afterReply(now, soonest, expired);
@@ -398,62 +394,8 @@ export class RedisLockStore implements LockStore, SharedStore {
   }
 
   async #checkCapacity(): Promise<void> {
-    const stored = await this.#call("check the capacity", "init", [String(this.capacity)]);
+    const stored = await this.#scripts.call("check the capacity", "init", [String(this.capacity)]);
     if (stored !== this.capacity) this.#options.onConflict?.(Number(stored));
-  }
-
-  /** Runs a script; every failure is a {@linkcode StoreUnavailableError}. */
-  #run(operation: string, script: string, args: string[]): Promise<Raw> {
-    if (this.#closed) {
-      return Promise.reject(new StoreUnavailableError(operation, "the store is closed"));
-    }
-    if (!this.#client.isReady) {
-      return Promise.reject(
-        new StoreUnavailableError(
-          operation,
-          `not connected to ${this.#target.url}` +
-            (this.#lastError ? ` (${this.#lastError})` : ""),
-        ),
-      );
-    }
-    return this.#call(operation, script, args);
-  }
-
-  #call(operation: string, name: string, args: string[]): Promise<Raw> {
-    const script = this.#scripts.get(name)!;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new StoreUnavailableError(
-              operation,
-              `${this.#target.url} did not answer within ${this.#timeoutMs} ms`,
-            ),
-          ),
-        this.#timeoutMs,
-      );
-    });
-    const work = this.#eval(script, args).catch((error: unknown) => {
-      throw error instanceof StoreUnavailableError
-        ? error
-        : new StoreUnavailableError(operation, describeError(error), { cause: error });
-    });
-    return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
-  }
-
-  async #eval(script: Script, args: string[]): Promise<Raw> {
-    const tail = [String(this.#keys.length), ...this.#keys, this.#channel, this.#replica, ...args];
-    if (script.sha !== undefined) {
-      try {
-        return await this.#client.sendCommand(["EVALSHA", script.sha, ...tail]);
-      } catch (error) {
-        if (!String((error as Error)?.message).startsWith("NOSCRIPT")) throw error;
-      }
-    }
-    const reply = await this.#client.sendCommand(["EVAL", script.source, ...tail]);
-    script.sha ??= await sha1(script.source);
-    return reply;
   }
 }
 
@@ -465,9 +407,4 @@ function toLease([token, id, acquiredAt, expiresAt]: RawLease, now: number): Lea
     expiresAt: Number(expiresAt),
     remainingMs: Math.max(0, Number(expiresAt) - now),
   };
-}
-
-async function sha1(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-1", new TextEncoder().encode(text));
-  return new Uint8Array(digest).toHex();
 }
