@@ -12,6 +12,13 @@
  * client is waiting now, so no slot sits idle for a client that is gone, and a
  * ticket whose client does not come back within the grace is dropped.
  *
+ * With a line shared by several processes, a client with an id holds one
+ * ticket there (`#ID`) whichever process its request reaches, so it keeps
+ * its place when its next request goes elsewhere (a load balancer spreads
+ * its connections); while away, the shared ticket keeps the place for the
+ * same grace. Each process serves its own waiters in the shared line's
+ * order.
+ *
  * The queue is fed by signals (`pump()`): slots freed, a gate opened.
  *
  * @module
@@ -173,7 +180,11 @@ export class WaitQueue<R extends AcquireRequest = AcquireRequest> {
         ticket.graceTimer = undefined;
         ticket.awayBecause = undefined;
         ticket.request = request;
-        if (!ticket.inLine) this.#join(ticket);
+        if (!ticket.inLine) {
+          // The shared line knows an id's place now: it may have been served elsewhere since.
+          if (ticket.id !== undefined) ticket.place = undefined;
+          this.#join(ticket);
+        }
       } else {
         const seq = ++this.#seq;
         ticket = {
@@ -184,7 +195,8 @@ export class WaitQueue<R extends AcquireRequest = AcquireRequest> {
           waiter: undefined,
           graceTimer: undefined,
           awayBecause: undefined,
-          key: this.#line && `${this.#line.replica}/${seq}`,
+          key: this.#line &&
+            (request.id === undefined ? `${this.#line.replica}/${seq}` : `#${request.id}`),
           place: undefined,
           inLine: false,
         };
@@ -317,8 +329,9 @@ export class WaitQueue<R extends AcquireRequest = AcquireRequest> {
       return;
     }
     ticket.awayBecause = why;
-    // While away, it holds up nobody in the other processes either; it gets its place back.
-    this.#leaveLine(ticket);
+    // While away, it holds up nobody in the other processes either; it gets its place back,
+    // through whichever process its client asks next.
+    this.#leaveLine(ticket, this.#options.graceMs);
     ticket.graceTimer = this.#options.clock.setTimeout(() => {
       ticket.graceTimer = undefined;
       this.#remove(ticket, why);
@@ -365,15 +378,26 @@ export class WaitQueue<R extends AcquireRequest = AcquireRequest> {
     );
   }
 
-  #leaveLine(ticket: Ticket<R>): void {
+  #leaveLine(ticket: Ticket<R>, keepMs = 0): void {
     if (!this.#line || ticket.key === undefined || !ticket.inLine) return;
     ticket.inLine = false;
-    this.#line.leave(ticket.key);
+    this.#line.leave(ticket.key, keepMs);
   }
 
+  /**
+   * The waiting ticket to serve next: the first to arrive here, or with a
+   * shared line, the first in that line (an id may have taken its place
+   * through another process before it came here); one whose place is not
+   * known yet comes after those whose place is.
+   */
   #firstWaiting(): Ticket<R> | undefined {
-    for (const ticket of this.#tickets.values()) if (ticket.waiter) return ticket;
-    return undefined;
+    let first: Ticket<R> | undefined;
+    for (const ticket of this.#tickets.values()) {
+      if (!ticket.waiter) continue;
+      if (!this.#line) return ticket;
+      if (!first || (ticket.place ?? Infinity) < (first.place ?? Infinity)) first = ticket;
+    }
+    return first;
   }
 
   /** 1-based place among the waiting clients. */

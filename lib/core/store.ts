@@ -69,15 +69,20 @@ export type Awaitable<T> = T | Promise<T>;
  * A waiting line shared by every process that uses the store (Redis), so a
  * client waiting through one replica is served before a later one waiting
  * through another. A store of one process has none: the queue alone decides.
- * Tickets are named `REPLICA/N`.
+ * Tickets are named `REPLICA/N`, or `#ID` for a client that gave its id: that
+ * place belongs to the id, whichever process its next request reaches.
  */
 export interface SharedLine {
   /** This process's name in the line. */
   readonly replica: string;
   /** Puts a ticket at the end of the line, or back at `place`; resolves to its place. */
   join(ticket: string, id: string | undefined, place?: number): Promise<number>;
-  /** Takes a ticket out of line. Never fails: it retries until the store takes it. */
-  leave(ticket: string): void;
+  /**
+   * Takes a ticket out of line. Never fails: it retries until the store takes
+   * it. With `keepMs`, an id's ticket keeps its place that long, holding up
+   * nobody, for its client to come back through any process.
+   */
+  leave(ticket: string, keepMs?: number): void;
   /** The ids of the clients waiting in every process, in order (`undefined` when anonymous). */
   waiting(): Promise<(string | undefined)[]>;
 }

@@ -11,8 +11,10 @@
  * | `leases`   | zset   | token → expiry (server milliseconds)                   |
  * | `info`     | hash   | token → `ACQUIRED_AT` or `ACQUIRED_AT ID`              |
  * | `ids`      | hash   | id → token                                             |
- * | `line`     | zset   | ticket (`REPLICA/N`) → arrival number                  |
+ * | `line`     | zset   | ticket (`REPLICA/N`, or `#ID`) → arrival number        |
  * | `tickets`  | hash   | ticket → the waiting client's id (`""` when anonymous) |
+ * | `owners`   | hash   | `#ID` ticket → the replica its client waits on now     |
+ * | `away`     | zset   | `#ID` ticket → when its kept place ends (server ms)    |
  * | `replicas` | zset   | replica → heartbeat deadline (server milliseconds)     |
  * | `seq`      | string | the last arrival number given out                      |
  * | `config`   | hash   | `capacity` → the number of slots, `beat` → the last    |
@@ -22,6 +24,14 @@
  * A lease comes back as `{token, id or false, acquiredAt, expiresAt}`, with
  * the server's `now` beside it. Ids are printable ASCII without spaces
  * (`lib/protocol.ts`), so a space separates them from the time in `info`.
+ *
+ * A client that gives its id has one ticket, `#ID`, whichever replica its
+ * request reaches: the place belongs to the id, cluster-wide. The replica
+ * that joins it last owns it (it holds the waiting request). While its
+ * client is away between two requests the ticket keeps its place for a grace
+ * (`away`), holding up nobody; a request through any replica takes it back.
+ * Anonymous tickets are named after their replica (`REPLICA/N`); replica
+ * names never begin with `#`.
  *
  * @module
  */
@@ -36,6 +46,8 @@ export const KEY_NAMES = [
   "replicas",
   "seq",
   "config",
+  "owners",
+  "away",
 ] as const;
 
 /**
@@ -48,8 +60,8 @@ export const KEY_NAMES = [
 export const SILENCE_MS = 2_000;
 
 const PRELUDE = `
-local leases, info, ids, line, tickets, replicas, seq, config =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local leases, info, ids, line, tickets, replicas, seq, config, owners, away =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local channel, self = ARGV[1], ARGV[2]
 local SILENCE_MS = ${SILENCE_MS}
 local t = redis.call('TIME')
@@ -90,8 +102,34 @@ local function soonest()
   return -1
 end
 
+-- Whether a ticket is an id's (\`#ID\`), which any replica may take over.
+local function byId(ticket)
+  return string.sub(ticket, 1, 1) == '#'
+end
+
 local function owner(ticket)
+  if byId(ticket) then return redis.call('HGET', owners, ticket) end
   return string.match(ticket, '^(.*)/[^/]*$')
+end
+
+-- Takes a ticket out of line for good.
+local function remove(ticket)
+  redis.call('ZREM', line, ticket)
+  redis.call('HDEL', tickets, ticket)
+  if byId(ticket) then
+    redis.call('HDEL', owners, ticket)
+    redis.call('ZREM', away, ticket)
+  end
+end
+
+-- Whether an id's client is away: its place is kept, but it holds up nobody. A kept place
+-- whose grace ran out is dropped on the way.
+local function isAway(ticket)
+  if not byId(ticket) then return false end
+  local ends = redis.call('ZSCORE', away, ticket)
+  if not ends then return false end
+  if tonumber(ends) <= now then remove(ticket) end
+  return true
 end
 
 local function alive(ticket)
@@ -121,27 +159,38 @@ local function ahead(ticket, limit)
   while count < limit do
     local batch = redis.call('ZRANGE', line, start, start + 63)
     if #batch == 0 then return count, false end
-    local dead = {}
+    local gone = {}
     for _, m in ipairs(batch) do
-      if ticket ~= '' and (m == ticket or owner(m) == self) then
-        for _, d in ipairs(dead) do redis.call('ZREM', line, d); redis.call('HDEL', tickets, d) end
+      if isAway(m) then
+        -- Kept for its client, or dropped just now: it holds up nobody.
+        if not redis.call('ZSCORE', line, m) then gone[#gone + 1] = m end
+      elseif ticket ~= '' and (m == ticket or owner(m) == self) then
+        for _, d in ipairs(gone) do remove(d) end
         return count, m
-      end
-      if alive(m) then
+      elseif alive(m) then
         count = count + 1
         if count >= limit then break end
       else
-        dead[#dead + 1] = m
+        gone[#gone + 1] = m
       end
     end
-    for _, d in ipairs(dead) do redis.call('ZREM', line, d); redis.call('HDEL', tickets, d) end
-    start = start + #batch - #dead
+    for _, d in ipairs(gone) do remove(d) end
+    start = start + #batch - #gone
   end
   return count, false
 end
 
+-- Puts a ticket in line, or back at its old place (score, for an anonymous ticket). An id's
+-- ticket keeps the place it first took, whichever replica joins it: that replica owns it now.
 local function join(ticket, id, score)
-  if redis.call('ZSCORE', line, ticket) then return tonumber(redis.call('ZSCORE', line, ticket)) end
+  local placed = redis.call('ZSCORE', line, ticket)
+  if byId(ticket) then
+    if placed and isAway(ticket) then placed = redis.call('ZSCORE', line, ticket) end
+    redis.call('HSET', owners, ticket, self)
+    redis.call('ZREM', away, ticket)
+    score = ''
+  end
+  if placed then return tonumber(placed) end
   local s = tonumber(score)
   if not s then s = redis.call('INCR', seq) end
   redis.call('ZADD', line, s, ticket)
@@ -164,8 +213,11 @@ local capacity, duration, id, ticket, token =
 local expired = sweep()
 if id ~= '' then
   local heldBy = redis.call('HGET', ids, id)
-  local l = heldBy and lease(heldBy)
-  if l then return {1, now, soonest(), l, 1, expired} end
+  if heldBy and redis.call('ZSCORE', leases, heldBy) then
+    -- Asking again starts the lock afresh, for what is asked now.
+    redis.call('ZADD', leases, 'XX', now + duration, heldBy)
+    return {1, now, soonest(), lease(heldBy), 1, expired}
+  end
 end
 if ticket ~= '' then join(ticket, id, '') end
 local held = redis.call('ZCARD', leases)
@@ -193,11 +245,11 @@ else
 end
 if ticket ~= '' then
   -- The replica's first place goes with the grant; its ticket there takes this one's place.
-  if first and first ~= ticket then
+  -- An id's ticket keeps its own place: it is the id's, not the replica's.
+  if first and first ~= ticket and not byId(first) then
     redis.call('ZADD', line, redis.call('ZSCORE', line, ticket), first)
   end
-  redis.call('ZREM', line, ticket)
-  redis.call('HDEL', tickets, ticket)
+  remove(ticket)
   -- Slots are still free and others wait: let them ask.
   if free > 1 and redis.call('ZCARD', line) > 0 then redis.call('PUBLISH', channel, self) end
 end
@@ -252,12 +304,25 @@ export const JOIN = PRELUDE + `
 return join(ARGV[3], ARGV[4], ARGV[5])
 `;
 
-/** `leave`: ARGV = channel, replica, tickets…. Takes them out of line; those behind may ask. */
+/**
+ * `leave`: ARGV = channel, replica, then pairs of ticket and keepMs. Takes
+ * the tickets out of line; those behind may ask. An id's ticket with a
+ * keepMs keeps its place that long for its client to come back through any
+ * replica; one another replica owns now is left alone.
+ */
 export const LEAVE = PRELUDE + `
 local removed = 0
-for i = 3, #ARGV do
-  removed = removed + redis.call('ZREM', line, ARGV[i])
-  redis.call('HDEL', tickets, ARGV[i])
+for i = 3, #ARGV - 1, 2 do
+  local ticket, keep = ARGV[i], tonumber(ARGV[i + 1])
+  if redis.call('ZSCORE', line, ticket) then
+    if not byId(ticket) then
+      remove(ticket)
+      removed = removed + 1
+    elseif redis.call('HGET', owners, ticket) == self then
+      if keep > 0 then redis.call('ZADD', away, now + keep, ticket) else remove(ticket) end
+      removed = removed + 1
+    end
+  end
 end
 if removed > 0 then redis.call('PUBLISH', channel, self) end
 return removed
@@ -302,7 +367,7 @@ export const LINE = PRELUDE + `
 catchUp()
 local out = {}
 for _, m in ipairs(redis.call('ZRANGE', line, 0, -1)) do
-  if alive(m) then out[#out + 1] = {m, redis.call('HGET', tickets, m) or ''} end
+  if not isAway(m) and alive(m) then out[#out + 1] = {m, redis.call('HGET', tickets, m) or ''} end
 end
 return out
 `;

@@ -8,8 +8,11 @@
  *   channel; every replica hears it on a second connection and serves its
  *   waiters at once.
  * - Waiting clients hold tickets in a line shared by all replicas, in arrival
- *   order. A replica serves its own waiters in its own order, so its first
- *   ticket in line is its place. A replica beats every
+ *   order. A client with an id has one ticket whichever replica it asks
+ *   through (`#ID`): it keeps the place it first took, also while away
+ *   between two requests for a short grace, and the replica that holds its
+ *   request now takes the slot for it. A replica serves its own waiters in
+ *   the line's order, so its first ticket in line is its place. A replica beats every
  *   {@linkcode BEAT_INTERVAL_MS}; the tickets of a replica that stopped beating
  *   for {@linkcode TICKET_TTL_MS} are dropped, so a dead replica holds the line
  *   up for no longer than that. A silence of every replica at once (Redis
@@ -63,8 +66,11 @@ export class RedisLockStore implements LockStore, SharedStore {
   readonly #subscriber: ReturnType<typeof createClient>;
   readonly #listeners = new Set<(freed: SlotsFreed) => void>();
   readonly #options: RedisLockStoreOptions;
-  /** Tickets to take out of line, each with the number of the call that asked for it. */
-  readonly #leaving = new Map<string, number>();
+  /**
+   * Tickets to take out of line, each with the number of the call that asked
+   * for it and how long an id's ticket keeps its place.
+   */
+  readonly #leaving = new Map<string, { call: number; keepMs: number }>();
   #leaveCalls = 0;
   /** Tokens of acquires that failed but that Redis may have run, with when their lease would end. */
   readonly #abandoned = new Map<string, number>();
@@ -83,7 +89,9 @@ export class RedisLockStore implements LockStore, SharedStore {
     this.capacity = capacity;
     this.#target = target;
     this.#options = options;
-    this.#replica = options.replica ?? `${Deno.pid}-${newToken().slice(0, 8)}`.replaceAll("/", "_");
+    // No "/" (a ticket is REPLICA/N) and no leading "#" (an id's ticket is #ID).
+    this.#replica = (options.replica ?? `${Deno.pid}-${newToken().slice(0, 8)}`)
+      .replaceAll("/", "_").replace(/^#/, "_");
     this.#timeoutMs = options.timeoutMs ?? REDIS_TIMEOUT_MS;
     this.#client = createClient({
       url: target.url,
@@ -115,7 +123,7 @@ export class RedisLockStore implements LockStore, SharedStore {
     this.line = {
       replica: this.#replica,
       join: (ticket, id, place) => this.#join(ticket, id, place),
-      leave: (ticket) => this.#leave(ticket),
+      leave: (ticket, keepMs) => this.#leave(ticket, keepMs ?? 0),
       waiting: () => this.#waiting(),
     };
   }
@@ -231,7 +239,7 @@ export class RedisLockStore implements LockStore, SharedStore {
     clearTimeout(this.#recheckTimer);
     clearTimeout(this.#leaveTimer);
     if (this.#client.isReady && this.#leaving.size > 0) {
-      await this.#scripts.call("leave", "leave", [...this.#leaving.keys()]).catch(() => {});
+      await this.#scripts.call("leave", "leave", leaveArgs(this.#leaving)).catch(() => {});
     }
     if (this.#client.isReady && this.#abandoned.size > 0) {
       await this.#scripts.call("give back", "abandon", [...this.#abandoned.keys()]).catch(() => {});
@@ -264,9 +272,12 @@ export class RedisLockStore implements LockStore, SharedStore {
   }
 
   /** Takes a ticket out of line; retried until Redis takes it, so no ticket of ours is left behind. */
-  #leave(ticket: string): void {
+  #leave(ticket: string, keepMs: number): void {
     this.#mine.delete(ticket);
-    this.#leaving.set(ticket, ++this.#leaveCalls);
+    this.#leaving.set(ticket, {
+      call: ++this.#leaveCalls,
+      keepMs: Math.max(0, Math.round(keepMs)),
+    });
     this.#flushSoon();
   }
 
@@ -302,10 +313,10 @@ export class RedisLockStore implements LockStore, SharedStore {
     };
     if (this.#leaving.size > 0) {
       const batch = [...this.#leaving];
-      this.#scripts.call("leave the line", "leave", batch.map(([ticket]) => ticket)).then(() => {
+      this.#scripts.call("leave the line", "leave", leaveArgs(batch)).then(() => {
         // A ticket that joined and left again since has a newer leave of its own to send.
-        for (const [ticket, call] of batch) {
-          if (this.#leaving.get(ticket) === call) this.#leaving.delete(ticket);
+        for (const [ticket, { call }] of batch) {
+          if (this.#leaving.get(ticket)?.call === call) this.#leaving.delete(ticket);
         }
       }, retry);
     }
@@ -397,6 +408,11 @@ export class RedisLockStore implements LockStore, SharedStore {
     const stored = await this.#scripts.call("check the capacity", "init", [String(this.capacity)]);
     if (stored !== this.capacity) this.#options.onConflict?.(Number(stored));
   }
+}
+
+/** The leave script's arguments: each ticket, then how long an id's ticket keeps its place. */
+function leaveArgs(leaving: Iterable<[string, { keepMs: number }]>): string[] {
+  return [...leaving].flatMap(([ticket, { keepMs }]) => [ticket, String(keepMs)]);
 }
 
 function toLease([token, id, acquiredAt, expiresAt]: RawLease, now: number): Lease {
