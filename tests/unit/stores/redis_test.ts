@@ -189,3 +189,51 @@ redisTest(
     }
   },
 );
+
+redisTest(
+  "RedisLockStore: an id keeps its place in line when its next request reaches another replica",
+  async () => {
+    await using r = await twoReplicas(1);
+    const holder = await r.a.acquire({ durationMs: 60_000, id: "holder" });
+    assert.ok(holder.granted);
+    // x waits through A, then y through B.
+    const place = await r.a.line.join("#x", "x");
+    await r.b.line.join("B/1", "y");
+    // x's wait through A runs out: its place is kept for the grace, holding up nobody…
+    r.a.line.leave("#x", 5_000);
+    await eventually("x is away", async () => (await r.a.line.waiting()).length === 1);
+    assert.deepEqual(await r.b.line.waiting(), ["y"]);
+    // …and its next request, through B, takes it back: ahead of y, who came later.
+    assert.equal(await r.b.line.join("#x", "x"), place);
+    assert.deepEqual(await r.a.line.waiting(), ["x", "y"]);
+    // A's late leave of the ticket B holds now changes nothing.
+    r.a.line.leave("#x", 5_000);
+    await r.a.line.waiting();
+    assert.deepEqual(await r.b.line.waiting(), ["x", "y"]);
+    await r.a.release(holder.lease.token);
+    await r.a.line.join("A/1", "z");
+    assert.equal(
+      (await r.a.acquire({ durationMs: 60_000, id: "z", ticket: "A/1" })).granted,
+      false,
+      "a later arrival through A waits behind x",
+    );
+    const x = await r.b.acquire({ durationMs: 60_000, id: "x", ticket: "#x" });
+    assert.ok(x.granted, "the freed slot goes to x, through the replica that holds its request");
+    assert.deepEqual(await r.line(), ["B/1", "A/1"], "a grant ends the id's place");
+  },
+);
+
+redisTest(
+  "RedisLockStore: an id's kept place ends with its grace",
+  async () => {
+    await using r = await twoReplicas(1);
+    const holder = await r.a.acquire({ durationMs: 60_000, id: "holder" });
+    assert.ok(holder.granted);
+    const place = await r.a.line.join("#x", "x");
+    r.a.line.leave("#x", 100);
+    await r.b.line.join("B/1", "y");
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.ok(await r.b.line.join("#x", "x") > place, "back at the end after the grace");
+    assert.deepEqual(await r.b.line.waiting(), ["y", "x"]);
+  },
+);
