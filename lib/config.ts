@@ -55,11 +55,22 @@ export const MAX_WAITERS = 1_000_000;
 /** Where the server's bearer token comes from: given once, or a file read again when it changes. */
 export type AuthSetting = { token: string } | { tokenFile: string };
 
+/** Where `--locksPerCore` got its slots from, for the start-up line, `/status` and metrics. */
+export interface PerCoreSlots {
+  /** The `--locksPerCore` value. */
+  locksPerCore: number;
+  /** The CPUs this process may run on, counted at start. */
+  cores: number;
+}
+
 /** Everything the server needs to run, validated. */
 export interface ServerConfig {
   host: string;
   port: number;
+  /** The slots: `--locks`, or `max(1, floor(--locksPerCore × cores))`. */
   locks: number;
+  /** Set when `--locksPerCore` gave `locks`. */
+  perCore?: PerCoreSlots;
   timeoutMs: number;
   checks: CheckTarget[];
   failHcMs: number;

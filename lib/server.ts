@@ -135,6 +135,7 @@ export function buildServer(config: ServerConfig, log: Logger, options: BuildOpt
   });
   const metrics = new Metrics(events, {
     status: () => service.status(),
+    ...(config.perCore ? { cores: config.perCore.cores } : {}),
     ...(options.logLinesDropped ? { logLinesDropped: options.logLinesDropped } : {}),
   });
   const handler = createHandler({
@@ -142,6 +143,7 @@ export function buildServer(config: ServerConfig, log: Logger, options: BuildOpt
     defaultDurationMs: config.timeoutMs,
     maxWaitMs: config.maxWaitMs,
     dependencies: () => checker.dependencies,
+    ...(config.perCore ? { perCore: config.perCore } : {}),
     metrics: () => metrics.render(),
     onRefused: (reason) => metrics.refused(reason),
     onError: (message) => log.error(message),
@@ -174,7 +176,12 @@ export function startServer(
   const addr = server.addr;
   log.info(
     `Listening on http://${formatHost(addr.hostname)}:${addr.port}/ with ${config.locks} ` +
-      `lock${config.locks === 1 ? "" : "s"}, default duration ${formatDuration(config.timeoutMs)}` +
+      `lock${config.locks === 1 ? "" : "s"}` +
+      (config.perCore
+        ? ` (--locksPerCore ${config.perCore.locksPerCore} × ${config.perCore.cores} ` +
+          `core${config.perCore.cores === 1 ? "" : "s"})`
+        : "") +
+      `, default duration ${formatDuration(config.timeoutMs)}` +
       (config.store.kind === "redis"
         ? `, shared in ${config.store.target.url} as "${config.storeName}"`
         : "") +

@@ -37,6 +37,15 @@ export function programCommand(): { command: string; args: string[] } {
 export interface ProgramOptions {
   /** Environment variables; the program's own `STARTUP_LOCK_*` are cleared first. */
   env?: Record<string, string>;
+  /** A command that runs the program with its arguments, such as `["taskset", "-c", "0"]`. */
+  wrapper?: string[];
+}
+
+/** The program's command line, behind `wrapper` when given. */
+function commandLine(args: string[], wrapper: string[] = []): { command: string; args: string[] } {
+  const { command, args: lead } = programCommand();
+  const [first, ...rest] = [...wrapper, command, ...lead, ...args];
+  return { command: first!, args: rest };
 }
 
 function childEnv(env: Record<string, string> = {}): Record<string, string> {
@@ -51,9 +60,9 @@ export async function runProgram(
   args: string[],
   options: ProgramOptions = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const { command, args: lead } = programCommand();
-  const out = await new Deno.Command(command, {
-    args: [...lead, ...args],
+  const line = commandLine(args, options.wrapper);
+  const out = await new Deno.Command(line.command, {
+    args: line.args,
     env: childEnv(options.env),
     clearEnv: true,
     stdin: "null",
@@ -87,9 +96,9 @@ export async function startProgram(
   args: string[] = [],
   options: ProgramOptions = {},
 ): Promise<ProgramServer> {
-  const { command, args: lead } = programCommand();
-  const process = new Deno.Command(command, {
-    args: [...lead, "--host", "127.0.0.1", "--port", "0", ...args],
+  const line = commandLine(["--host", "127.0.0.1", "--port", "0", ...args], options.wrapper);
+  const process = new Deno.Command(line.command, {
+    args: line.args,
     env: childEnv(options.env),
     clearEnv: true,
     stdin: "null",

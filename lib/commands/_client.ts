@@ -8,6 +8,7 @@ import { type FlagSpec, Reader } from "../args.ts";
 import { formatDuration, parseDuration } from "../duration.ts";
 import { UsageError } from "../errors.ts";
 import type { ReadyOptions } from "../client/ready.ts";
+import { parseCheckTarget } from "../probes.ts";
 
 /** How often `run` and `hold` ask the app's ready URL: frees the lock soon after the app is ready, at no real cost. */
 export const DEFAULT_READY_INTERVAL_MS = 250;
@@ -33,7 +34,8 @@ export const READY_URL_FLAG: FlagSpec = {
   name: "readyUrl",
   kind: "value",
   valueName: "URL",
-  description: "The app's readiness endpoint: the lock is released once it answers 2xx",
+  description: "The app's readiness endpoint: the lock is released once it answers 2xx, " +
+    "or for tcp://HOST:PORT once it accepts a connection",
 };
 
 /** `--readyInterval DURATION`. */
@@ -69,13 +71,31 @@ export function readServer(read: Reader): URL {
 /** `--readyUrl` and `--readyInterval`. */
 export function readReady(read: Reader): ReadyOptions {
   return {
-    readyUrl: read.value(
-      "readyUrl",
-      undefined,
-      (t) => parseHttpUrl(t, "http://localhost:8080/ready"),
-    ),
+    readyUrl: read.value("readyUrl", undefined, parseReadyUrl),
     readyIntervalMs: read.value("readyInterval", DEFAULT_READY_INTERVAL_MS, parseDuration),
   };
+}
+
+/**
+ * A `--readyUrl`: an `http://` or `https://` URL, or `tcp://HOST:PORT` for an
+ * app that is ready once it accepts a connection.
+ */
+export function parseReadyUrl(text: string): URL {
+  const examples = "http://localhost:8080/ready or tcp://localhost:5432";
+  let url: URL;
+  try {
+    url = new URL(text.trim());
+  } catch {
+    // `new URL` already refuses a port above 65535: parseCheckTarget says what a tcp URL looks like.
+    if (/^\s*tcp:/i.test(text)) parseCheckTarget(text);
+    throw new RangeError(`expected an http://, https:// or tcp:// URL such as ${examples}`);
+  }
+  if (url.protocol === "http:" || url.protocol === "https:") return url;
+  if (url.protocol === "tcp:") return new URL(parseCheckTarget(text).url);
+  throw new RangeError(
+    `unsupported scheme "${url.protocol.slice(0, -1)}": expected an http://, https:// or ` +
+      `tcp:// URL such as ${examples}`,
+  );
 }
 
 /** A file path: anything but blank. */

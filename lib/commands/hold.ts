@@ -3,7 +3,8 @@
  * container with `restartPolicy: Always`). The kubelet starts the app only
  * once the sidecar's startupProbe passes, so `GET /acquired` answers 503 until
  * the lock is held and 200 from then on. The lock is released once the app's
- * ready URL answers 2xx; then the sidecar idles until the pod stops.
+ * ready URL answers 2xx (or, for `tcp://HOST:PORT`, accepts a connection);
+ * then the sidecar idles until the pod stops.
  *
  * @module
  */
@@ -69,7 +70,8 @@ function parse(argv: readonly string[], env: Env): Parsed<HoldOptions> {
   if (!readyUrl) {
     throw new UsageError(
       "Missing --readyUrl URL (or STARTUP_LOCK_READY_URL): the app's readiness endpoint, " +
-        "such as http://localhost:8080/ready; hold releases the lock once it answers 2xx",
+        "such as http://localhost:8080/ready (released once it answers 2xx) or " +
+        "tcp://localhost:5432 (once it accepts a connection)",
     );
   }
   const listen = read.value("listen", parseListen(DEFAULT_LISTEN), parseListen);
@@ -162,7 +164,8 @@ export const holdCommand: Command<HoldOptions> = {
       about: [
         "For a Kubernetes native sidecar: answers GET /acquired with 503 until the lock is",
         "held and 200 after (point the startupProbe at it), releases the lock once",
-        "--readyUrl answers 2xx, then idles until SIGTERM or SIGINT and exits 0.",
+        "--readyUrl answers 2xx (a tcp://HOST:PORT: accepts a connection), then idles",
+        "until SIGTERM or SIGINT and exits 0.",
       ],
       flags: HOLD_FLAGS,
     }),

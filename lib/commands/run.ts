@@ -135,9 +135,10 @@ export const runCommand: Command<RunOptions> = {
       synopsis: "startup-lock run --server URL [FLAGS] -- COMMAND [ARGS...]",
       about: [
         "Acquires a lock, runs COMMAND with STARTUP_LOCK_TOKEN in its environment, forwards",
-        "SIGTERM and SIGINT to it, and releases the lock once --readyUrl answers 2xx (or the",
-        "command exits, or the lock expires). Exits with the command's exit code (128 + the",
-        "signal number when a signal ended it); 124 no lock within --wait; 127 no such command.",
+        "SIGTERM and SIGINT to it, and releases the lock once --readyUrl answers 2xx (a",
+        "tcp://HOST:PORT: accepts a connection), or the command exits, or the lock expires.",
+        "Exits with the command's exit code (128 + the signal number when a signal ended",
+        "it); 124 no lock within --wait; 127 no such command.",
       ],
       flags: RUN_FLAGS,
     }),

@@ -17,7 +17,7 @@ import {
   renderUsage,
 } from "../args.ts";
 import * as defaults from "../config.ts";
-import type { ServerConfig } from "../config.ts";
+import type { PerCoreSlots, ServerConfig } from "../config.ts";
 import { formatDuration, parseDuration } from "../duration.ts";
 import { UsageError } from "../errors.ts";
 import { EXIT } from "../exit.ts";
@@ -27,6 +27,7 @@ import { parseCheckTarget } from "../probes.ts";
 import { runServer } from "../server.ts";
 import { MEMORY_STORE, parseStore, redactUrl, type StoreSetting } from "../stores/settings.ts";
 import { VERSION } from "../version.ts";
+import { availableCores, parseLocksPerCore, slotsPerCore } from "../cores.ts";
 import { AUTH_TOKEN_FILE_FLAG, AUTH_TOKEN_FLAG, readAuthFlags } from "./_auth.ts";
 import { LOG_FORMAT_FLAG, parseLogFormat } from "./_log_format.ts";
 
@@ -54,6 +55,13 @@ export const SERVER_FLAGS: readonly FlagSpec[] = [
     valueName: "N",
     default: String(defaults.DEFAULT_LOCKS),
     description: "How many locks can be held at the same time",
+  },
+  {
+    name: "locksPerCore",
+    kind: "value",
+    valueName: "X",
+    description: "Slots per CPU core this process may use, instead of --locks: " +
+      "max(1, floor(X × cores)); not with a Redis --store",
   },
   {
     name: "timeout",
@@ -201,7 +209,7 @@ function parse(argv: readonly string[], env: Env): Parsed<ServeOptions> {
   const config: ServerConfig = {
     host: read.value("host", defaults.DEFAULT_HOST, parseHost),
     port: read.value("port", defaults.DEFAULT_PORT, parsePort),
-    locks: read.value("locks", defaults.DEFAULT_LOCKS, parseLocks),
+    ...readSlots(read, availableCores()),
     timeoutMs: read.value("timeout", defaults.DEFAULT_LOCK_MS, parseDuration),
     checks: read.list("check", parseCheckTarget),
     failHcMs: read.value("failHc", defaults.DEFAULT_FAIL_INTERVAL_MS, parseDuration),
@@ -256,6 +264,25 @@ export const serveCommand: Command<ServeOptions> = {
   run,
 };
 
+/**
+ * The slots: `--locks`, or `--locksPerCore` times `cores`; one of the two.
+ * Exported for tests, which inject the core count.
+ *
+ * @throws {UsageError} for a bad value, or both flags given
+ */
+export function readSlots(read: Reader, cores: number): { locks: number; perCore?: PerCoreSlots } {
+  const locks = read.value("locks", defaults.DEFAULT_LOCKS, parseLocks);
+  const locksPerCore = read.value("locksPerCore", undefined, parseLocksPerCore);
+  if (locksPerCore === undefined) return { locks };
+  if (read.has("locks")) {
+    throw new UsageError(
+      `${read.said("locks")} and ${read.said("locksPerCore")}: give one of --locks (slots) and ` +
+        "--locksPerCore (slots per CPU core)",
+    );
+  }
+  return { locks: slotsPerCore(locksPerCore, cores), perCore: { locksPerCore, cores } };
+}
+
 /** The semaphore's name: a few safe characters, as it becomes part of Redis key names. */
 function parseStoreName(text: string): string {
   if (!/^[A-Za-z0-9._-]{1,64}$/.test(text)) {
@@ -288,6 +315,12 @@ function readStoreFlags(read: Reader, config: ServerConfig): void {
       }
     }
     return;
+  }
+  if (config.perCore) {
+    throw new UsageError(
+      `${read.source("locksPerCore")} counts this node's CPU cores, but with --store ` +
+        `${store.target.url} every replica shares one semaphore: give its slots with --locks`,
+    );
   }
   if (config.stateFile !== undefined) {
     throw new UsageError(

@@ -16,6 +16,7 @@ import {
 import { type Awaitable, type Lease, StoreUnavailableError } from "../core/store.ts";
 import { describeError, HttpError } from "../errors.ts";
 import { checkRequest, type TokenSource, unauthorized } from "./auth.ts";
+import type { PerCoreSlots } from "../config.ts";
 import type { DependencyState } from "../gates/dependencies.ts";
 import { METRICS_CONTENT_TYPE } from "../observers/metrics.ts";
 import { TOKEN_PATTERN } from "../protocol.ts";
@@ -48,6 +49,8 @@ export interface HandlerOptions {
   maxWaitMs?: number;
   /** The dependencies' states, for `/status`. @default {none} */
   dependencies?: () => readonly DependencyState[];
+  /** Where `--locksPerCore` got the slots from, for `/status`. @default {none: --locks} */
+  perCore?: PerCoreSlots;
   /** Renders `GET /metrics`; without it, `/metrics` is `404`. @default {none} */
   metrics?: () => Promise<string>;
   /** Called with errors that are bugs (answered `500`). @default {console.error} */
@@ -109,7 +112,7 @@ export function createHandler(options: HandlerOptions): Handler {
   const maxWaitMs = options.maxWaitMs ?? 0;
   const dependencies = options.dependencies ?? NO_DEPENDENCIES;
   const onError = options.onError ?? ((message) => console.error(message));
-  const { auth, onRefused } = options;
+  const { auth, onRefused, perCore } = options;
 
   /** The answer to an acquire request once the service has decided. */
   const answerAcquire = (outcome: Outcome, json: boolean, info: RequestInfo | undefined) => {
@@ -164,7 +167,9 @@ export function createHandler(options: HandlerOptions): Handler {
   const status: RouteHandler = async (request) =>
     wantsStatusPage(request)
       ? statusPage()
-      : Response.json(statusBody(await service.status(), dependencies()), { headers: VARY });
+      : Response.json(statusBody(await service.status(), dependencies(), perCore), {
+        headers: VARY,
+      });
   const healthz: RouteHandler = () => text(200, "OK\n");
 
   const routes: Record<string, Route> = {

@@ -7,6 +7,7 @@
  */
 import { type Denial, type FailingDependency, UNAVAILABLE_REASONS } from "../core/denial.ts";
 import type { StatusData } from "../core/service.ts";
+import type { PerCoreSlots } from "../config.ts";
 import type { Lease } from "../core/store.ts";
 import { formatDuration, retryAfterSeconds } from "../duration.ts";
 import type { DependencyState } from "../gates/dependencies.ts";
@@ -170,7 +171,14 @@ export function explain(denial: Denial): string {
 
 /** What `GET /status` answers, in JSON. Never shows tokens. */
 export interface StatusBody {
-  slots: { total: number; held: number | null; free: number | null };
+  /** With `--locksPerCore`, also its value and the cores it counted: `total` is their product. */
+  slots: {
+    total: number;
+    held: number | null;
+    free: number | null;
+    locksPerCore?: number;
+    cores?: number;
+  };
   holders: { id: string | null; acquiredAt: string; expiresAt: string }[];
   waiters: { count: number; ids: (string | null)[] };
   /** Clients whose wait ended and who keep their place for a short grace if they ask again. */
@@ -187,8 +195,15 @@ export interface StatusBody {
   locking: { allowed: true } | { allowed: false; reason: string; message: string };
 }
 
-/** The `/status` document, from the service's state and the dependencies' states. */
-export function statusBody(data: StatusData, dependencies: readonly DependencyState[]): StatusBody {
+/**
+ * The `/status` document, from the service's state and the dependencies'
+ * states; `perCore` when `--locksPerCore` set the slots.
+ */
+export function statusBody(
+  data: StatusData,
+  dependencies: readonly DependencyState[],
+  perCore?: PerCoreSlots,
+): StatusBody {
   const iso = (ms: number) => new Date(ms).toISOString();
   const leases = data.leases;
   return {
@@ -196,6 +211,7 @@ export function statusBody(data: StatusData, dependencies: readonly DependencySt
       total: data.capacity,
       held: leases ? leases.length : null,
       free: leases ? Math.max(0, data.capacity - leases.length) : null,
+      ...(perCore ? { locksPerCore: perCore.locksPerCore, cores: perCore.cores } : {}),
     },
     holders: (leases ?? []).map((l) => ({
       id: l.id ?? null,

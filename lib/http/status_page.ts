@@ -100,7 +100,9 @@ function banner(text, cls) {
 function render(s) {
   const now = Date.now() + offsetMs;
   const held = s.slots.held === null ? "unknown (the store does not answer)" : s.slots.held;
-  $("summary").textContent = "Slots held: " + held + " of " + s.slots.total;
+  $("summary").textContent = "Slots held: " + held + " of " + s.slots.total +
+    (s.slots.cores === undefined ? "" : " (" + s.slots.locksPerCore + " per core × " +
+      s.slots.cores + (s.slots.cores === 1 ? " core)" : " cores)"));
   banner(
     s.locking.allowed ? "Locking allowed" : "Locking refused: " + s.locking.message,
     s.locking.allowed ? "ok" : "no",

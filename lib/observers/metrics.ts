@@ -92,6 +92,11 @@ export interface MetricsOptions {
   process?: () => ProcessFigures;
   /** Log lines dropped so far because stderr could not keep up. @default {() => 0} */
   logLinesDropped?: () => number;
+  /**
+   * The CPU cores `--locksPerCore` counted its slots from; `startup_lock_cores`
+   * is left out without it. @default {undefined}
+   */
+  cores?: number;
 }
 
 /** Wall-clock start of this process, in seconds, taken once. */
@@ -154,7 +159,7 @@ interface ProbeResult {
  * module documentation and the README's "Metrics" section for the list.
  */
 export class Metrics {
-  readonly #options: Required<MetricsOptions>;
+  readonly #options: Required<Omit<MetricsOptions, "cores">> & Pick<MetricsOptions, "cores">;
   readonly #unsubscribe: () => void;
   #grants = 0;
   readonly #denials = new Map<string, number>(
@@ -239,8 +244,20 @@ export class Metrics {
       out.push(`# HELP ${name} ${escapeHelp(help)}`, `# TYPE ${name} ${type}`);
     };
 
-    metric("startup_lock_slots", "gauge", "Slots, the most locks held at once (--locks).");
+    metric(
+      "startup_lock_slots",
+      "gauge",
+      "Slots, the most locks held at once (--locks, or --locksPerCore times the cores).",
+    );
     out.push(`startup_lock_slots ${status.capacity}`);
+    if (this.#options.cores !== undefined) {
+      metric(
+        "startup_lock_cores",
+        "gauge",
+        "CPU cores this process may use, counted at start; the slots are --locksPerCore times this.",
+      );
+      out.push(`startup_lock_cores ${this.#options.cores}`);
+    }
     metric(
       "startup_lock_slots_held",
       "gauge",

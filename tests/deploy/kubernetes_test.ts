@@ -1302,26 +1302,32 @@ Deno.test({
         async () => {
           await Deno.chown(`${image.dir}${chownPath}`, Number(uid), Number(gid));
           await Deno.chmod(`${image.dir}${chmodPath}`, parseInt(mode!, 8));
-          let token: string | null;
+          // --locksPerCore gives a slot per core of this machine: hold every one of them.
+          assert.equal(server.parsed.command, "serve");
+          const slots = server.parsed.command === "serve" ? server.parsed.config.locks : 1;
+          const tokens: string[] = [];
           {
             await using first = await startInImage(image, args);
             await first.waitForLog(/does not exist yet: starting with no locks held/);
-            const granted = await fetch(`${first.url}/?id=web-1&duration=10m`);
-            await granted.body?.cancel();
-            assert.equal(granted.status, 200);
-            token = granted.headers.get("Lock-Token");
-            assert.ok(token);
+            for (let i = 1; i <= slots; i++) {
+              const granted = await fetch(`${first.url}/?id=web-${i}&duration=10m`);
+              await granted.body?.cancel();
+              assert.equal(granted.status, 200, `slot ${i} of ${slots}`);
+              const token = granted.headers.get("Lock-Token");
+              assert.ok(token);
+              tokens.push(token);
+            }
             assert.equal(await first.stop("SIGTERM"), 0);
           }
           const written = await Deno.stat(`${image.dir}${stateFile}`);
           assert.equal(written.uid, Number(uid), "the state file is the server's user's");
 
           await using second = await startInImage(image, args);
-          await second.waitForLog(/State file .*: 1 lock still held/);
+          await second.waitForLog(new RegExp(`State file .*: ${slots} locks? still held`));
           const refused = await fetch(`${second.url}/`);
           await refused.body?.cancel();
-          assert.equal(refused.status, 423, "the holder from before the restart keeps the slot");
-          const released = await fetch(`${second.url}/locks/${token}`, { method: "DELETE" });
+          assert.equal(refused.status, 423, "the holders from before the restart keep the slots");
+          const released = await fetch(`${second.url}/locks/${tokens[0]}`, { method: "DELETE" });
           await released.body?.cancel();
           assert.equal(released.status, 204, "its token still releases it");
           assert.equal(await second.stop("SIGTERM"), 0);
@@ -1331,6 +1337,74 @@ Deno.test({
       await Deno.remove(work, { recursive: true });
     }
   },
+});
+
+/**
+ * The per-node servers (their locks in memory) size their slots to their node
+ * with --locksPerCore, and have no CPU limit, which the server would count as
+ * its cores instead of the node's.
+ */
+function checkPerNodeSlots(manifests: readonly Manifest[]): void {
+  const perNode = ours(manifests).filter((o) =>
+    o.parsed.command === "serve" && o.parsed.config.store.kind === "memory"
+  );
+  assert.ok(perNode.length > 0, "no per-node server");
+  for (const o of perNode) {
+    if (o.parsed.command !== "serve") continue;
+    assert.ok(
+      o.parsed.config.perCore,
+      `${o.where}: --locks gives every node the same slots; --locksPerCore sizes them to the node`,
+    );
+    const cpu = o.container.resources?.limits?.cpu;
+    assert.equal(
+      cpu,
+      undefined,
+      `${o.where}: a CPU limit (${cpu}) would be counted as the cores, not the node's`,
+    );
+  }
+}
+
+/** The two per-node server files, with `change` made to `file`'s DaemonSet: a copy. */
+function brokenPerNode(file: string, change: (pod: IPodSpec) => void): Manifest[] {
+  const manifests = [...loadFile(SERVER_FILE), ...loadFile(HOST_NETWORK_FILE)];
+  const target = manifests.find((m) => m.file === file && m.object.kind === "DaemonSet");
+  assert.ok(target, `no DaemonSet in ${file}`);
+  change(podOf(target)!.spec);
+  return manifests;
+}
+
+Deno.test("the per-node servers have a slot per CPU core of their node, and no CPU limit", () => {
+  checkPerNodeSlots(MANIFESTS);
+});
+
+Deno.test("the per-node slots rule fails on manifests broken its way", async (t) => {
+  const cases: [string, Manifest[], RegExp][] = [
+    [
+      "--locks instead of --locksPerCore",
+      brokenPerNode(SERVER_FILE, (pod) => {
+        const args = first(pod).args!;
+        args[args.indexOf("--locksPerCore")] = "--locks";
+      }),
+      /daemonset\.yaml .*: --locks gives every node the same slots/,
+    ],
+    [
+      "a CPU limit",
+      brokenPerNode(HOST_NETWORK_FILE, (pod) => {
+        first(pod).resources!.limits!.cpu = "500m";
+      }),
+      /daemonset-hostnetwork\.yaml .*: a CPU limit \(500m\) would be counted as the cores/,
+    ],
+    [
+      "--locks beside --locksPerCore",
+      brokenPerNode(SERVER_FILE, (pod) => first(pod).args!.push("--locks", "2")),
+      /--locks 2 and --locksPerCore 1: give one of/,
+    ],
+  ];
+  for (const [name, manifests, error] of cases) {
+    await t.step(name, () => {
+      assert.throws(() => checkPerNodeSlots(manifests), error);
+    });
+  }
 });
 
 Deno.test("the server's memory limit covers --maxWaiters waiting clients", () => {

@@ -1,9 +1,9 @@
 /**
- * Facts of the README checked against the code: snippets still copied from
- * their files or read by a test, links that lead somewhere, the Operations
- * section's tables of metrics (against a real scrape), alerts and log events,
- * and its Kubernetes snippets for the bearer token (against the manifests and
- * the API schemas).
+ * Facts of the README and the docs pages checked against the code: snippets
+ * still copied from their files or read by a test, the Operations page's
+ * tables of metrics (against a real scrape), alerts and log events, and the
+ * Kubernetes snippets for the bearer token (against the manifests and the API
+ * schemas). Links are checked in links_test.ts.
  */
 import assert from "node:assert/strict";
 import { DaemonSet, Deployment } from "npm:kubernetes-models@5.1.0/apps/v1";
@@ -26,10 +26,12 @@ import { familyOf, metricFamilies, type MetricFamily, unknownMetrics } from "../
 import { startProgram } from "../_program.ts";
 import {
   codeSpans,
+  docFiles,
+  docSection,
+  docText,
+  fileBlocks,
   readmeBlock,
   readmeBlocks,
-  readmeHeadings,
-  readmeSection,
   tableRows,
 } from "../_readme.ts";
 import { which } from "../_which.ts";
@@ -49,83 +51,54 @@ function uncommented(text: string): string {
   return text.split("\n").map((l) => l.replace(/^\s*#\s?/, "")).join("\n");
 }
 
-Deno.test("README blocks marked 'from' are still copies of their files", () => {
+Deno.test("doc blocks marked 'from' are still copies of their files", () => {
   const from = readmeBlocks().filter((b) => b.mark?.kind === "from");
+  assert.ok(from.length > 20, `only ${from.length} blocks marked 'from': is the pattern right?`);
   for (const block of from) {
     const path = block.mark!.value;
     const text = Deno.readTextFileSync(new URL(path, ROOT));
     assert.ok(
       text.includes(block.code) || uncommented(text).includes(block.code),
-      `README.md line ${block.line}: the block is not a copy of ${path}`,
+      `${block.file} line ${block.line}: the block is not a copy of ${path}`,
     );
   }
 });
 
-Deno.test("README blocks marked 'block' are each read by a test", () => {
+Deno.test("doc blocks marked 'block' are each read by a test", () => {
   const tests = testFiles(new URL("tests/", ROOT))
     .map((url) => Deno.readTextFileSync(url))
     .join("\n");
   for (const block of readmeBlocks().filter((b) => b.mark?.kind === "block")) {
     assert.ok(
       tests.includes(`readmeBlock("${block.mark!.value}")`),
-      `README.md line ${block.line}: no test reads block "${block.mark!.value}"`,
+      `${block.file} line ${block.line}: no test reads block "${block.mark!.value}"`,
     );
   }
 });
 
-Deno.test("every snippet of the Deploy section is checked by a test or copied from a checked file", () => {
-  const text = Deno.readTextFileSync(new URL("README.md", ROOT));
-  const start = text.indexOf("\n## Deploy");
-  if (start === -1) return;
-  const deployLines = text.slice(0, start).split("\n").length;
-  const next = text.indexOf("\n## ", start + 1);
-  const endLine = next === -1 ? Infinity : text.slice(0, next).split("\n").length;
-  for (const block of readmeBlocks()) {
-    if (block.line < deployLines || block.line > endLine) continue;
-    assert.ok(block.mark, `README.md line ${block.line}: an unmarked snippet in Deploy`);
-  }
-});
+/** The deployment pages, whose every snippet must be checked: whole pages, or one section. */
+const DEPLOY_PAGES: { file: string; heading?: string }[] = [
+  { file: "docs/install.md", heading: "Download the executable" },
+  { file: "docs/systemd.md" },
+  { file: "docs/container.md" },
+  { file: "docs/kubernetes.md" },
+];
 
-/** The README's whole text. */
-const README_TEXT = Deno.readTextFileSync(new URL("README.md", ROOT));
-
-/** The anchor GitHub gives a heading: lower case, punctuation dropped, spaces as hyphens. */
-function slug(heading: string): string {
-  return heading.trim().toLowerCase().replace(/[^\p{L}\p{M}\p{N}\p{Pc} -]/gu, "").replace(
-    / /g,
-    "-",
-  );
-}
-
-Deno.test("README links to its own headings and files that exist", () => {
-  const anchors = new Set<string>();
-  for (const { text } of readmeHeadings()) {
-    const base = slug(text);
-    let anchor = base;
-    for (let n = 1; anchors.has(anchor); n++) anchor = `${base}-${n}`;
-    anchors.add(anchor);
-  }
-  // Links outside code: drop fenced blocks and code spans first.
-  const prose = README_TEXT.replace(/^(`{3,})[^\n]*\n[\s\S]*?^\1\s*$/gm, "").replace(
-    /`[^`\n]*`/g,
-    "",
-  );
-  const targets = [...prose.matchAll(/\]\(([^)\s]+)\)/g)].map((m) => m[1]!);
-  assert.ok(targets.length > 20, `only ${targets.length} links found: is the pattern right?`);
-  for (const target of targets) {
-    if (/^[a-z]+:/.test(target)) continue; // https://…
-    if (target.startsWith("#")) {
-      assert.ok(anchors.has(target.slice(1)), `README.md links to ${target}: no such heading`);
-      continue;
-    }
-    const path = target.split("#")[0]!;
-    try {
-      Deno.statSync(new URL(path, ROOT));
-    } catch {
-      assert.fail(`README.md links to ${target}: no such file`);
+Deno.test("every snippet of the deployment pages is checked by a test or copied from a checked file", () => {
+  for (const { file, heading } of DEPLOY_PAGES) {
+    const blocks = fileBlocks(file).filter((b) => heading === undefined || b.heading === heading);
+    assert.ok(blocks.length > 0, `${file} has no snippet${heading ? ` under ${heading}` : ""}`);
+    for (const block of blocks) {
+      assert.ok(block.mark, `${file} line ${block.line}: an unmarked snippet`);
     }
   }
 });
+
+/** The text of the README and of every docs page. */
+const DOCS_TEXT = docFiles().map(docText).join("\n");
+
+/** The Operations page, which holds the tables of metrics, alerts and log events. */
+const OPERATIONS = "docs/operations.md";
 
 /** The metrics of the real program, scraped with a passing `--check` so every label shows. */
 async function scrapeProgram(): Promise<string> {
@@ -135,7 +108,13 @@ async function scrapeProgram(): Promise<string> {
   })().catch(() => {});
   try {
     const port = (listener.addr as Deno.NetAddr).port;
-    await using server = await startProgram(["--check", `tcp://127.0.0.1:${port}`]);
+    // --locksPerCore, so that startup_lock_cores is exported too.
+    await using server = await startProgram([
+      "--check",
+      `tcp://127.0.0.1:${port}`,
+      "--locksPerCore",
+      "1",
+    ]);
     await server.waitForLog(/All dependencies are up/);
     const response = await fetch(`${server.url}/metrics`);
     assert.equal(response.status, 200);
@@ -146,13 +125,17 @@ async function scrapeProgram(): Promise<string> {
   }
 }
 
-/** What `Metrics` renders with every process figure known, as where `/proc/self/fd` can be read. */
+/**
+ * What `Metrics` renders with every optional figure known: the process's, as
+ * where `/proc/self/fd` can be read, and the cores, as with `--locksPerCore`.
+ */
 async function renderAllMetrics(): Promise<string> {
   const store = new MemoryLockStore(1);
   const service = new LockService({ store, maxDurationMs: 60_000 });
   const metrics = new Metrics(new EventBus(), {
     status: () => service.status(),
     process: () => ({ startTimeSeconds: 1, residentMemoryBytes: 1, openFds: 1 }),
+    cores: 1,
   });
   try {
     return await metrics.render();
@@ -163,9 +146,9 @@ async function renderAllMetrics(): Promise<string> {
   }
 }
 
-/** The README's metrics table: metric → type and labels. */
+/** The metrics table of docs/operations.md: metric → type and labels. */
 function metricsTable(): Map<string, MetricFamily> {
-  const rows = tableRows(readmeSection("### Metrics"), "metric");
+  const rows = tableRows(docSection(OPERATIONS, "## Metrics"), "metric");
   const table = new Map<string, MetricFamily>();
   for (const [metric = "", type = "", labels = ""] of rows) {
     const [name] = codeSpans(metric);
@@ -176,7 +159,7 @@ function metricsTable(): Map<string, MetricFamily> {
   return table;
 }
 
-Deno.test("README's metrics table lists every metric the server exports, and only those", async (t) => {
+Deno.test("The metrics table of docs/operations.md lists every metric the server exports, and only those", async (t) => {
   const scraped = metricFamilies(await scrapeProgram());
   // Metrics the program leaves out where it cannot measure them (process_open_fds).
   const possible = new Map([...metricFamilies(await renderAllMetrics()), ...scraped]);
@@ -185,29 +168,35 @@ Deno.test("README's metrics table lists every metric the server exports, and onl
   await t.step("every metric of a real scrape is in the table, with its type and labels", () => {
     for (const [name, family] of scraped) {
       const row = table.get(name);
-      assert.ok(row, `${name} is exported but missing from the README's metrics table`);
-      assert.equal(row.type, family.type, `${name}: the README says ${row.type}`);
+      assert.ok(
+        row,
+        `${name} is exported but missing from the metrics table of docs/operations.md`,
+      );
+      assert.equal(row.type, family.type, `${name}: the docs say ${row.type}`);
       assert.deepEqual([...row.labels].sort(), [...family.labels].sort(), `${name}: labels`);
     }
   });
   await t.step("every metric of the table exists", () => {
     for (const [name, row] of table) {
       const family = possible.get(name);
-      assert.ok(family, `the README's metrics table lists ${name}, which the server never exports`);
-      assert.equal(row.type, family.type, `${name}: the README says ${row.type}`);
+      assert.ok(
+        family,
+        `the metrics table of docs/operations.md lists ${name}, which the server never exports`,
+      );
+      assert.equal(row.type, family.type, `${name}: the docs say ${row.type}`);
     }
   });
-  await t.step("every metric the README names anywhere exists", () => {
-    for (const [name] of README_TEXT.matchAll(/\b(?:startup_lock|process)_[a-z0-9_]+\b/g)) {
-      assert.ok(familyOf(name, possible), `README.md names ${name}, which is not a metric`);
+  await t.step("every metric the docs name anywhere exists", () => {
+    for (const [name] of DOCS_TEXT.matchAll(/\b(?:startup_lock|process)_[a-z0-9_]+\b/g)) {
+      assert.ok(familyOf(name, possible), `the docs name ${name}, which is not a metric`);
     }
   });
-  await t.step("the README's queries use only metrics and labels that exist", () => {
+  await t.step("the docs' queries use only metrics and labels that exist", () => {
     assert.deepEqual(unknownMetrics(readmeBlock("promql"), possible), []);
   });
 });
 
-/** The README's queries, one per comment: each comment line starts the next one. */
+/** The queries of docs/operations.md, one per comment: each comment line starts the next one. */
 function readmeQueries(): string[] {
   const queries: string[] = [];
   for (const line of readmeBlock("promql").split("\n")) {
@@ -220,7 +209,7 @@ function readmeQueries(): string[] {
 const PROMTOOL = which("promtool");
 
 Deno.test({
-  name: "README's PromQL queries parse (promtool check rules)",
+  name: "The PromQL queries of docs/operations.md parse (promtool check rules)",
   ignore: !PROMTOOL && !Deno.env.get("CI"),
   fn: async () => {
     const queries = readmeQueries();
@@ -282,8 +271,8 @@ const SAMPLE_EVENTS: { [T in LockEventType]: Extract<LockEvent, { type: T }> } =
 /** Events that the log writer adds, beside the core's: its fields besides `event`. */
 const WRITER_EVENTS: Record<string, string[]> = { log_dropped: ["count"] };
 
-Deno.test("README's log tables list every event with its fields", async (t) => {
-  const logs = readmeSection("### Logs");
+Deno.test("The log tables of docs/operations.md list every event with its fields", async (t) => {
+  const logs = docSection(OPERATIONS, "## Logs");
   const rows = tableRows(logs, "`event`");
   const table = new Map(rows.map(([event = "", , , fields = ""]) => {
     const [name] = codeSpans(event);
@@ -294,7 +283,7 @@ Deno.test("README's log tables list every event with its fields", async (t) => {
   await t.step("every event type of the core has a row with its fields", () => {
     for (const type of EVENT_TYPES) {
       const fields = table.get(type);
-      assert.ok(fields, `event ${type} is missing from the README's log table`);
+      assert.ok(fields, `event ${type} is missing from the log table of docs/operations.md`);
       // `event` is the type; `type` is left undefined, so a line never carries it.
       const expected = Object.keys(eventFields(SAMPLE_EVENTS[type]))
         .filter((f) => f !== "event" && f !== "type");
@@ -321,7 +310,7 @@ Deno.test("README's log tables list every event with its fields", async (t) => {
 
 type Json = Record<string, unknown>;
 
-/** Parses a YAML snippet of the README, which may be indented as in its file. */
+/** Parses a YAML snippet of the docs, which may be indented as in its file. */
 function yamlSnippet(code: string): Json {
   const indent = Math.min(
     ...code.split("\n").filter((l) => l.trim() && !l.trim().startsWith("#")).map((l) =>
@@ -376,7 +365,7 @@ type PodSpec = {
 const podSpec = (workload: Json) =>
   (workload as { spec: { template: { spec: PodSpec } } }).spec.template.spec;
 
-Deno.test("README's Kubernetes auth snippets give the server and the clients one token from Secrets", async (t) => {
+Deno.test("The Kubernetes auth snippets of docs/access-control.md give the server and the clients one token from Secrets", async (t) => {
   const secrets = parseAllDocuments(readmeBlock("auth-kubernetes-secret")).map((d) =>
     d.toJS() as { metadata: { name: string; namespace: string }; stringData: { token: string } }
   );
@@ -432,12 +421,12 @@ Deno.test("README's Kubernetes auth snippets give the server and the clients one
   });
 });
 
-Deno.test("README's alert table lists every rule of deploy/prometheus/alerts.yaml, and only those", () => {
+Deno.test("The alert table of docs/operations.md lists every rule of deploy/prometheus/alerts.yaml, and only those", () => {
   const file = parse(Deno.readTextFileSync(new URL("deploy/prometheus/alerts.yaml", ROOT))) as {
     groups: { rules: { alert: string }[] }[];
   };
   const rules = file.groups.flatMap((g) => g.rules.map((r) => r.alert));
-  const table = tableRows(readmeSection("### Alerts"), "alert").map(([alert = ""]) =>
+  const table = tableRows(docSection(OPERATIONS, "## Alerts"), "alert").map(([alert = ""]) =>
     codeSpans(alert)[0]
   );
   assert.deepEqual(table, rules);

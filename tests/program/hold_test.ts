@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { createProbeHandler, holdCommand, parseListen } from "../../lib/commands/hold.ts";
-import { startClient } from "../_client.ts";
+import { freePort, startClient } from "../_client.ts";
 import { runProgram, startProgram } from "../_program.ts";
 import { eventually } from "../_wait.ts";
 
@@ -19,6 +19,33 @@ Deno.test("holdCommand.parse() needs --readyUrl and listens on 0.0.0.0:8889 by d
   assert.ok(parsed.action === "run");
   assert.deepEqual(parsed.options.listen, { hostname: "0.0.0.0", port: 8889 });
   assert.throws(() => holdCommand.parse(["--server", SERVER], noEnv), /Missing --readyUrl URL/);
+});
+
+Deno.test("holdCommand.parse() takes a tcp://HOST:PORT --readyUrl and refuses one without a port", () => {
+  const noEnv = () => undefined;
+  const parse = (readyUrl: string) =>
+    holdCommand.parse(["--server", SERVER, "--readyUrl", readyUrl], noEnv);
+  const parsed = parse("tcp://localhost:5432");
+  assert.ok(parsed.action === "run");
+  assert.equal(parsed.options.readyUrl.protocol, "tcp:");
+  assert.equal(parsed.options.readyUrl.hostname, "localhost");
+  assert.equal(parsed.options.readyUrl.port, "5432");
+  const ipv6 = parse("tcp://[::1]:5432/");
+  assert.ok(ipv6.action === "run");
+  assert.equal(ipv6.options.readyUrl.href, "tcp://[::1]:5432");
+  for (const bad of ["tcp://localhost", "tcp://localhost:0", "tcp://localhost:70000", "tcp://:5"]) {
+    assert.throws(
+      () => parse(bad),
+      (e: Error) =>
+        e.message === `Invalid --readyUrl "${bad}": ` +
+            "expected tcp://HOST:PORT with a port from 1 to 65535",
+      bad,
+    );
+  }
+  assert.throws(
+    () => parse("ftp://localhost/"),
+    /Invalid --readyUrl "ftp:\/\/localhost\/": unsupported scheme "ftp": expected an http:\/\/, https:\/\/ or tcp:\/\/ URL/,
+  );
 });
 
 Deno.test("parseListen() reads HOST:PORT, [IPv6]:PORT and :PORT", () => {
@@ -107,6 +134,39 @@ Deno.test("hold reports the lock on /acquired, releases it once the app is ready
   assert.equal(next.code, 0, next.stderr);
   assert.equal(await status(`${probes}/acquired`), 200, "stays 200 after the release");
 
+  hold.kill("SIGTERM");
+  assert.equal(await hold.exited(), 0, hold.stderr.join("\n"));
+});
+
+Deno.test("hold with a tcp:// --readyUrl releases the lock once the app accepts a connection", async () => {
+  await using server = await startProgram();
+  const appPort = freePort();
+  await using hold = startClient([
+    "hold",
+    "--server",
+    server.url,
+    "--duration",
+    "60s",
+    "--readyUrl",
+    `tcp://127.0.0.1:${appPort}`,
+    "--readyInterval",
+    "100ms",
+    "--listen",
+    "127.0.0.1:0",
+  ]);
+  await hold.waitForLine("stderr", /Acquired the lock/);
+  const whileStarting = await runProgram(["acquire", "--server", server.url, "--wait", "1s"]);
+  assert.equal(whileStarting.code, 124, "nothing listens on the port yet: the lock is held");
+
+  using app = Deno.listen({ hostname: "127.0.0.1", port: appPort });
+  const accepted = app.accept();
+  await hold.waitForLine(
+    "stderr",
+    new RegExp(`Released the lock: tcp://127\\.0\\.0\\.1:${appPort} accepted a connection`),
+  );
+  (await accepted).close();
+  const next = await runProgram(["acquire", "--server", server.url, "--wait", "10s"]);
+  assert.equal(next.code, 0, next.stderr);
   hold.kill("SIGTERM");
   assert.equal(await hold.exited(), 0, hold.stderr.join("\n"));
 });

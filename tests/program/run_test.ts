@@ -27,6 +27,11 @@ Deno.test("runCommand.parse() takes the command after --, untouched", () => {
   assert.equal(options.readyIntervalMs, DEFAULT_READY_INTERVAL_MS);
   assert.equal(options.acquire.server.href, "http://lock:8888/");
   const noEnv = () => undefined;
+  assert.equal(
+    parse(["--server", SERVER, "--readyUrl", "tcp://localhost:5432", "--", "app"]).readyUrl?.href,
+    "tcp://localhost:5432",
+    "run shares hold's tcp ready check",
+  );
   assert.throws(() => runCommand.parse(["--server", SERVER], noEnv), /Missing command: put the/);
   assert.throws(() => runCommand.parse(["--server", SERVER, "--"], noEnv), /Missing command/);
   assert.throws(

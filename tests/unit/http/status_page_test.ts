@@ -5,6 +5,7 @@
  * takes is `docs/status-page.png`, shown in the README.
  */
 import assert from "node:assert/strict";
+import type { PerCoreSlots } from "../../../lib/config.ts";
 import { LockService } from "../../../lib/core/service.ts";
 import { createHandler } from "../../../lib/http/handler.ts";
 import type { StatusBody as Status } from "../../../lib/http/render.ts";
@@ -19,14 +20,15 @@ import { which } from "../../_which.ts";
 const BROWSER_ACCEPT =
   "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8";
 
-function setup(auth?: TokenSource) {
+function setup(auth?: TokenSource, perCore?: PerCoreSlots) {
   const clock = new ManualClock();
-  const store = new MemoryLockStore(1, { clock });
+  const store = new MemoryLockStore(perCore ? perCore.locksPerCore * perCore.cores : 1, { clock });
   const service = new LockService({ store, clock, maxDurationMs: 60_000 });
   const handler = createHandler({
     service,
     defaultDurationMs: 10_000,
     ...(auth ? { auth } : {}),
+    ...(perCore ? { perCore } : {}),
   });
   const get = (accept?: string, headers: Record<string, string> = {}) =>
     Promise.resolve(
@@ -83,6 +85,18 @@ Deno.test("GET /status answers the page to a browser and JSON otherwise", async 
       assert.deepEqual((await res.json()).slots, { total: 1, held: 0, free: 1 });
     });
   }
+});
+
+Deno.test("GET /status shows --locksPerCore and the cores it counted beside the slots", async () => {
+  using api = setup(undefined, { locksPerCore: 2, cores: 3 });
+  const res = await api.get("application/json");
+  assert.deepEqual((await res.json()).slots, {
+    total: 6,
+    held: 0,
+    free: 6,
+    locksPerCore: 2,
+    cores: 3,
+  });
 });
 
 Deno.test("GET /status guards the page like the JSON when the server has a token", async () => {
@@ -273,5 +287,22 @@ Deno.test({
         dependency.close();
       } catch { /* already closed */ }
     }
+  },
+});
+
+Deno.test({
+  name: "The status page in headless Chromium shows the slots per core and the cores counted",
+  ignore: !CHROMIUM && !IN_CI,
+  async fn() {
+    await using server = await startProgram(["--locksPerCore", "0.5"]);
+    const { slots } = await (await fetch(`${server.url}/status`)).json() as Status;
+    const cores = slots.cores ?? 0;
+    const text = visibleText(await chromium(`${server.url}/status`, ["--dump-dom"]));
+    assert.ok(
+      text.includes(
+        `Slots held: 0 of ${slots.total} (0.5 per core × ${cores} core${cores === 1 ? "" : "s"})`,
+      ),
+      text,
+    );
   },
 });

@@ -235,6 +235,22 @@ Deno.test("Metrics leaves out process figures it does not have, and stops counti
   assert.equal(samples(text)["startup_lock_slots_held"], 2);
 });
 
+Deno.test("Metrics exports startup_lock_cores only when --locksPerCore counted the cores", async () => {
+  using s = setup();
+  const perCore = new Metrics(s.events, { status: () => s.service.status(), cores: 3 });
+  const fixed = new Metrics(s.events, { status: () => s.service.status() });
+  try {
+    const text = await perCore.render();
+    assert.equal(samples(text)["startup_lock_cores"], 3);
+    assert.match(text, /^# TYPE startup_lock_cores gauge$/m);
+    assert.equal(samples(text)["startup_lock_slots"], 2);
+    assert.doesNotMatch(await fixed.render(), /startup_lock_cores/);
+  } finally {
+    perCore.close();
+    fixed.close();
+  }
+});
+
 Deno.test("processFigures() reads the start time and resident memory; open fds only where /proc is readable", () => {
   const figures = processFigures();
   const now = Date.now() / 1000;
