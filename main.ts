@@ -12,6 +12,7 @@ import type { Command, Env } from "./lib/args.ts";
 import { acquireCommand } from "./lib/commands/acquire.ts";
 import { healthcheckCommand } from "./lib/commands/healthcheck.ts";
 import { holdCommand } from "./lib/commands/hold.ts";
+import { injectCommand } from "./lib/commands/inject.ts";
 import { releaseCommand } from "./lib/commands/release.ts";
 import { runCommand } from "./lib/commands/run.ts";
 import { serveCommand } from "./lib/commands/serve.ts";
@@ -26,6 +27,7 @@ export const COMMANDS: readonly Command<unknown>[] = [
   runCommand,
   holdCommand,
   healthcheckCommand,
+  injectCommand,
 ];
 
 /** What the arguments select: a command and its arguments, or a command's help. */

@@ -13,6 +13,7 @@ import { type Command, envNames, type FlagSpec } from "../lib/args.ts";
 import { acquireCommand } from "../lib/commands/acquire.ts";
 import { healthcheckCommand } from "../lib/commands/healthcheck.ts";
 import { holdCommand } from "../lib/commands/hold.ts";
+import { injectCommand } from "../lib/commands/inject.ts";
 import { releaseCommand } from "../lib/commands/release.ts";
 import { runCommand } from "../lib/commands/run.ts";
 import { serveCommand } from "../lib/commands/serve.ts";
@@ -33,6 +34,7 @@ export const COMMANDS: readonly Command<unknown>[] = [
   runCommand,
   holdCommand,
   healthcheckCommand,
+  injectCommand,
 ] as Command<unknown>[];
 
 /** A command's synopsis, from the `Usage:` line of its `--help`. */

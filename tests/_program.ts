@@ -48,6 +48,12 @@ function commandLine(args: string[], wrapper: string[] = []): { command: string;
   return { command: first!, args: rest };
 }
 
+/** Options of {@linkcode startProgram}. */
+export interface StartOptions extends ProgramOptions {
+  /** The command that listens, before the flags: `inject`. @default {the default command, serve} */
+  command?: string;
+}
+
 function childEnv(env: Record<string, string> = {}): Record<string, string> {
   const base = Object.fromEntries(
     Object.entries(Deno.env.toObject()).filter(([k]) => !k.startsWith("STARTUP_LOCK_")),
@@ -77,7 +83,7 @@ export async function runProgram(
 
 /** A running server process. */
 export interface ProgramServer extends AsyncDisposable {
-  /** `http://127.0.0.1:PORT` */
+  /** `http://127.0.0.1:PORT`, or `https://` for a command that serves HTTPS */
   url: string;
   process: Deno.ChildProcess;
   /** Every stderr line so far. */
@@ -94,9 +100,13 @@ export interface ProgramServer extends AsyncDisposable {
  */
 export async function startProgram(
   args: string[] = [],
-  options: ProgramOptions = {},
+  options: StartOptions = {},
 ): Promise<ProgramServer> {
-  const line = commandLine(["--host", "127.0.0.1", "--port", "0", ...args], options.wrapper);
+  const selected = options.command === undefined ? [] : [options.command];
+  const line = commandLine(
+    [...selected, "--host", "127.0.0.1", "--port", "0", ...args],
+    options.wrapper,
+  );
   const process = new Deno.Command(line.command, {
     args: line.args,
     env: childEnv(options.env),
@@ -169,14 +179,14 @@ export async function startProgram(
 
   let listening: string;
   try {
-    listening = await waitForLog(/Listening on http:\/\//);
+    listening = await waitForLog(/Listening on https?:\/\//);
   } catch (error) {
     await stop("SIGKILL");
     throw error;
   }
   const port = /:(\d+)\//.exec(listening)?.[1];
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${listening.includes("https://") ? "https" : "http"}://127.0.0.1:${port}`,
     process,
     log,
     waitForLog,

@@ -11,6 +11,7 @@
 import { envNames } from "../args.ts";
 import { HEALTHCHECK_FLAGS } from "./healthcheck.ts";
 import { HOLD_FLAGS } from "./hold.ts";
+import { INJECT_FLAGS } from "./inject.ts";
 import { RELEASE_FLAGS } from "./release.ts";
 import { RUN_FLAGS } from "./run.ts";
 import { SERVER_FLAGS } from "./serve.ts";
@@ -18,7 +19,8 @@ import { SERVER_FLAGS } from "./serve.ts";
 /** The program's own environment variables: those of every flag of every command. */
 export const ENV_VARIABLES: readonly string[] = [
   ...new Set(
-    [SERVER_FLAGS, RELEASE_FLAGS, RUN_FLAGS, HOLD_FLAGS, HEALTHCHECK_FLAGS].flatMap(envNames),
+    [SERVER_FLAGS, RELEASE_FLAGS, RUN_FLAGS, HOLD_FLAGS, HEALTHCHECK_FLAGS, INJECT_FLAGS]
+      .flatMap(envNames),
   ),
 ];
 

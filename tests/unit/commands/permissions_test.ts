@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { envNames } from "../../../lib/args.ts";
 import { ACQUIRE_FLAGS } from "../../../lib/commands/acquire.ts";
 import { HOLD_FLAGS } from "../../../lib/commands/hold.ts";
+import { INJECT_FLAGS } from "../../../lib/commands/inject.ts";
 import { RELEASE_FLAGS } from "../../../lib/commands/release.ts";
 import { RUN_FLAGS } from "../../../lib/commands/run.ts";
 import { SERVER_FLAGS } from "../../../lib/commands/serve.ts";
@@ -126,7 +127,9 @@ Deno.test("the program may read exactly its own environment variables", () => {
 
 Deno.test("the program may read the variable of every flag of every command, HOSTNAME and the Redis client's", () => {
   const allowed = new Set(PROGRAM_PERMISSIONS.env);
-  for (const specs of [SERVER_FLAGS, ACQUIRE_FLAGS, RELEASE_FLAGS, RUN_FLAGS, HOLD_FLAGS]) {
+  for (
+    const specs of [SERVER_FLAGS, ACQUIRE_FLAGS, RELEASE_FLAGS, RUN_FLAGS, HOLD_FLAGS, INJECT_FLAGS]
+  ) {
     for (const name of envNames(specs)) assert.ok(allowed.has(name), name);
   }
   const named = [
