@@ -4,38 +4,73 @@
  *
  * This file only dispatches: it picks the command from the first argument,
  * prints help, and turns usage errors into exit code 2. Each command lives in
- * `lib/commands/`.
+ * `lib/commands/` and is loaded only once it is chosen: `healthcheck`, run by
+ * container probes every few seconds, and the `hold` sidecar, which idles
+ * beside an application for its whole life, load nothing of the server.
  *
  * @module
  */
 import type { Command, Env } from "./lib/args.ts";
-import { acquireCommand } from "./lib/commands/acquire.ts";
-import { healthcheckCommand } from "./lib/commands/healthcheck.ts";
-import { holdCommand } from "./lib/commands/hold.ts";
-import { injectCommand } from "./lib/commands/inject.ts";
-import { releaseCommand } from "./lib/commands/release.ts";
-import { runCommand } from "./lib/commands/run.ts";
-import { serveCommand } from "./lib/commands/serve.ts";
 import { UsageError } from "./lib/errors.ts";
 import { EXIT } from "./lib/exit.ts";
 
+/** A command as the dispatcher knows it before loading it: its name, its `--help` line, its module. */
+export interface CommandEntry {
+  /** The word that selects it: `acquire`. */
+  readonly name: string;
+  /** One line for the top-level `--help`. */
+  readonly summary: string;
+  /** Loads the command's module, and only it. */
+  load(): Promise<Command<unknown>>;
+}
+
 /** Every command, in `--help` order; `serve` is the default. */
-export const COMMANDS: readonly Command<unknown>[] = [
-  serveCommand,
-  acquireCommand,
-  releaseCommand,
-  runCommand,
-  holdCommand,
-  healthcheckCommand,
-  injectCommand,
+export const COMMANDS: readonly CommandEntry[] = [
+  {
+    name: "serve",
+    summary: "Run the lock server (the default; the flags above)",
+    load: async () => (await import("./lib/commands/serve.ts")).serveCommand,
+  },
+  {
+    name: "acquire",
+    summary: "Wait for a lock and print its token",
+    load: async () => (await import("./lib/commands/acquire.ts")).acquireCommand,
+  },
+  {
+    name: "release",
+    summary: "Give a lock back",
+    load: async () => (await import("./lib/commands/release.ts")).releaseCommand,
+  },
+  {
+    name: "run",
+    summary: "Acquire, run a command, release once it is ready; exit with its code",
+    load: async () => (await import("./lib/commands/run.ts")).runCommand,
+  },
+  {
+    name: "hold",
+    summary: "Kubernetes sidecar: acquire, release once the app is ready, then idle",
+    load: async () => (await import("./lib/commands/hold.ts")).holdCommand,
+  },
+  {
+    name: "healthcheck",
+    summary: "Exit 0 when the server's /healthz answers 200: for HEALTHCHECK and exec probes",
+    load: async () => (await import("./lib/commands/healthcheck.ts")).healthcheckCommand,
+  },
+  {
+    name: "inject",
+    summary: "Kubernetes admission webhook: add the lock to every new pod of labelled namespaces",
+    load: async () => (await import("./lib/commands/inject.ts")).injectCommand,
+  },
 ];
+
+const SERVE = COMMANDS[0]!;
 
 /** What the arguments select: a command and its arguments, or a command's help. */
 export type Selection =
-  | { action: "help"; command: Command<unknown> }
-  | { action: "run"; command: Command<unknown>; args: readonly string[] };
+  | { action: "help"; command: CommandEntry }
+  | { action: "run"; command: CommandEntry; args: readonly string[] };
 
-function find(name: string): Command<unknown> | undefined {
+function find(name: string): CommandEntry | undefined {
   return COMMANDS.find((c) => c.name === name);
 }
 
@@ -50,7 +85,7 @@ const NAMES = COMMANDS.map((c) => c.name).join(", ");
 export function selectCommand(args: readonly string[]): Selection {
   const [first = "", ...rest] = args;
   if (first === "help") {
-    if (rest.length === 0) return { action: "help", command: serveCommand };
+    if (rest.length === 0) return { action: "help", command: SERVE };
     const command = rest.length === 1 ? find(rest[0]!) : undefined;
     if (!command) {
       throw new UsageError(
@@ -65,7 +100,7 @@ export function selectCommand(args: readonly string[]): Selection {
     return { action: "run", command, args: rest };
   }
   if (first === "" || first.startsWith("-")) {
-    return { action: "run", command: serveCommand, args };
+    return { action: "run", command: SERVE, args };
   }
   throw new UsageError(
     `Unexpected argument "${first}": expected a command (${NAMES}) or flags (see --help)`,
@@ -73,8 +108,8 @@ export function selectCommand(args: readonly string[]): Selection {
 }
 
 /** A command's `--help`; the default command's also lists the others. */
-function help(command: Command<unknown>): string {
-  if (command !== serveCommand) return command.usage();
+function help(entry: CommandEntry, command: Command<unknown>): string {
+  if (entry !== SERVE) return command.usage();
   const rows = COMMANDS.map((c) => `  ${c.name.padEnd(13)}${c.summary}`);
   return [
     command.usage(),
@@ -91,12 +126,12 @@ export async function main(args: readonly string[]): Promise<number> {
   const env: Env = (name) => Deno.env.get(name);
   try {
     const selected = selectCommand(args);
-    const { command } = selected;
+    const command = await selected.command.load();
     const parsed = selected.action === "help"
       ? { action: "help" as const }
       : command.parse(selected.args, env);
     if (parsed.action === "help") {
-      console.log(help(command));
+      console.log(help(selected.command, command));
       return EXIT.OK;
     }
     return await command.run(parsed.options);

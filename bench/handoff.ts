@@ -15,6 +15,7 @@
  *
  * @module
  */
+import { SCRATCH_DIR } from "./_scratch.ts";
 import { atMost, type Figure, formatMs, labelText, percentile } from "./figures.ts";
 import { acquire, checkStatus, grantedToken, untilStatus } from "./lock_api.ts";
 import type { ChildProcess } from "./process.ts";
@@ -45,7 +46,7 @@ const NAME = "Handoff latency";
 const SERVER_FLAGS = ["--locks", "1", "--timeout", "1m", "--maxWait", "1m"];
 
 /** Where the `--stateFile` variant keeps its lock (the benchmark may not write, the server may). */
-export const HANDOFF_STATE_FILE = `/tmp/startup-lock-bench-handoff-${Deno.pid}.json`;
+export const HANDOFF_STATE_FILE = `${SCRATCH_DIR}/handoff-state.json`;
 
 /** A way of running the server for the handoff: the default flags, then variants. */
 export interface HandoffVariant {

@@ -147,7 +147,7 @@ function signal(process: Deno.ChildProcess, name: Deno.Signal): void {
 }
 
 /** A port of 127.0.0.1 that was free a moment ago. */
-function freePort(): number {
+export function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { port } = listener.addr;
   listener.close();

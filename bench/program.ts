@@ -89,7 +89,8 @@ export function programsToCompare(baselineDir: string): [Program, Program] {
   return [checkoutProgram(ROOT, ours), checkoutProgram(baselineDir, theirs)];
 }
 
-function isFile(path: string): boolean {
+/** Whether `path` is a file. */
+export function isFile(path: string): boolean {
   try {
     return Deno.statSync(path).isFile;
   } catch {

@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { SCRATCH_DIR } from "./_scratch.ts";
 import { launchLockServer, spawnChild } from "./process.ts";
 import type { Program } from "./program.ts";
 
@@ -52,7 +53,7 @@ export const DEFAULT_MODES: readonly LockMode[] = ["deny", "acquire"];
 export const BASELINE_MODES: readonly LockMode[] = [...DEFAULT_MODES, "acquire-warn"];
 
 /** Where the `--stateFile` variant keeps its locks (the benchmark may not write, the server may). */
-export const BENCH_STATE_FILE = `/tmp/startup-lock-bench-${Deno.pid}.json`;
+export const BENCH_STATE_FILE = `${SCRATCH_DIR}/state.json`;
 
 /** How often the scraped variant fetches `/metrics`, a busy Prometheus's pace. */
 export const SCRAPE_INTERVAL_MS = 1_000;

@@ -1,17 +1,19 @@
 /**
  * The command-line machinery every command shares: flags with
- * environment-variable fallbacks on `node:util` `parseArgs` (the stand-in for
+ * environment-variable fallbacks on `parseArgs` (`_parse_args.ts`, the strict
+ * part of `node:util`'s without the memory `node:util` costs; the stand-in for
  * `@std/cli` while JSR is out of reach: this is the one file to change when it
  * becomes available), reading values through parsers that name the flag in
  * their errors, `--help` rendering, and the shape of a command.
  *
- * Flags are camelCase (`--failHc`); kebab-case spellings (`--fail-hc`) are
- * accepted too. Every value flag can come from `STARTUP_LOCK_<SNAKE_NAME>`;
+ * Flags are camelCase (`--failHc`); kebab-case spellings (`--fail-hc`) and
+ * one leading dash (`-failHc 5`, as the original's Go `flag` package takes)
+ * are accepted too. Every value flag can come from `STARTUP_LOCK_<SNAKE_NAME>`;
  * a flag on the command line wins over its variable.
  *
  * @module
  */
-import { parseArgs } from "node:util";
+import { parseArgs } from "./_parse_args.ts";
 import { UsageError } from "./errors.ts";
 
 /** The prefix of every environment variable the program reads. */
@@ -85,18 +87,75 @@ interface OwnFlag {
 
 /**
  * The flag `token` names, if it is exactly one of `specs` (`--server`,
- * `--server=x`, `--fail-hc`, `-h`); anything else may be a value.
+ * `--server=x`, `--fail-hc`, `-h`); anything else may be a value. A long flag
+ * may also start with one dash (`-locks 2`, `-locks=2`), as Go's `flag`
+ * package, which the original parses with, allows; a single letter after one
+ * dash is always the short form (`-h`).
  */
 function ownFlag(token: string, specs: readonly FlagSpec[]): OwnFlag | undefined {
-  if (token.startsWith("--")) {
-    const eq = token.indexOf("=");
-    const name = kebabToCamel(eq === -1 ? token.slice(2) : token.slice(2, eq));
+  const long = /^--?([A-Za-z][A-Za-z0-9-]+)(=.*)?$/s.exec(token);
+  if (long) {
+    const name = kebabToCamel(long[1]!);
     const spec = specs.find((s) => s.name === name);
     if (!spec) return undefined;
-    return { spec, token: `--${name}${eq === -1 ? "" : token.slice(eq)}`, inline: eq !== -1 };
+    return { spec, token: `--${name}${long[2] ?? ""}`, inline: long[2] !== undefined };
   }
   const spec = /^-[A-Za-z]$/.test(token) ? specs.find((s) => s.short === token[1]) : undefined;
   return spec && { spec, token, inline: false };
+}
+
+/** The longest edit distance at which an unknown flag is taken for a misspelling. */
+const MAX_SUGGESTION_DISTANCE = 2;
+
+/**
+ * The flag an unknown one was probably meant to be: the nearest name by edit
+ * distance (case and dashes ignored), if close enough to be a misspelling.
+ */
+export function suggestFlag(typed: string, specs: readonly FlagSpec[]): string | undefined {
+  const plain = (name: string) => name.replace(/-/g, "").toLowerCase();
+  const wanted = plain(typed.replace(/^-+/, "").replace(/=.*$/s, ""));
+  // Short words are close to everything: allow one edit per three letters, at least one.
+  const limit = Math.min(MAX_SUGGESTION_DISTANCE, Math.max(1, Math.floor(wanted.length / 3)));
+  let best: { name: string; distance: number } | undefined;
+  for (const spec of specs) {
+    const distance = editDistance(wanted, plain(spec.name));
+    if (distance <= limit && (!best || distance < best.distance)) {
+      best = { name: spec.name, distance };
+    }
+  }
+  return best && `--${best.name}`;
+}
+
+/** Levenshtein distance, with a swap of two neighbouring letters counting as one edit. */
+function editDistance(a: string, b: string): number {
+  const rows = Array.from({ length: a.length + 1 }, (_, i) => {
+    const row = new Array<number>(b.length + 1).fill(0);
+    row[0] = i;
+    return row;
+  });
+  for (let j = 0; j <= b.length; j++) rows[0]![j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let d = Math.min(rows[i - 1]![j]! + 1, rows[i]![j - 1]! + 1, rows[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        d = Math.min(d, rows[i - 2]![j - 2]! + 1);
+      }
+      rows[i]![j] = d;
+    }
+  }
+  return rows[a.length]![b.length]!;
+}
+
+/** The error for an argument that looks like a flag but is none of the command's. */
+function unknownFlag(token: string, specs: readonly FlagSpec[]): UsageError {
+  const typed = token.replace(/=.*$/s, "");
+  const suggestion = suggestFlag(typed, specs);
+  return new UsageError(
+    suggestion
+      ? `Unknown flag "${typed}": did you mean ${suggestion}? (see --help)`
+      : `Unknown flag "${typed}": see --help for the flags this command takes`,
+  );
 }
 
 /**
@@ -104,7 +163,10 @@ function ownFlag(token: string, specs: readonly FlagSpec[]): OwnFlag | undefined
  * `--token=-abc`), unless that argument is one of the command's own flags:
  * `parseArgs` would take any value starting with a dash for a flag, so a token
  * or a negative number would be reported as a missing value. Flag names are
- * turned camelCase; values are left as typed.
+ * turned camelCase and given two dashes; values are left as typed.
+ *
+ * @throws {UsageError} for an argument that starts with a dash but is none of
+ *   the command's flags (nor a flag's value), with the nearest flag's name
  */
 function joinValues(tokens: readonly string[], specs: readonly FlagSpec[]): string[] {
   const out: string[] = [];
@@ -112,6 +174,7 @@ function joinValues(tokens: readonly string[], specs: readonly FlagSpec[]): stri
     const token = tokens[i]!;
     const flag = ownFlag(token, specs);
     if (!flag) {
+      if (token.length > 1 && token.startsWith("-")) throw unknownFlag(token, specs);
       out.push(token);
       continue;
     }
@@ -347,8 +410,6 @@ export type Parsed<T> = { action: "help" } | { action: "run"; options: T };
 export interface Command<T> {
   /** The word that selects it: `acquire`. */
   readonly name: string;
-  /** One line for the top-level `--help`. */
-  readonly summary: string;
   readonly flags: readonly FlagSpec[];
   /** The text of `--help`. */
   usage(): string;

@@ -32,3 +32,19 @@ export const realClock: Clock = {
 export function toWallTime(clock: Clock, monotonicMs: number): number {
   return clock.wallNow() + (monotonicMs - clock.now());
 }
+
+const pad = (n: number, width = 2) => String(n).padStart(width, "0");
+
+/**
+ * Wall-clock milliseconds as RFC 3339 in UTC with milliseconds, as
+ * `Date.prototype.toISOString` gives for the years 0 to 9999. Built from the
+ * `getUTC*` parts because `toISOString` makes the runtime touch about 1.4 MB
+ * more of its own code, which then stays resident: a tenth of what the idle
+ * `hold` sidecar may cost above a bare program.
+ */
+export function isoTime(ms: number): string {
+  const d = new Date(ms);
+  return `${pad(d.getUTCFullYear(), 4)}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}T` +
+    `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}.` +
+    `${pad(d.getUTCMilliseconds(), 3)}Z`;
+}

@@ -64,6 +64,23 @@ export function parseDuration(text: string): number {
   return ms;
 }
 
+const ZERO_DURATION = /^\s*(?:0+|0+(?:\.0+)?(?:ms|s|m|h))\s*$/;
+
+/** Whether `text` is a zero duration (`0`, `0s`, `0ms`, `0.0m`): a wait that means "answer at once". */
+export function isZeroDuration(text: string): boolean {
+  return ZERO_DURATION.test(text);
+}
+
+/**
+ * Parses a wait: a duration as {@linkcode parseDuration} reads it, or zero,
+ * which means one try without waiting.
+ *
+ * @throws {RangeError} as {@linkcode parseDuration} does, except for zero
+ */
+export function parseWait(text: string): number {
+  return isZeroDuration(text) ? 0 : parseDuration(text);
+}
+
 /** Formats milliseconds for people: `750ms`, `10s`, `1.5s`, `2m`, `1h30m`. */
 export function formatDuration(ms: number): string {
   if (ms < 1000) return `${Math.max(0, Math.round(ms))}ms`;

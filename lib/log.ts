@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { isoTime } from "./clock.ts";
 
 /** Log levels, most verbose first. */
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
@@ -62,7 +63,7 @@ function isoNow(): string {
   const ms = Date.now();
   if (ms !== lastMs) {
     lastMs = ms;
-    lastIso = new Date(ms).toISOString();
+    lastIso = isoTime(ms);
   }
   return lastIso;
 }
@@ -75,7 +76,7 @@ export function formatLine(
   fields?: LogFields,
   time?: Date,
 ): string {
-  const iso = time ? time.toISOString() : isoNow();
+  const iso = time ? isoTime(time.getTime()) : isoNow();
   if (format === "text") return `${iso} ${TEXT_LEVELS[level]} ${message}`;
   const head = `{"time":"${iso}","level":"${level}","msg":${JSON.stringify(message)}`;
   if (fields === undefined) return `${head}}`;

@@ -17,8 +17,16 @@ export const DURATION_HEADER = "Lock-Duration";
  */
 export const REQUESTED_DURATION_HEADER = "Lock-Duration-Requested";
 
-/** Tokens are base64url; the server makes 22-character ones (128 bits). */
-export const TOKEN_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+/**
+ * A token: 128 random bits in base64url without padding, always 22
+ * characters. Anything else is a mangled paste or a wrong value, refused
+ * rather than taken for a lock that is already gone.
+ */
+export const TOKEN_PATTERN = /^[A-Za-z0-9_-]{22}$/;
+
+/** What a valid token is, for error messages. */
+export const TOKEN_HINT =
+  'expected the 22 characters (A-Z, a-z, 0-9, "-", "_") of a token as acquire prints it';
 
 /** The longest holder id (`?id=`). */
 export const MAX_ID_LENGTH = 128;

@@ -13,12 +13,13 @@ import { describeError } from "./errors.ts";
 import { CooldownGate } from "./gates/cooldown.ts";
 import { DependencyChecker } from "./gates/dependencies.ts";
 import { loadGate, pressureGate } from "./gates/host.ts";
-import { FileToken, staticToken, type TokenSource } from "./http/auth.ts";
+import type { TokenSource } from "./http/auth.ts";
 import { createHandler } from "./http/handler.ts";
 import { createLogger, formatLine, type Logger } from "./log.ts";
 import { DEFAULT_WRITE_INTERVAL_MS, droppedMessage, LogWriter } from "./log_writer.ts";
 import { Metrics } from "./observers/metrics.ts";
 import { logEvents } from "./observers/event_log.ts";
+import { logEvent } from "./log_events.ts";
 import { EXIT } from "./exit.ts";
 import { RecoveryGate } from "./gates/recovery.ts";
 import { FileLockStore } from "./stores/file.ts";
@@ -64,12 +65,16 @@ export async function readPersistedState(
   const loaded = await loadState(path);
   switch (loaded.kind) {
     case "missing":
-      log.info(`State file ${path} does not exist yet: starting with no locks held`);
+      log.info(
+        `State file ${path} does not exist yet: starting with no locks held`,
+        logEvent("state_file_missing"),
+      );
       return NO_STATE;
     case "loaded":
       log.info(
         `State file ${path}: ${loaded.locks.length} lock${loaded.locks.length === 1 ? "" : "s"} ` +
           `still held${loaded.expired ? `, ${loaded.expired} expired while stopped` : ""}`,
+        logEvent("state_file_loaded"),
       );
       return { locks: loaded.locks, recoverUntil: undefined };
     case "corrupt": {
@@ -80,6 +85,7 @@ export async function readPersistedState(
           `no grants until ${
             new Date(until).toISOString()
           } (--maxDuration after it was last written)`,
+        logEvent("state_file_unreadable"),
       );
       return { locks: [], recoverUntil: until };
     }
@@ -94,6 +100,13 @@ export interface BuildOptions {
   state?: PersistedState;
   /** The store, made already (Redis). @default {a memory store, kept in --stateFile if set} */
   store?: LockStore;
+  /** The gate the store closes while it recovers (Redis). @default {none} */
+  storeRecovery?: RecoveryGate;
+  /**
+   * The bearer token requests must present, from {@linkcode loadTokenSource}:
+   * required when `config.auth` is set.
+   */
+  auth?: TokenSource;
 }
 
 /**
@@ -103,6 +116,9 @@ export interface BuildOptions {
  * Exported for tests.
  */
 export function buildServer(config: ServerConfig, log: Logger, options: BuildOptions = {}) {
+  if (config.auth && !options.auth) {
+    throw new TypeError("config.auth is set: pass its token source (loadTokenSource) as auth");
+  }
   const state = options.state ?? NO_STATE;
   const events = new EventBus();
   logEvents(events, log);
@@ -119,6 +135,7 @@ export function buildServer(config: ServerConfig, log: Logger, options: BuildOpt
   });
   const gates = new Gates([
     ...(state.recoverUntil === undefined ? [] : [new RecoveryGate(state.recoverUntil)]),
+    ...(options.storeRecovery ? [options.storeRecovery] : []),
     checker,
     ...(config.maxLoad === undefined ? [] : [loadGate(config.maxLoad)]),
     ...(config.maxPressure === undefined ? [] : [pressureGate(config.maxPressure)]),
@@ -145,14 +162,24 @@ export function buildServer(config: ServerConfig, log: Logger, options: BuildOpt
     dependencies: () => checker.dependencies,
     ...(config.perCore ? { perCore: config.perCore } : {}),
     metrics: () => metrics.render(),
-    onRefused: (reason) => metrics.refused(reason),
-    onError: (message) => log.error(message),
-    ...(config.auth ? { auth: tokenSource(config.auth, log) } : {}),
+    onError: (message) => log.error(message, logEvent("internal_error")),
+    ...(options.auth ? { auth: options.auth } : {}),
   });
   return { store, gates, checker, service, handler, events, metrics };
 }
 
-function tokenSource(auth: NonNullable<ServerConfig["auth"]>, log: Logger): TokenSource {
+/**
+ * The token source of `--authToken` or `--authTokenFile`. The check of
+ * requests, and `node:crypto` with it (about 6 MB resident), is loaded only
+ * here: a server without a token never loads it.
+ *
+ * @throws {Error} when the token file cannot be read or holds no valid token
+ */
+export async function loadTokenSource(
+  auth: NonNullable<ServerConfig["auth"]>,
+  log: Logger,
+): Promise<TokenSource> {
+  const { FileToken, staticToken } = await import("./http/auth.ts");
   return "token" in auth ? staticToken(auth.token) : new FileToken(auth.tokenFile, { log });
 }
 
@@ -187,6 +214,7 @@ export function startServer(
         : "") +
       (config.checks.length ? `, checking ${config.checks.map((c) => c.url).join(", ")}` : "") +
       (config.auth ? ", bearer token required" : ""),
+    logEvent("listening"),
   );
   gates.start();
 
@@ -209,8 +237,14 @@ function formatHost(hostname: string): string {
   return hostname.includes(":") ? `[${hostname}]` : hostname;
 }
 
+/** Options of {@linkcode runServer}. */
+export interface RunOptions {
+  /** Warnings about the command line, logged first (a secret given as a flag). @default {none} */
+  warnings?: readonly string[];
+}
+
 /** Runs the server until SIGTERM or SIGINT; returns the exit code. */
-export async function runServer(config: ServerConfig): Promise<number> {
+export async function runServer(config: ServerConfig, options: RunOptions = {}): Promise<number> {
   const format = config.logFormat;
   const writer = new LogWriter({
     intervalMs: DEFAULT_WRITE_INTERVAL_MS,
@@ -218,12 +252,30 @@ export async function runServer(config: ServerConfig): Promise<number> {
       formatLine(format, "warn", droppedMessage(count), { event: "log_dropped", count }),
   });
   const log = createLogger(config.logLevel, writer.write, { format });
+  for (const warning of options.warnings ?? []) log.warn(warning, logEvent("secret_in_flag"));
+  let auth: TokenSource | undefined;
+  if (config.auth) {
+    try {
+      auth = await loadTokenSource(config.auth, log);
+    } catch (error) {
+      // The file was read a moment ago, when the flags were checked: it changed since.
+      const flag = "tokenFile" in config.auth
+        ? `--authTokenFile "${config.auth.tokenFile}"`
+        : "--authToken";
+      log.error(`Cannot use ${flag}: ${describeError(error)}`, logEvent("auth_token_unusable"));
+      await writer.close();
+      return EXIT.USAGE;
+    }
+  }
   let state = NO_STATE;
   if (config.stateFile !== undefined) {
     try {
       state = await readPersistedState(config.stateFile, config.maxDurationMs, log);
     } catch (error) {
-      log.error(`Cannot use --stateFile "${config.stateFile}": ${describeError(error)}`);
+      log.error(
+        `Cannot use --stateFile "${config.stateFile}": ${describeError(error)}`,
+        logEvent("state_file_unusable"),
+      );
       await writer.close();
       return EXIT.USAGE;
     }
@@ -231,11 +283,12 @@ export async function runServer(config: ServerConfig): Promise<number> {
   // Another --locks in Redis for the same --name: at start, or found on a reconnect.
   const { promise: conflicted, resolve: conflict } = Promise.withResolvers<string>();
   let store: LockStore | undefined;
+  const storeRecovery = config.store.kind === "redis" ? new RecoveryGate() : undefined;
   if (config.store.kind === "redis") {
-    const shared = await openRedisStore(config, config.store.target, log, conflict);
+    const shared = await openRedisStore(config, config.store.target, log, conflict, storeRecovery!);
     const refused = await Promise.race([conflicted, shared.ready.then(() => undefined)]);
     if (refused !== undefined) {
-      log.error(refused);
+      log.error(refused, logEvent("locks_conflict"));
       await shared.store.close();
       await writer.close();
       return EXIT.USAGE;
@@ -246,11 +299,13 @@ export async function runServer(config: ServerConfig): Promise<number> {
   try {
     server = startServer(config, log, {
       state,
+      ...(auth ? { auth } : {}),
       logLinesDropped: () => writer.dropped,
       ...(store ? { store } : {}),
+      ...(storeRecovery ? { storeRecovery } : {}),
     });
   } catch (error) {
-    log.error(explainListenError(error, config));
+    log.error(explainListenError(error, config), logEvent("listen_failed"));
     await store?.close();
     await writer.close();
     return 1;
@@ -260,10 +315,11 @@ export async function runServer(config: ServerConfig): Promise<number> {
     for (const signal of signals) Deno.addSignalListener(signal, () => resolve(signal));
   });
   const ended = await Promise.race([stopped, conflicted.then((message) => ({ message }))]);
-  if (typeof ended === "object") log.error(`${ended.message}: shutting down`);
-  else log.info(`Received ${ended}: shutting down`);
+  if (typeof ended === "object") {
+    log.error(`${ended.message}: shutting down`, logEvent("locks_conflict"));
+  } else log.info(`Received ${ended}: shutting down`, logEvent("shutting_down"));
   await server.shutdown();
-  log.info("Stopped");
+  log.info("Stopped", logEvent("stopped"));
   await writer.close();
   return typeof ended === "object" ? EXIT.USAGE : 0;
 }
@@ -288,10 +344,25 @@ async function openRedisStore(
   target: RedisTarget,
   log: Logger,
   onConflict: (message: string) => void,
+  recovery: RecoveryGate,
 ): Promise<{ store: LockStore; ready: Promise<void> }> {
   const { RedisLockStore } = await import(REDIS_STORE_MODULE) as RedisStoreModule;
   const store = new RedisLockStore(config.locks, target, {
     name: config.storeName,
+    recoveryMs: config.maxDurationMs,
+    onRecovery: ({ cause, forMs, detail }) => {
+      recovery.hold(cause, forMs);
+      log.warn(
+        `${detail} (${target.url}, --name ${config.storeName}): locks granted before may still ` +
+          `be held, so no grants for ${formatDuration(forMs)} (--maxDuration)`,
+        logEvent("redis_recovery"),
+      );
+    },
+    onRecovered: () => recovery.release(),
+    onProblem: (problem, message) =>
+      problem === "channel"
+        ? log.error(message, logEvent("redis_channel_refused"))
+        : log.warn(message, logEvent("redis_setting")),
     onConflict: (stored) =>
       onConflict(
         `--locks ${config.locks} differs from the ${stored} slot${stored === 1 ? "" : "s"} ` +
@@ -299,9 +370,10 @@ async function openRedisStore(
           "semaphore must have the same --locks (or use another --name)",
       ),
     onConnection: (up, error) =>
-      up
-        ? log.info(`Connected to ${target.url} again`)
-        : log.warn(`Cannot reach ${target.url} (${error}): no grants until it answers`),
+      up ? log.info(`Connected to ${target.url} again`, logEvent("redis_connected")) : log.warn(
+        `Cannot reach ${target.url} (${error}): no grants until it answers`,
+        logEvent("redis_unreachable"),
+      ),
   });
   const ready = store.connect(STORE_CONNECT_WAIT_MS);
   return { store, ready };

@@ -184,6 +184,7 @@ export const FIELDS: Record<string, string> = {
 export function expandedArgs(container: Json): string[] {
   const vars = new Map<string, string>();
   for (const v of (container.env ?? []) as { name: string; valueFrom?: Json; value?: string }[]) {
+    if (v.valueFrom?.secretKeyRef) continue; // a secret, never in the arguments
     const path = (v.valueFrom?.fieldRef as { fieldPath?: string } | undefined)?.fieldPath;
     const value = path === undefined ? v.value : FIELDS[path];
     assert.ok(value !== undefined, `env ${v.name}: no sample value`);

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { envName, type Parsed } from "../lib/args.ts";
+import { type Command, envName, type Parsed } from "../lib/args.ts";
 import { acquireCommand } from "../lib/commands/acquire.ts";
 import type { AcquireOptions } from "../lib/client/lock.ts";
 import { healthcheckCommand, type HealthcheckOptions } from "../lib/commands/healthcheck.ts";
@@ -15,6 +15,12 @@ import { runCommand, type RunOptions } from "../lib/commands/run.ts";
 import { serveCommand } from "../lib/commands/serve.ts";
 import type { ServerConfig } from "../lib/config.ts";
 import { selectCommand } from "../main.ts";
+
+/** The commands, loaded here at once: the dispatcher loads only the one it picks. */
+const COMMANDS_BY_NAME: Record<string, Command<unknown>> = Object.fromEntries(
+  [serveCommand, acquireCommand, releaseCommand, runCommand, holdCommand, healthcheckCommand]
+    .map((c): [string, Command<unknown>] => [c.name, c]),
+);
 
 /** Where the deployment files install the executable. */
 export const EXECUTABLE = "/usr/local/bin/startup-lock";
@@ -52,7 +58,9 @@ export function parseCommandLine(
 ): ParsedCommandLine {
   const selected = selectCommand(args);
   if (selected.action === "help") throw new Error(`"${args.join(" ")}" asks for help`);
-  const { command, args: rest } = selected;
+  const { args: rest } = selected;
+  const command = COMMANDS_BY_NAME[selected.command.name];
+  if (!command) throw new Error(`No parser for "startup-lock ${selected.command.name}"`);
   const known = new Set(command.flags.map((s) => s.name));
   for (const name of flagNames(rest)) {
     if (!known.has(name)) {

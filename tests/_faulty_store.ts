@@ -76,6 +76,8 @@ interface Rule {
 export class FaultyStore implements LockStore {
   readonly inner: LockStore;
   readonly capacity: number;
+  /** The inner store's rule for what clears "store down". */
+  readonly upAfter: "any_answer" | "a_change";
   readonly #clock: Clock;
   readonly #timeoutMs: number;
   readonly #hops: () => number;
@@ -88,6 +90,7 @@ export class FaultyStore implements LockStore {
   constructor(inner: LockStore, options: FaultyStoreOptions = {}) {
     this.inner = inner;
     this.capacity = inner.capacity;
+    this.upAfter = inner.upAfter ?? "any_answer";
     this.#clock = options.clock ?? realClock;
     this.#timeoutMs = options.timeoutMs ?? 5_000;
     const hops = options.hops ?? 1;

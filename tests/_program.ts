@@ -184,9 +184,10 @@ export async function startProgram(
     await stop("SIGKILL");
     throw error;
   }
-  const port = /:(\d+)\//.exec(listening)?.[1];
+  // The line may name other URLs (a --check's) after the listener's own.
+  const [, scheme, port] = /Listening on (https?):\/\/[^/]*:(\d+)\//.exec(listening) ?? [];
   return {
-    url: `${listening.includes("https://") ? "https" : "http"}://127.0.0.1:${port}`,
+    url: `${scheme}://127.0.0.1:${port}`,
     process,
     log,
     waitForLog,

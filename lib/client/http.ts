@@ -182,44 +182,6 @@ export async function releaseLock(
   throw httpError(response, body);
 }
 
-/** A renewed lock. */
-export interface Renewal {
-  /** Wall-clock expiry from the answer's `expiresAt`, when given. */
-  expiresAt: number | undefined;
-  /** The duration granted, when the server says (it may cut what was asked). */
-  durationMs: number | undefined;
-}
-
-/**
- * Moves a lock's expiry with `PUT /locks/{token}?duration=`: the renewal, or
- * `gone` when the lock was released or has expired.
- *
- * @throws {UnauthorizedError} for a `401`: `authToken` is missing or wrong
- * @throws {Error} for any other answer, and what `fetch` throws when the server
- *   cannot be reached
- */
-export async function renewLock(
-  server: URL,
-  token: string,
-  durationMs: number,
-  signal: AbortSignal,
-  authToken?: string,
-): Promise<Renewal | "gone"> {
-  const url = new URL(`locks/${encodeURIComponent(token)}`, server);
-  url.searchParams.set("duration", durationParam(durationMs));
-  const response = await fetch(url, { method: "PUT", headers: apiHeaders(authToken), signal });
-  const body = await readBody(response);
-  if (response.status === 401) throw new UnauthorizedError(unauthorizedMessage(!!authToken));
-  if (response.status === 404) return "gone";
-  if (!response.ok) throw httpError(response, body);
-  const expiresAt = Date.parse(stringField(body.json, "expiresAt") ?? "");
-  return {
-    expiresAt: Number.isNaN(expiresAt) ? undefined : expiresAt,
-    durationMs: secondsMs(response.headers.get(DURATION_HEADER)) ??
-      secondsMs(numberField(body.json, "duration")),
-  };
-}
-
 function httpError(response: Response, body: Body): Error {
   return new Error(
     `HTTP ${response.status}${body.message ? `: ${body.message}` : ` ${response.statusText}`}`,

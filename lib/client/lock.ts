@@ -14,17 +14,11 @@
  *
  * @module
  */
-import { type Clock, realClock } from "../clock.ts";
+import { type Clock, isoTime, realClock } from "../clock.ts";
 import { formatDuration } from "../duration.ts";
 import { describeError } from "../errors.ts";
 import { jitter, sleep } from "./_time.ts";
-import {
-  describeFetchError,
-  type LockAnswer,
-  releaseLock,
-  renewLock,
-  requestLock,
-} from "./http.ts";
+import { describeFetchError, type LockAnswer, releaseLock, requestLock } from "./http.ts";
 import { note } from "./output.ts";
 
 /** The longest `?wait=` asked for: proxies in between often cut requests idle for 60 s. */
@@ -74,6 +68,8 @@ export interface AcquireOptions {
    * @default {{ duration: "--duration", wait: "--wait", tokenFile: "--tokenFile" }}
    */
   names?: FlagNames;
+  /** Warnings about the command line, written before the first try. @default {none} */
+  warnings?: readonly string[];
 }
 
 /** How messages name the flags of {@linkcode AcquireOptions}. */
@@ -131,18 +127,22 @@ export async function acquireLock(
 ): Promise<AcquireResult> {
   const { clock = realClock, random = Math.random, signal } = context;
   const names = options.names ?? DEFAULT_NAMES;
+  for (const warning of options.warnings ?? []) note(warning, "secret_in_flag", "warn");
   const deadline = options.waitMs === undefined ? Infinity : clock.now() + options.waitMs;
   let reason = "no answer from the server yet";
   for (let attempt = 1;; attempt++) {
     const start = clock.now();
     const remaining = deadline - start;
     if (signal?.aborted) return { kind: "aborted" };
-    if (remaining <= 0) return { kind: "timeout", reason };
+    // The first try is always made: a --wait of 0 means one try, as ?wait=0 does.
+    if (remaining <= 0 && attempt > 1) return { kind: "timeout", reason };
     // After the first answer, wait in the queue; the last wait ends a margin before the
     // deadline. Too close to it for that, one last request asks for an answer at once.
     const chunk = Math.min(MAX_WAIT_CHUNK_MS, remaining - ANSWER_MARGIN_MS);
     const waitMs = attempt === 1 || chunk <= 0 ? undefined : Math.ceil(chunk);
-    const limitMs = Math.min(remaining, (waitMs ?? 0) + ANSWER_GRACE_MS);
+    const limitMs = remaining <= 0
+      ? ANSWER_GRACE_MS
+      : Math.min(remaining, (waitMs ?? 0) + ANSWER_GRACE_MS);
 
     const controller = new AbortController();
     const timer = clock.setTimeout(() => controller.abort(), limitMs);
@@ -158,17 +158,21 @@ export async function acquireLock(
       );
     } catch (error) {
       if (signal?.aborted) return { kind: "aborted" };
+      // A request cut short by the deadline says nothing new, unless it was the only one.
+      const cutByDeadline = controller.signal.aborted && clock.now() >= deadline;
+      if (!cutByDeadline || attempt === 1) {
+        reason = controller.signal.aborted
+          ? `no answer from ${options.server.href} within ${formatDuration(limitMs)}`
+          : `cannot reach ${options.server.href}: ${describeFetchError(error)}`;
+      }
       if (clock.now() >= deadline) return { kind: "timeout", reason };
-      reason = controller.signal.aborted
-        ? `no answer from ${options.server.href} within ${formatDuration(limitMs)}`
-        : `cannot reach ${options.server.href}: ${describeFetchError(error)}`;
     } finally {
       clock.clearTimeout(timer);
       signal?.removeEventListener("abort", stop);
     }
 
     if (answer?.kind === "acquired") {
-      const lock = heldLock(options, answer, clock);
+      const lock = heldLock(options, answer, clock, holdStart(start, waitMs, clock.now()));
       reportAcquired(options, names, answer, lock);
       return await saveToken(options, names, lock);
     }
@@ -187,7 +191,8 @@ export async function acquireLock(
       };
     }
     if (answer) reason = answer.message;
-    note(`Waiting: ${reason}`);
+    if (clock.now() >= deadline) return { kind: "timeout", reason };
+    note(`Waiting: ${reason}`, "waiting");
 
     // A server that speaks this protocol is asked again at once, to wait in its queue (or,
     // after a wait, to keep its place there); every other answer waits out the poll interval,
@@ -209,22 +214,40 @@ export async function acquireLock(
 }
 
 /**
+ * How long before its answer a grant made while the request waited in the
+ * server's queue may have been made: the longest a store call takes (the
+ * Redis store's timeout, `REDIS_TIMEOUT_MS`), as the store counts the lease
+ * from its own clock when the call runs.
+ */
+export const GRANT_BEFORE_ANSWER_MS = 1_000;
+
+/**
+ * When the hold counts from, on the monotonic clock: when the request was
+ * sent, since the server may have granted it any time between then and the
+ * answer and counts the lease from then; for a request that waited in the
+ * queue, at most {@linkcode GRANT_BEFORE_ANSWER_MS} before the answer.
+ */
+function holdStart(sentAt: number, waitMs: number | undefined, receivedAt: number): number {
+  return waitMs === undefined ? sentAt : Math.max(sentAt, receivedAt - GRANT_BEFORE_ANSWER_MS);
+}
+
+/**
  * The lock as granted: it expires after the duration the server granted (which
  * may be less than asked), else at the `expiresAt` it names, else after the
- * duration asked for (the original says neither).
+ * duration asked for (the original says neither), counted from `from`.
  */
 function heldLock(
   options: AcquireOptions,
   answer: Extract<LockAnswer, { kind: "acquired" }>,
   clock: Clock,
+  from: number,
 ): HeldLock {
-  const receivedAt = clock.now();
   const expiresAt = answer.durationMs !== undefined
-    ? receivedAt + answer.durationMs
+    ? from + answer.durationMs
     : answer.expiresAt !== undefined
-    ? receivedAt + (answer.expiresAt - clock.wallNow())
+    ? clock.now() + (answer.expiresAt - clock.wallNow())
     : options.durationMs !== undefined
-    ? receivedAt + options.durationMs
+    ? from + options.durationMs
     : undefined;
   const lock: HeldLock = { server: options.server, token: answer.token, expiresAt };
   if (options.authToken !== undefined) lock.authToken = options.authToken;
@@ -241,18 +264,19 @@ function reportAcquired(
     note(
       "Acquired a lock, but the server gave no token (as the original server does): " +
         "it will expire by its duration; there is nothing to release",
+      "acquired",
     );
     return;
   }
-  const until = answer.expiresAt !== undefined
-    ? ` until ${new Date(answer.expiresAt).toISOString()}`
-    : "";
-  note(`Acquired the lock as ${options.id}${until}`);
+  const until = answer.expiresAt !== undefined ? ` until ${isoTime(answer.expiresAt)}` : "";
+  note(`Acquired the lock as ${options.id}${until}`, "acquired");
   const { durationMs, requestedMs } = answer;
   if (durationMs !== undefined && requestedMs !== undefined && durationMs < requestedMs) {
     note(
       `The server granted ${formatDuration(durationMs)}, less than ${names.duration}: ` +
         "the most it allows (its --maxDuration)",
+      "duration_cut",
+      "warn",
     );
   }
 }
@@ -309,41 +333,14 @@ export async function releaseHeldLock(lock: HeldLock, because: string): Promise<
       AbortSignal.timeout(RELEASE_TIMEOUT_MS),
       lock.authToken,
     );
-    note(answer === "released" ? `Released the lock: ${because}` : `${GONE_NOTE} (${because})`);
+    if (answer === "released") note(`Released the lock: ${because}`, "released");
+    else note(`${GONE_NOTE} (${because})`, "already_gone");
   } catch (error) {
     note(
       `Cannot release the lock (${because}): ${describeFetchError(error)}; ` +
         "it expires by its duration",
+      "release_failed",
+      "warn",
     );
   }
-}
-
-/**
- * Moves the expiry of a held lock to `durationMs` from now (the server may
- * grant less), and updates `lock.expiresAt` from what it granted: `renewed`, or
- * `gone` when the lock was released or has expired.
- *
- * @throws {Error} when the server cannot be reached or answers otherwise
- */
-export async function renewHeldLock(
-  lock: HeldLock,
-  durationMs: number,
-  clock: Clock = realClock,
-): Promise<"renewed" | "gone"> {
-  if (lock.token === undefined) return "gone";
-  const renewal = await renewLock(
-    lock.server,
-    lock.token,
-    durationMs,
-    AbortSignal.timeout(RELEASE_TIMEOUT_MS),
-    lock.authToken,
-  );
-  if (renewal === "gone") return "gone";
-  const now = clock.now();
-  lock.expiresAt = renewal.durationMs !== undefined
-    ? now + renewal.durationMs
-    : renewal.expiresAt !== undefined
-    ? now + (renewal.expiresAt - clock.wallNow())
-    : now + durationMs;
-  return "renewed";
 }

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { formatLine, type LogFormat } from "../log.ts";
+import { formatLine, type LogFormat, type LogLevel } from "../log.ts";
 
 /** The signals `run` forwards and `hold` stops on, with their numbers for `128 + n` exit codes. */
 export const STOP_SIGNALS = { SIGINT: 2, SIGTERM: 15 } as const;
@@ -20,14 +20,42 @@ export function setNoteFormat(format: LogFormat): void {
   noteFormat = format;
 }
 
+/** What a client's note is about: the `event` of its JSON line. */
+export type NoteEvent =
+  | "acquired"
+  | "waiting"
+  | "gave_up"
+  | "refused"
+  | "duration_cut"
+  | "released"
+  | "already_gone"
+  | "release_failed"
+  | "lock_expired"
+  | "no_token"
+  | "invalid_token"
+  | "token_file_unreadable"
+  | "command_failed"
+  | "listening"
+  | "listen_failed"
+  | "idling"
+  | "stopped"
+  | "unhealthy"
+  | "secret_in_flag"
+  | "decision"
+  | "certificate_reloaded"
+  | "certificate_unusable"
+  | "failed";
+
 /**
  * Writes `startup-lock: <message>` to stderr, or with `--logFormat json` a
- * line `{"time","level":"info","msg"}`. Synchronous: a client writes a few
+ * line `{"time","level","msg","event"}`. Synchronous: a client writes a few
  * lines, and they must be out before it exits.
  */
-export function note(message: string): void {
+export function note(message: string, event: NoteEvent, level: LogLevel = "info"): void {
   console.error(
-    noteFormat === "text" ? `startup-lock: ${message}` : formatLine("json", "info", message),
+    noteFormat === "text"
+      ? `startup-lock: ${message}`
+      : formatLine("json", level, message, { event }),
   );
 }
 

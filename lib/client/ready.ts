@@ -77,7 +77,9 @@ export async function releaseWhenReady(
   const expiresIn = () => lock.expiresAt === undefined ? Infinity : lock.expiresAt - clock.now();
   while (!signal.aborted) {
     if (expiresIn() <= 0) {
-      if (readyUrl) note(`The lock expired before ${readyEvent(readyUrl)}`);
+      if (readyUrl) {
+        note(`The lock expired before ${readyEvent(readyUrl)}`, "lock_expired", "warn");
+      }
       return "expired";
     }
     if (readyUrl) {

@@ -7,7 +7,7 @@
  */
 import type { FlagSpec, Reader } from "../args.ts";
 import { describeError, UsageError } from "../errors.ts";
-import { checkAuthToken, explainTokenFileError, readAuthTokenFile } from "../http/auth.ts";
+import { checkAuthToken, explainTokenFileError, readAuthTokenFile } from "../auth_token.ts";
 
 /** `--authToken TOKEN`; each command says what it does with it. */
 export const AUTH_TOKEN_FLAG: FlagSpec = {

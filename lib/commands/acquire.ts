@@ -16,12 +16,13 @@ import {
 } from "../args.ts";
 import { acquireLock, type AcquireOptions, type AcquireResult } from "../client/lock.ts";
 import { note } from "../client/output.ts";
-import { formatDuration, parseDuration } from "../duration.ts";
+import { formatDuration, parseDuration, parseWait } from "../duration.ts";
 import { EXIT } from "../exit.ts";
 import { ID_HINT, isValidId, MAX_ID_LENGTH } from "../protocol.ts";
 import { AUTH_TOKEN_FILE_FLAG, AUTH_TOKEN_FLAG, readAuthFlags } from "./_auth.ts";
 import { parsePath, readServer, SERVER_FLAG, TOKEN_FILE_FLAG } from "./_client.ts";
 import { LOG_FORMAT_FLAG, readNoteFormat } from "./_log_format.ts";
+import { AUTH_TOKEN_SECRET, secretFlagWarnings } from "./_secrets.ts";
 
 /**
  * The pause between polls of a server that cannot hold a request (the
@@ -68,7 +69,7 @@ export const ACQUIRE_FLAGS: readonly FlagSpec[] = [
     kind: "value",
     valueName: "DURATION",
     default: "forever",
-    description: "Give up (exit 124) when no lock is granted within this time",
+    description: "Give up (exit 124) when no lock is granted within this time; 0 tries once",
   },
   { ...TOKEN_FILE_FLAG, description: "Also write the token to this file" },
   {
@@ -93,12 +94,13 @@ const FLAGS: readonly FlagSpec[] = [...ACQUIRE_FLAGS, HELP_FLAG];
 export function readAcquire(read: Reader, env: Env): AcquireOptions {
   readNoteFormat(read);
   const auth = readAuthFlags(read);
+  const warnings = secretFlagWarnings(read, [AUTH_TOKEN_SECRET]);
   return {
     ...(auth ? { authToken: auth.token } : {}),
     server: readServer(read),
     durationMs: read.value("duration", undefined, parseDuration),
     id: read.value("id", undefined, parseId) ?? defaultId(hostName(env)),
-    waitMs: read.value("wait", undefined, parseDuration),
+    waitMs: read.value("wait", undefined, parseWait),
     tokenFile: read.value("tokenFile", undefined, parsePath),
     pollIntervalMs: read.value("pollInterval", DEFAULT_POLL_INTERVAL_MS, parseDuration),
     names: {
@@ -106,6 +108,7 @@ export function readAcquire(read: Reader, env: Env): AcquireOptions {
       wait: read.source("wait"),
       tokenFile: read.source("tokenFile"),
     },
+    ...(warnings.length > 0 ? { warnings } : {}),
   };
 }
 
@@ -148,13 +151,14 @@ export function reportFailure(
   options: AcquireOptions,
 ): number {
   if (result.kind === "failed") {
-    note(result.message);
+    note(result.message, "refused", "error");
     return EXIT.FAILURE;
   }
-  note(
-    `Gave up: no lock within ${formatDuration(options.waitMs ?? 0)} ` +
-      `(${options.names?.wait ?? "--wait"}); last reason: ${result.reason}`,
-  );
+  const flag = options.names?.wait ?? "--wait";
+  const within = options.waitMs === 0
+    ? `at the first try (${flag}${flag.startsWith("--") ? " " : "="}0)`
+    : `within ${formatDuration(options.waitMs ?? 0)} (${flag})`;
+  note(`Gave up: no lock ${within}; last reason: ${result.reason}`, "gave_up", "warn");
   return EXIT.TIMEOUT;
 }
 
@@ -177,7 +181,6 @@ async function run(options: AcquireOptions): Promise<number> {
 /** `startup-lock acquire`: prints the token on stdout; exits 0, 1, 2 or 124. */
 export const acquireCommand: Command<AcquireOptions> = {
   name: "acquire",
-  summary: "Wait for a lock and print its token",
   flags: FLAGS,
   usage: () =>
     renderUsage({

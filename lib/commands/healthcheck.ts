@@ -108,12 +108,14 @@ async function run(options: HealthcheckOptions): Promise<number> {
     await response.body?.cancel();
     if (response.status === 200) return EXIT.OK;
     const status = `${response.status} ${response.statusText}`.trim();
-    note(`Unhealthy: ${url.href} answered HTTP ${status}, expected 200`);
+    note(`Unhealthy: ${url.href} answered HTTP ${status}, expected 200`, "unhealthy", "error");
   } catch (error) {
     note(
       signal.aborted
         ? `Unhealthy: ${url.href} did not answer within ${formatDuration(timeoutMs)} (--timeout)`
         : `Unhealthy: cannot reach ${url.href}: ${describeFetchError(error)}`,
+      "unhealthy",
+      "error",
     );
   }
   return EXIT.FAILURE;
@@ -122,7 +124,6 @@ async function run(options: HealthcheckOptions): Promise<number> {
 /** `startup-lock healthcheck`: exits 0 when the URL answers 200, else 1. */
 export const healthcheckCommand: Command<HealthcheckOptions> = {
   name: "healthcheck",
-  summary: "Exit 0 when the server's /healthz answers 200: for HEALTHCHECK and exec probes",
   flags: HEALTHCHECK_FLAGS,
   usage: () =>
     renderUsage({

@@ -116,10 +116,15 @@ async function run(options: HoldOptions): Promise<number> {
         note(
           `Listening on http://${formatHost(addr.hostname)}:${addr.port}/: ` +
             "GET /acquired answers 503 until the lock is held, then 200",
+          "listening",
         ),
     }, createProbeHandler(() => acquired));
   } catch (error) {
-    note(`Cannot listen on ${formatHost(hostname)}:${port} (--listen): ${describeError(error)}`);
+    note(
+      `Cannot listen on ${formatHost(hostname)}:${port} (--listen): ${describeError(error)}`,
+      "listen_failed",
+      "error",
+    );
     return EXIT.FAILURE;
   }
 
@@ -132,10 +137,10 @@ async function run(options: HoldOptions): Promise<number> {
       acquired = true;
       const outcome = await releaseWhenReady(result.lock, options, stopping.signal);
       if (outcome === "stopped") await releaseHeldLock(result.lock, `received ${stopSignal}`);
-      else note("Idling until SIGTERM or SIGINT");
+      else note("Idling until SIGTERM or SIGINT", "idling");
     }
     await aborted(stopping.signal);
-    note(`Received ${stopSignal}: stopping`);
+    note(`Received ${stopSignal}: stopping`, "stopped");
     return EXIT.OK;
   } finally {
     await server.shutdown();
@@ -156,7 +161,6 @@ function text(status: number, body: string, headers: Record<string, string> = {}
 /** `startup-lock hold`: the sidecar; exits 0 on SIGTERM or SIGINT. */
 export const holdCommand: Command<HoldOptions> = {
   name: "hold",
-  summary: "Kubernetes sidecar: acquire, release once the app is ready, then idle",
   flags: HOLD_FLAGS,
   usage: () =>
     renderUsage({

@@ -22,7 +22,7 @@ import { note, onStopSignals } from "../client/output.ts";
 import { formatDuration, parseDuration } from "../duration.ts";
 import { describeError, UsageError } from "../errors.ts";
 import { EXIT } from "../exit.ts";
-import type { InjectOptions } from "../inject/patch.ts";
+import type { InjectOptions, SecretKey } from "../inject/patch.ts";
 import { serveTlsReloading } from "../inject/tls_server.ts";
 import { createWebhookHandler, type Decision } from "../inject/webhook.ts";
 import { parseHttpUrl, parsePath } from "./_client.ts";
@@ -121,6 +121,14 @@ export const INJECT_FLAGS: readonly FlagSpec[] = [
       "How long an init-mode container waits for a lock before the kubelet runs it again",
   },
   {
+    name: "authTokenSecret",
+    kind: "value",
+    valueName: "SECRET/KEY",
+    description: "The Secret and key, in each pod's namespace, that hold the lock server's " +
+      "--authToken; the injected container gets it as STARTUP_LOCK_AUTH_TOKEN (default: the " +
+      "server needs no token)",
+  },
+  {
     name: "tlsCheckInterval",
     kind: "value",
     valueName: "DURATION",
@@ -145,6 +153,25 @@ function parseServer(text: string): string {
   }
   parseHttpUrl(server.replaceAll("$(HOST_IP)", SAMPLE_HOST_IP), "http://$(HOST_IP):8888");
   return server;
+}
+
+/** A DNS-1123 subdomain, as a Secret's name must be. */
+const SECRET_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+/** A Secret's key: letters, digits, "-", "_" and ".". */
+const SECRET_KEY = /^[-._a-zA-Z0-9]+$/;
+
+/** `--authTokenSecret`: `NAME/KEY`, a Secret's name and one of its keys. */
+export function parseSecretKey(text: string): SecretKey {
+  const [name = "", key = "", ...rest] = text.trim().split("/");
+  if (
+    rest.length > 0 || name.length > 253 || !SECRET_NAME.test(name) || key.length > 253 ||
+    !SECRET_KEY.test(key)
+  ) {
+    throw new RangeError(
+      "expected a Secret's name and key as NAME/KEY, such as startup-lock-auth/token",
+    );
+  }
+  return { name, key };
 }
 
 /** `--image`: an image reference, without spaces. */
@@ -193,6 +220,7 @@ function parse(argv: readonly string[], env: Env): Parsed<InjectCommandOptions> 
         sidecarDurationMs: read.value("duration", DEFAULT_SIDECAR_DURATION_MS, parseDuration),
         initDurationMs: read.value("initDuration", DEFAULT_INIT_DURATION_MS, parseDuration),
         initWaitMs: read.value("wait", DEFAULT_INIT_WAIT_MS, parseDuration),
+        authTokenSecret: read.value("authTokenSecret", undefined, parseSecretKey),
       },
     },
   };
@@ -219,7 +247,7 @@ async function run(options: InjectCommandOptions): Promise<number> {
   using _signals = onStopSignals((signal) => stopping.resolve(signal));
   const handler = createWebhookHandler({
     ...options.inject,
-    onDecision: (d) => note(describeDecision(d)),
+    onDecision: (d) => note(describeDecision(d), "decision"),
   });
   let server;
   try {
@@ -230,17 +258,22 @@ async function run(options: InjectCommandOptions): Promise<number> {
       keyFile: options.keyFile,
       checkIntervalMs: options.tlsCheckIntervalMs,
       handler,
-      onReload: () => note(`Serving the new certificate of ${options.certFile}`),
+      onReload: () =>
+        note(`Serving the new certificate of ${options.certFile}`, "certificate_reloaded"),
       onReloadError: (error) =>
         note(
           `Still serving the old certificate: cannot use ${options.certFile} and ` +
             `${options.keyFile}: ${describeError(error)}`,
+          "certificate_unusable",
+          "warn",
         ),
     });
   } catch (error) {
     note(
       `Cannot serve HTTPS on ${options.hostname}:${options.port} with --tlsCert ` +
         `${options.certFile} and --tlsKey ${options.keyFile}: ${describeError(error)}`,
+      "listen_failed",
+      "error",
     );
     return EXIT.FAILURE;
   }
@@ -248,13 +281,14 @@ async function run(options: InjectCommandOptions): Promise<number> {
   note(
     `Listening on https://${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}/: ` +
       `POST /mutate injects ${options.inject.image}, lock server ${options.inject.server}`,
+    "listening",
   );
   try {
     const signal = await Promise.race([stopping.promise, server.failed]);
-    note(`Received ${signal}: stopping`);
+    note(`Received ${signal}: stopping`, "stopped");
     return EXIT.OK;
   } catch (error) {
-    note(describeError(error));
+    note(describeError(error), "failed", "error");
     return EXIT.FAILURE;
   } finally {
     await server.shutdown();
@@ -264,7 +298,6 @@ async function run(options: InjectCommandOptions): Promise<number> {
 /** `startup-lock inject`: the admission webhook; exits 0 on SIGTERM or SIGINT. */
 export const injectCommand: Command<InjectCommandOptions> = {
   name: "inject",
-  summary: "Kubernetes admission webhook: add the lock to every new pod of labelled namespaces",
   flags: INJECT_FLAGS,
   usage: () =>
     renderUsage({

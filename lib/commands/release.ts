@@ -21,11 +21,13 @@ import { GONE_NOTE, RELEASE_TIMEOUT_MS } from "../client/lock.ts";
 import { note } from "../client/output.ts";
 import { describeError, UsageError } from "../errors.ts";
 import { EXIT } from "../exit.ts";
-import { TOKEN_PATTERN } from "../protocol.ts";
+import { TOKEN_HINT, TOKEN_PATTERN } from "../protocol.ts";
+import { tokenPrefix } from "../token.ts";
 import { readAuthFlags } from "./_auth.ts";
 import { parsePath, readServer, SERVER_FLAG, TOKEN_FILE_FLAG } from "./_client.ts";
 import { CLIENT_AUTH_TOKEN_FILE_FLAG, CLIENT_AUTH_TOKEN_FLAG } from "./acquire.ts";
 import { LOG_FORMAT_FLAG, readNoteFormat } from "./_log_format.ts";
+import { AUTH_TOKEN_SECRET, LOCK_TOKEN_SECRET, secretFlagWarnings } from "./_secrets.ts";
 
 /** Where `release` finds the token, and how messages name that flag or variable. */
 export type TokenSource =
@@ -38,6 +40,8 @@ export interface ReleaseOptions {
   from: TokenSource;
   /** The bearer token sent to the server (`--authToken`). @default {none} */
   authToken?: string;
+  /** Warnings about the command line (a secret given as a flag). @default {none} */
+  warnings?: readonly string[];
 }
 
 /** The flags of `release`. */
@@ -59,9 +63,7 @@ export const RELEASE_FLAGS: readonly FlagSpec[] = [
 /** Checks a token as given on the command line or read from a file. */
 export function parseToken(text: string): string {
   const token = text.trim();
-  if (!TOKEN_PATTERN.test(token)) {
-    throw new RangeError('expected a token as printed by acquire (letters, digits, "-", "_")');
-  }
+  if (!TOKEN_PATTERN.test(token)) throw new RangeError(TOKEN_HINT);
   return token;
 }
 
@@ -98,6 +100,8 @@ function parse(argv: readonly string[], env: Env): Parsed<ReleaseOptions> {
   const options: ReleaseOptions = { server: readServer(read), from: readTokenSource(read) };
   const auth = readAuthFlags(read);
   if (auth) options.authToken = auth.token;
+  const warnings = secretFlagWarnings(read, [LOCK_TOKEN_SECRET, AUTH_TOKEN_SECRET]);
+  if (warnings.length > 0) options.warnings = warnings;
   return { action: "run", options };
 }
 
@@ -109,23 +113,32 @@ async function findToken(from: TokenSource): Promise<string | number> {
   try {
     text = await Deno.readTextFile(path);
   } catch (error) {
-    note(`Cannot read ${name} "${path}": ${describeError(error)}`);
+    note(
+      `Cannot read ${name} "${path}": ${describeError(error)}`,
+      "token_file_unreadable",
+      "error",
+    );
     return EXIT.FAILURE;
   }
   if (text.trim() === "") {
     // acquire writes an empty file when the server gave no token (the original server).
-    note(`No token in ${name} "${path}": the server gave none, so the lock only expires`);
+    note(
+      `No token in ${name} "${path}": the server gave none, so the lock only expires`,
+      "no_token",
+    );
     return EXIT.OK;
   }
   try {
     return parseToken(text);
   } catch (error) {
-    note(`Invalid token in ${name} "${path}": ${describeError(error)}`);
-    return EXIT.FAILURE;
+    // Bad input, as a bad --token is: the file holds something acquire never wrote.
+    note(`Invalid token in ${name} "${path}": ${describeError(error)}`, "invalid_token", "error");
+    return EXIT.USAGE;
   }
 }
 
 async function run(options: ReleaseOptions): Promise<number> {
+  for (const warning of options.warnings ?? []) note(warning, "secret_in_flag", "warn");
   const token = await findToken(options.from);
   if (typeof token === "number") return token;
   try {
@@ -135,14 +148,19 @@ async function run(options: ReleaseOptions): Promise<number> {
       AbortSignal.timeout(RELEASE_TIMEOUT_MS),
       options.authToken,
     );
-    if (answer === "gone") note(GONE_NOTE);
+    if (answer === "gone") note(GONE_NOTE, "already_gone");
+    else note(`Released lock ${tokenPrefix(token)}…`, "released");
     return EXIT.OK;
   } catch (error) {
     if (error instanceof UnauthorizedError) {
-      note(error.message);
+      note(error.message, "refused", "error");
       return EXIT.FAILURE;
     }
-    note(`Cannot release the lock at ${options.server.href}: ${describeFetchError(error)}`);
+    note(
+      `Cannot release the lock at ${options.server.href}: ${describeFetchError(error)}`,
+      "release_failed",
+      "error",
+    );
     return EXIT.FAILURE;
   }
 }
@@ -150,15 +168,14 @@ async function run(options: ReleaseOptions): Promise<number> {
 /** `startup-lock release`: exits 0 when the lock is released or already gone. */
 export const releaseCommand: Command<ReleaseOptions> = {
   name: "release",
-  summary: "Give a lock back",
   flags: RELEASE_FLAGS,
   usage: () =>
     renderUsage({
       synopsis: "startup-lock release --server URL (--token TOKEN | --tokenFile PATH)",
       about: [
-        "Gives a lock back. Exits 0 when it was released, and also when it had already",
-        "been released or had expired; 1 when the server cannot be reached or is not a",
-        "startup-lock server; 2 usage error.",
+        "Gives a lock back and says so in one line. Exits 0 when it was released, and also",
+        "when it had already been released or had expired; 1 when the server cannot be",
+        "reached or is not a startup-lock server; 2 usage error (such as a malformed token).",
       ],
       flags: RELEASE_FLAGS,
     }),

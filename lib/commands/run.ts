@@ -88,7 +88,7 @@ async function run(options: RunOptions): Promise<number> {
   }
   if (result.kind === "aborted" || stopSignal) {
     if (result.kind === "acquired") await releaseHeldLock(result.lock, `received ${stopSignal}`);
-    note(`Received ${stopSignal}: not starting ${options.command}`);
+    note(`Received ${stopSignal}: not starting ${options.command}`, "stopped");
     return 128 + STOP_SIGNALS[stopSignal ?? "SIGTERM"];
   }
   const { lock } = result;
@@ -104,14 +104,18 @@ async function run(options: RunOptions): Promise<number> {
   } catch (error) {
     await releaseHeldLock(lock, "the command did not start");
     if (error instanceof Deno.errors.NotFound) {
-      note(`Command not found: "${options.command}"`);
+      note(`Command not found: "${options.command}"`, "command_failed", "error");
       return EXIT.NOT_FOUND;
     }
     if (error instanceof Deno.errors.PermissionDenied) {
-      note(`Command not executable: "${options.command}": ${describeError(error)}`);
+      note(
+        `Command not executable: "${options.command}": ${describeError(error)}`,
+        "command_failed",
+        "error",
+      );
       return EXIT.NOT_EXECUTABLE;
     }
-    note(`Cannot start "${options.command}": ${describeError(error)}`);
+    note(`Cannot start "${options.command}": ${describeError(error)}`, "command_failed", "error");
     return EXIT.FAILURE;
   }
 
@@ -128,7 +132,6 @@ async function run(options: RunOptions): Promise<number> {
 /** `startup-lock run … -- COMMAND`: exits with the command's exit code. */
 export const runCommand: Command<RunOptions> = {
   name: "run",
-  summary: "Acquire, run a command, release once it is ready; exit with its code",
   flags: RUN_FLAGS,
   usage: () =>
     renderUsage({

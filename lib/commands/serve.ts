@@ -29,6 +29,7 @@ import { MEMORY_STORE, parseStore, redactUrl, type StoreSetting } from "../store
 import { VERSION } from "../version.ts";
 import { availableCores, parseLocksPerCore, slotsPerCore } from "../cores.ts";
 import { AUTH_TOKEN_FILE_FLAG, AUTH_TOKEN_FLAG, readAuthFlags } from "./_auth.ts";
+import { AUTH_TOKEN_SECRET, secretFlagWarnings, STORE_SECRET } from "./_secrets.ts";
 import { LOG_FORMAT_FLAG, parseLogFormat } from "./_log_format.ts";
 
 const s = (ms: number) => formatDuration(ms);
@@ -189,7 +190,14 @@ export const SERVER_FLAGS: readonly FlagSpec[] = [
 ];
 
 /** What `serve` is asked to do: print the version, or serve. */
-export type ServeOptions = { action: "version" } | { action: "serve"; config: ServerConfig };
+export type ServeOptions =
+  | { action: "version" }
+  | {
+    action: "serve";
+    config: ServerConfig;
+    /** Warnings about the command line (a secret given as a flag), logged at start. */
+    warnings: string[];
+  };
 
 function usage(): string {
   return renderUsage({
@@ -238,12 +246,18 @@ function parse(argv: readonly string[], env: Env): Parsed<ServeOptions> {
   const auth = readAuthFlags(read);
   if (auth) config.auth = "tokenFile" in auth ? { tokenFile: auth.tokenFile } : auth;
   if (config.timeoutMs > config.maxDurationMs) {
+    const maxDuration = formatDuration(config.maxDurationMs);
     throw new UsageError(
-      `Invalid ${read.source("timeout")} "${read.text("timeout")}": the default lock duration ` +
-        `must not exceed --maxDuration (${formatDuration(config.maxDurationMs)})`,
+      read.has("timeout")
+        ? `Invalid ${read.source("timeout")} "${read.text("timeout")}": the default lock ` +
+          `duration must not exceed --maxDuration (${maxDuration})`
+        : `Invalid ${read.source("maxDuration")} "${read.text("maxDuration")}": it must not be ` +
+          `shorter than the default lock duration (--timeout, ` +
+          `${formatDuration(config.timeoutMs)}); set --timeout too`,
     );
   }
-  return { action: "run", options: { action: "serve", config } };
+  const warnings = secretFlagWarnings(read, [AUTH_TOKEN_SECRET, STORE_SECRET]);
+  return { action: "run", options: { action: "serve", config, warnings } };
 }
 
 async function run(options: ServeOptions): Promise<number> {
@@ -251,13 +265,12 @@ async function run(options: ServeOptions): Promise<number> {
     console.log(`startup-lock ${VERSION} (deno ${Deno.version.deno})`);
     return EXIT.OK;
   }
-  return await runServer(options.config);
+  return await runServer(options.config, { warnings: options.warnings });
 }
 
 /** `startup-lock [serve]`: runs the lock server until SIGTERM or SIGINT. */
 export const serveCommand: Command<ServeOptions> = {
   name: "serve",
-  summary: "Run the lock server (the default; the flags above)",
   flags: SERVER_FLAGS,
   usage,
   parse,

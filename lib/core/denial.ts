@@ -19,11 +19,12 @@ export type GateDenial =
   /** A dependency failed its last check. */
   | { reason: "dependencies"; failing: readonly FailingDependency[]; retryAfterMs: number }
   /**
-   * The state file could not be read at start: locks granted before the
-   * restart may still be held, so nothing is granted until the longest lock
-   * granted then has run out.
+   * Locks granted before may still be held where nobody sees them (the state
+   * file could not be read at start, the shared store lost the semaphore, or
+   * its clock jumped), so nothing is granted until the longest lock granted
+   * then has run out.
    */
-  | { reason: "recovering"; retryAfterMs: number }
+  | { reason: "recovering"; cause: RecoveryCause; retryAfterMs: number }
   /** Too little time has passed since the last grant. */
   | { reason: "cooldown"; cooldownMs: number; retryAfterMs: number }
   /** The node's one-minute load average is above the limit. */
@@ -36,6 +37,9 @@ export type GateDenial =
     max: number;
     retryAfterMs: number;
   };
+
+/** Why the recovery gate is closed; see `lib/gates/recovery.ts`. */
+export type RecoveryCause = "state_file" | "store_lost" | "clock_jump";
 
 /** The resources Linux reports pressure stall information for. */
 export type PressureResource = "cpu" | "io" | "memory";

@@ -1,13 +1,20 @@
 /**
- * What happens in the lock service, as data. The core emits events; logs (and
- * later metrics) are subscribers that render them, so a new way of watching the
- * service is a new subscriber, not an edit of the core.
+ * What happens in the lock service, as data. The core emits events; the log
+ * (`observers/event_log.ts`) and the metrics (`observers/metrics.ts`) are
+ * subscribers that render them, so a new way of watching the service is a new
+ * subscriber, not an edit of the core.
  *
  * Events never carry a whole token: `token` is a short prefix.
  *
  * @module
  */
 import type { DenialReason } from "./denial.ts";
+
+/**
+ * Why the HTTP layer refused a request itself, before the core saw it: no or a
+ * wrong bearer token (401), or a malformed or too large request (400, 413, 414).
+ */
+export type EdgeRefusal = "unauthorized" | "invalid";
 
 /** Why a waiting client left the queue without a lock. */
 export type LeaveReason =
@@ -56,7 +63,8 @@ export type LockEvent =
     durationMs: number;
   }
   | { type: "store"; up: boolean; error: string | undefined }
-  | { type: "gate"; gate: string; open: boolean; reason: string | undefined };
+  | { type: "gate"; gate: string; open: boolean; reason: string | undefined }
+  | { type: "edge_refused"; reason: EdgeRefusal };
 
 /** An event's type. */
 export type LockEventType = LockEvent["type"];
@@ -74,6 +82,7 @@ export const EVENT_TYPES = [
   "dependency",
   "gate",
   "store",
+  "edge_refused",
 ] as const satisfies readonly LockEventType[];
 
 // A type added to LockEvent but not to EVENT_TYPES fails to compile here.

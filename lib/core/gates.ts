@@ -1,7 +1,8 @@
 /**
  * Gates: conditions that must all hold before any lock is granted (the
- * dependencies are up; later the node's load is low enough, a pause between
- * grants has passed). Each gate is its own module implementing {@linkcode Gate};
+ * dependencies are up, the node's load and memory pressure are low enough, a
+ * pause between grants has passed, the server has recovered from an
+ * unreadable state file). Each gate is its own module implementing {@linkcode Gate};
  * {@linkcode Gates} combines them in one place: all must be open, and the
  * first closed one gives the reason and the retry time.
  *

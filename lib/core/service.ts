@@ -16,11 +16,20 @@
  * @module
  */
 import { type Clock, realClock, type TimerId } from "../clock.ts";
-import { describeError } from "../errors.ts";
 import { tokenPrefix } from "../token.ts";
 import type { Denial } from "./denial.ts";
 import { EventBus } from "./events.ts";
 import { Gates, type GateView } from "./gates.ts";
+import { StoreHealth } from "./store_health.ts";
+import {
+  busy,
+  CANCELLED,
+  queued,
+  queueFull,
+  SHUTTING_DOWN,
+  storeDown,
+  SUPERSEDED,
+} from "./refusals.ts";
 import { STORE_RETRY_MS, WaitQueue, type WaitResult } from "./queue.ts";
 import {
   type AcquireRequest,
@@ -99,21 +108,11 @@ export interface LockServiceOptions {
   events?: EventBus;
 }
 
-/**
- * How soon a client refused for a full queue, a shutdown or a failing store
- * should ask again, when nothing better is known.
- */
-export const UNAVAILABLE_RETRY_MS = 1_000;
+/** Re-exported for the HTTP layer; the policy lives in `refusals.ts`. */
+export { UNAVAILABLE_RETRY_MS } from "./refusals.ts";
 
 /** The longest pause between tries to give back a slot while the store fails. */
 const MAX_HAND_BACK_RETRY_MS = 10_000;
-
-/** The store operations that change the slots; the others only look. */
-const CHANGES = new Set(["acquire", "release", "renew"]);
-
-const SHUTTING_DOWN: Denial = { reason: "shutting_down", retryAfterMs: UNAVAILABLE_RETRY_MS };
-const CANCELLED: Denial = { reason: "cancelled", retryAfterMs: 0 };
-const SUPERSEDED: Denial = { reason: "superseded", retryAfterMs: 0 };
 
 /** Grants and refuses locks; see the module documentation. */
 export class LockService {
@@ -125,9 +124,7 @@ export class LockService {
   readonly #maxDurationMs: number;
   readonly #unsubscribe: (() => void)[] = [];
   readonly #handBacks = new Set<TimerId>();
-  #storeError: string | undefined;
-  /** Whether a change (not a lookup) failed since the store last answered one. */
-  #failedChange = false;
+  readonly #health: StoreHealth;
   #closed = false;
 
   constructor(options: LockServiceOptions) {
@@ -136,9 +133,13 @@ export class LockService {
     this.#gates = options.gates ?? new Gates([]);
     this.#clock = options.clock ?? realClock;
     this.#maxDurationMs = options.maxDurationMs;
+    this.#health = new StoreHealth(this.store, this.events);
     this.#queue = new WaitQueue<CappedRequest>({
       take: (request, ticket) =>
-        this.#call("acquire", () => this.store.acquire(ticket ? { ...request, ticket } : request)),
+        this.#health.call(
+          "acquire",
+          () => this.store.acquire(ticket ? { ...request, ticket } : request),
+        ),
       line: this.store.line,
       // Reported as the slot is handed over, before anything else runs: a pacing gate
       // closes before the queue hands out the next slot.
@@ -152,8 +153,12 @@ export class LockService {
     });
     this.#unsubscribe.push(
       this.store.onFree((freed) => this.#onFree(freed)),
-      this.#gates.onChange(() => this.#queue.pump()),
+      this.#gates.onChange(() => {
+        this.store.line?.eligible(this.#gates.state().open);
+        this.#queue.pump();
+      }),
     );
+    this.store.line?.eligible(this.#gates.state().open);
   }
 
   /** How many clients wait now. */
@@ -177,15 +182,15 @@ export class LockService {
       try {
         result = this.store.acquire(request);
       } catch (error) {
-        return this.#storeDenial(this.#failure("acquire", error), id);
+        return this.#storeDenial(this.#health.failure("acquire", error), id);
       }
       if (result instanceof Promise) {
         return result.then((r) => {
-          this.#storeUp("acquire");
+          this.#health.answered("acquire");
           return this.#afterTry(r, options, request);
-        }, (error) => this.#storeDenial(this.#failure("acquire", error), id));
+        }, (error) => this.#storeDenial(this.#health.failure("acquire", error), id));
       }
-      if (this.#storeError !== undefined) this.#storeUp("acquire");
+      if (!this.#health.up) this.#health.answered("acquire");
       return this.#afterTry(result, options, request);
     }
     // Someone waits ahead, or a gate is closed: only an id that already holds a lock gets in.
@@ -198,14 +203,14 @@ export class LockService {
     const then = (held: Lease | undefined): Awaitable<Outcome> => {
       if (!held) return this.#waitOrDeny(options, request);
       try {
-        const lease = this.#call("renew", () => this.store.renew(held.token, durationMs));
+        const lease = this.#health.call("renew", () => this.store.renew(held.token, durationMs));
         return lease instanceof Promise ? lease.then(renewed, failed) : renewed(lease);
       } catch (error) {
         return failed(error);
       }
     };
     try {
-      const held = this.#call("look up", () => this.store.byId(id));
+      const held = this.#health.call("look up", () => this.store.byId(id));
       return held instanceof Promise ? held.then(then, failed) : then(held);
     } catch (error) {
       return failed(error);
@@ -225,7 +230,7 @@ export class LockService {
       }
       return lease;
     };
-    const lease = this.#call("release", () => this.store.release(token));
+    const lease = this.#health.call("release", () => this.store.release(token));
     return lease instanceof Promise ? lease.then(released) : released(lease);
   }
 
@@ -238,7 +243,7 @@ export class LockService {
       this.#reportRenewal(lease, capped, requestedMs);
       return { renewed: true, lease, durationMs: capped, requestedMs };
     };
-    const lease = this.#call("renew", () => this.store.renew(token, capped));
+    const lease = this.#health.call("renew", () => this.store.renew(token, capped));
     return lease instanceof Promise ? lease.then(renewed) : renewed(lease);
   }
 
@@ -262,7 +267,7 @@ export class LockService {
         this.#handBacks.add(timer);
       };
       try {
-        const released = this.#call("release", () => this.store.release(lease.token));
+        const released = this.#health.call("release", () => this.store.release(lease.token));
         if (released instanceof Promise) released.catch(retry);
       } catch {
         retry();
@@ -275,7 +280,7 @@ export class LockService {
   async status(): Promise<StatusData> {
     let leases: Lease[] | undefined;
     try {
-      leases = await this.#call("list leases", () => this.store.leases());
+      leases = await this.#health.call("list leases", () => this.store.leases());
     } catch {
       leases = undefined;
     }
@@ -290,8 +295,8 @@ export class LockService {
       waiting,
       returning: this.#queue.returningIds(),
       gates: this.#gates.list(),
-      store: { up: this.#storeError === undefined, error: this.#storeError },
-      denial: this.#currentDenial(leases),
+      store: { up: this.#health.up, error: this.#health.error },
+      denial: this.#currentDenial(leases, this.store.line ? waiting.length : undefined),
     };
   }
 
@@ -300,6 +305,7 @@ export class LockService {
     this.#closed = true;
     this.#queue.close();
     for (const unsubscribe of this.#unsubscribe) unsubscribe();
+    this.#health.close();
     for (const timer of this.#handBacks) this.#clock.clearTimeout(timer);
     this.#handBacks.clear();
   }
@@ -379,11 +385,7 @@ export class LockService {
   ): Awaitable<Outcome> {
     if (!options.waitMs || options.waitMs <= 0) {
       if (waitingElsewhere) {
-        return this.#deny(options.id, {
-          reason: "queued",
-          waiting: waitingElsewhere,
-          retryAfterMs: UNAVAILABLE_RETRY_MS,
-        });
+        return this.#deny(options.id, queued(waitingElsewhere, nextFree));
       }
       return this.#refuseNow(options.id, nextFree);
     }
@@ -431,69 +433,52 @@ export class LockService {
     return this.#withLeases((leases) => {
       const next = leases && nextFreeInMs(leases, this.store.capacity);
       const waiting = this.#queue.waiting;
-      if (waiting > 0) {
-        return this.#deny(id, {
-          reason: "queued",
-          waiting,
-          retryAfterMs: Math.max(UNAVAILABLE_RETRY_MS, next ?? 0),
-        });
-      }
+      if (waiting > 0) return this.#deny(id, queued(waiting, next));
       return this.#deny(id, this.#busy(next));
     });
   }
 
   #fullQueue(id: string | undefined): Awaitable<Outcome> {
     return this.#withLeases((leases) =>
-      this.#deny(id, {
-        reason: "queue_full",
-        waiting: this.#queue.size,
-        retryAfterMs: Math.max(
-          UNAVAILABLE_RETRY_MS,
-          (leases && nextFreeInMs(leases, this.store.capacity)) ?? 0,
-        ),
-      })
+      this.#deny(
+        id,
+        queueFull(this.#queue.size, leases && nextFreeInMs(leases, this.store.capacity)),
+      )
     );
   }
 
   #busy(next: number | undefined): Denial {
-    return {
-      reason: "busy",
-      capacity: this.store.capacity,
-      nextFreeInMs: next,
-      retryAfterMs: next ?? UNAVAILABLE_RETRY_MS,
-    };
+    return busy(this.store.capacity, next);
   }
 
   /** Runs `then` with the store's leases, or `undefined` when the store cannot say. */
   #withLeases<T>(then: (leases: Lease[] | undefined) => Awaitable<T>): Awaitable<T> {
     try {
-      const leases = this.#call("list leases", () => this.store.leases());
+      const leases = this.#health.call("list leases", () => this.store.leases());
       return leases instanceof Promise ? leases.then(then, () => then(undefined)) : then(leases);
     } catch {
       return then(undefined);
     }
   }
 
-  /** Why a request would be refused now, or `undefined` if it would be granted. */
-  #currentDenial(leases: Lease[] | undefined): Denial | undefined {
+  /**
+   * Why a request would be refused now, or `undefined` if it would be
+   * granted. `inLine`: the clients waiting in the shared line, in every
+   * process, when the store has one: as there, they hold a request up only
+   * while they are at least as many as the free slots.
+   */
+  #currentDenial(leases: Lease[] | undefined, inLine: number | undefined): Denial | undefined {
     const gate = this.#gates.state();
     if (!gate.open) return gate.denial;
     if (this.#closed) return SHUTTING_DOWN;
-    if (this.#storeError !== undefined || leases === undefined) {
-      return {
-        reason: "store",
-        error: this.#storeError ?? "unknown",
-        retryAfterMs: UNAVAILABLE_RETRY_MS,
-      };
-    }
+    if (!this.#health.up || leases === undefined) return storeDown(this.#health.error ?? "unknown");
     const next = nextFreeInMs(leases, this.store.capacity);
-    const waiting = this.#queue.waiting;
-    if (waiting > 0) {
-      return {
-        reason: "queued",
-        waiting,
-        retryAfterMs: Math.max(UNAVAILABLE_RETRY_MS, next ?? 0),
-      };
+    const free = this.store.capacity - leases.length;
+    const waiting = inLine === undefined
+      ? this.#queue.waiting
+      : Math.max(inLine, this.#queue.waiting);
+    if (waiting > 0 && (inLine === undefined || free <= 0 || waiting >= free)) {
+      return queued(waiting, next);
     }
     return next === undefined ? undefined : this.#busy(next);
   }
@@ -513,60 +498,6 @@ export class LockService {
   /** A store failure as an answer: `503` with the reason, never a rejection. */
   #storeDenial(error: unknown, id: string | undefined): Outcome {
     if (!(error instanceof StoreUnavailableError)) throw error;
-    return this.#deny(id, {
-      reason: "store",
-      error: error.message,
-      retryAfterMs: UNAVAILABLE_RETRY_MS,
-    });
-  }
-
-  /**
-   * Calls the store, turning any failure into a {@linkcode StoreUnavailableError}
-   * (thrown, or the promise rejects with it) and reporting when the store goes
-   * down and comes back.
-   */
-  #call<T>(operation: string, run: () => Awaitable<T>): Awaitable<T> {
-    let value: Awaitable<T>;
-    try {
-      value = run();
-    } catch (error) {
-      throw this.#failure(operation, error);
-    }
-    if (value instanceof Promise) {
-      return value.then((v) => {
-        this.#storeUp(operation);
-        return v;
-      }, (error) => {
-        throw this.#failure(operation, error);
-      });
-    }
-    if (this.#storeError !== undefined) this.#storeUp(operation);
-    return value;
-  }
-
-  /**
-   * Notes that the store answered. After a failed change, only a change that
-   * works says it is back: a store that reads from memory (the state file)
-   * may answer lookups while its writes still fail.
-   */
-  #storeUp(operation: string): void {
-    if (this.#storeError === undefined) return;
-    if (this.#failedChange && !CHANGES.has(operation)) return;
-    this.#storeError = undefined;
-    this.#failedChange = false;
-    this.events.emit({ type: "store", up: true, error: undefined });
-  }
-
-  /** Notes that the store failed; returns the failure as a {@linkcode StoreUnavailableError}. */
-  #failure(operation: string, error: unknown): StoreUnavailableError {
-    const failure = error instanceof StoreUnavailableError
-      ? error
-      : new StoreUnavailableError(operation, describeError(error), { cause: error });
-    if (this.#storeError === undefined) {
-      this.events.emit({ type: "store", up: false, error: failure.message });
-    }
-    this.#storeError = failure.message;
-    this.#failedChange ||= CHANGES.has(operation);
-    return failure;
+    return this.#deny(id, storeDown(error.message));
   }
 }

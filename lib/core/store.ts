@@ -83,8 +83,17 @@ export interface SharedLine {
    * nobody, for its client to come back through any process.
    */
   leave(ticket: string, keepMs?: number): void;
-  /** The ids of the clients waiting in every process, in order (`undefined` when anonymous). */
+  /**
+   * The ids of the clients waiting in every process that can grant now, in
+   * order (`undefined` when anonymous): those that a request waits behind.
+   */
   waiting(): Promise<(string | undefined)[]>;
+  /**
+   * Says whether this process can grant now (every gate open). The tickets of
+   * a process that cannot hold nobody up in the others: a free slot never
+   * waits for a client that cannot take it.
+   */
+  eligible(canGrant: boolean): void;
 }
 
 /** The lock state, behind an interface any store implements. */
@@ -113,6 +122,19 @@ export interface LockStore {
    * another process sharing the store. Returns an unsubscribe function.
    */
   onFree(listener: (freed: SlotsFreed) => void): () => void;
+  /**
+   * What clears "store down" after a failure (`lib/core/store_health.ts`):
+   * any call that works (`any_answer`, the default), or, after a failed
+   * change, only a change that works (`a_change`: a store that reads from
+   * memory may answer lookups while its writes fail).
+   */
+  readonly upAfter?: "any_answer" | "a_change";
+  /**
+   * Calls `listener` after each call the store makes by itself to keep in
+   * touch (a heartbeat): with nothing when it worked, with the failure when
+   * not. Returns an unsubscribe function.
+   */
+  onHeartbeat?(listener: (failure: StoreUnavailableError | undefined) => void): () => void;
   /** Stops timers and connections; the store answers nothing after. */
   close(): Awaitable<void>;
 }

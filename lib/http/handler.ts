@@ -7,19 +7,15 @@
  *
  * @module
  */
-import {
-  type LockService,
-  type Outcome,
-  type Renewal,
-  UNAVAILABLE_RETRY_MS,
-} from "../core/service.ts";
+import type { LockService, Outcome, Renewal } from "../core/service.ts";
+import { storeDown } from "../core/refusals.ts";
 import { type Awaitable, type Lease, StoreUnavailableError } from "../core/store.ts";
 import { describeError, HttpError } from "../errors.ts";
-import { checkRequest, type TokenSource, unauthorized } from "./auth.ts";
+import type { TokenSource } from "./auth.ts";
 import type { PerCoreSlots } from "../config.ts";
 import type { DependencyState } from "../gates/dependencies.ts";
 import { METRICS_CONTENT_TYPE } from "../observers/metrics.ts";
-import { TOKEN_PATTERN } from "../protocol.ts";
+import { TOKEN_HINT, TOKEN_PATTERN } from "../protocol.ts";
 import {
   errorResponse,
   granted,
@@ -28,9 +24,11 @@ import {
   renewed,
   statusBody,
   text,
+  unauthorized,
 } from "./render.ts";
 import {
   checkBodySize,
+  echo,
   MAX_ACQUIRE_BODY_BYTES,
   readDuration,
   readId,
@@ -38,10 +36,14 @@ import {
   requestTarget,
   wantsJson,
 } from "./request.ts";
-import { statusPage, wantsStatusPage } from "./status_page.ts";
+import { statusPage, toStatusPage, wantsStatusPage } from "./status_page.ts";
 
 /** Options of {@linkcode createHandler}. */
 export interface HandlerOptions {
+  /**
+   * The lock service. Requests the handler refuses itself, before the service
+   * sees them (401, 400, 413, 414), are told on its event bus as `edge_refused`.
+   */
   service: LockService;
   /** The lock duration when a request names none. */
   defaultDurationMs: number;
@@ -60,15 +62,7 @@ export interface HandlerOptions {
    * routes stay open. @default {none: every route is open}
    */
   auth?: TokenSource;
-  /**
-   * Called for each request refused at the edge, before the core sees it (for
-   * metrics): `unauthorized` (401), `invalid` (400, 413, 414). @default {nothing}
-   */
-  onRefused?: (reason: EdgeRefusal) => void;
 }
-
-/** Why the HTTP layer refused a request itself. */
-export type EdgeRefusal = "unauthorized" | "invalid";
 
 /** The statuses of a request refused as malformed or too large. */
 const INVALID_STATUSES: ReadonlySet<number> = new Set([400, 413, 414]);
@@ -82,7 +76,8 @@ export interface RequestInfo {
 /** An HTTP request handler; synchronous where it can be. */
 export type Handler = (request: Request, info?: RequestInfo) => Awaitable<Response>;
 
-const LOCK_PATH = new RegExp(`^/locks/(${TOKEN_PATTERN.source.slice(1, -1)})$`);
+/** A lock's path: one part after `/locks/`, checked as a token once the route is known. */
+const LOCK_PATH = /^\/locks\/([^/]*)$/;
 
 type RouteHandler = (
   request: Request,
@@ -112,7 +107,8 @@ export function createHandler(options: HandlerOptions): Handler {
   const maxWaitMs = options.maxWaitMs ?? 0;
   const dependencies = options.dependencies ?? NO_DEPENDENCIES;
   const onError = options.onError ?? ((message) => console.error(message));
-  const { auth, onRefused, perCore } = options;
+  const { auth, perCore } = options;
+  const { events } = service;
 
   /** The answer to an acquire request once the service has decided. */
   const answerAcquire = (outcome: Outcome, json: boolean, info: RequestInfo | undefined) => {
@@ -125,6 +121,9 @@ export function createHandler(options: HandlerOptions): Handler {
   };
 
   const acquire: RouteHandler = (request, query, info, token) => {
+    // Someone who opens the server in a browser is curious, not starting an app: the status
+    // page, not a slot. Clients send */*, nothing or JSON, which never prefer HTML.
+    if (request.method === "GET" && wantsStatusPage(request)) return toStatusPage();
     // A body is never read: one too large is refused, unread beyond the limit, before any slot.
     const checked = checkBodySize(request, MAX_ACQUIRE_BODY_BYTES);
     return checked ? checked.then(() => acquireNow(request, query, info, token)) : acquireNow(
@@ -193,14 +192,13 @@ export function createHandler(options: HandlerOptions): Handler {
   const fail = (error: unknown, request: Request, path: string): Response => {
     const json = wantsJson(request);
     if (error instanceof HttpError) {
-      if (INVALID_STATUSES.has(error.status)) onRefused?.("invalid");
+      if (INVALID_STATUSES.has(error.status)) {
+        events.emit({ type: "edge_refused", reason: "invalid" });
+      }
       return errorResponse(error.status, error.message, json, error.headers);
     }
     if (error instanceof StoreUnavailableError) {
-      return refused(
-        { reason: "store", error: error.message, retryAfterMs: UNAVAILABLE_RETRY_MS },
-        json,
-      );
+      return refused(storeDown(error.message), json);
     }
     onError(`Unexpected error on ${request.method} ${path}: ${describeError(error)}`);
     return text(500, "Internal error\n");
@@ -226,11 +224,15 @@ export function createHandler(options: HandlerOptions): Handler {
         });
       }
       if (auth && found.guarded) {
-        const failure = checkRequest(request, auth);
+        const failure = auth.check(request);
         if (failure) {
-          onRefused?.("unauthorized");
+          events.emit({ type: "edge_refused", reason: "unauthorized" });
           return unauthorized(failure, wantsJson(request));
         }
+      }
+      if (found === lockRoute && !TOKEN_PATTERN.test(token)) {
+        // A mangled token is an error to show, not a lock that is already gone.
+        throw new HttpError(400, `Invalid token "${echo(token)}": ${TOKEN_HINT}`);
       }
       const response = handle(request, target.query, info, token);
       return response instanceof Promise

@@ -5,8 +5,14 @@
  *
  * @module
  */
-import { type Denial, type FailingDependency, UNAVAILABLE_REASONS } from "../core/denial.ts";
+import {
+  type Denial,
+  type FailingDependency,
+  type RecoveryCause,
+  UNAVAILABLE_REASONS,
+} from "../core/denial.ts";
 import type { StatusData } from "../core/service.ts";
+import { isoTime } from "../clock.ts";
 import type { PerCoreSlots } from "../config.ts";
 import type { Lease } from "../core/store.ts";
 import { formatDuration, retryAfterSeconds } from "../duration.ts";
@@ -74,7 +80,7 @@ export function granted(grant: Held, json: boolean): Response {
     message: "Lock acquired",
     token: lease.token,
     id: lease.id ?? null,
-    expiresAt: new Date(lease.expiresAt).toISOString(),
+    expiresAt: isoTime(lease.expiresAt),
     ...fields,
   }, { headers });
 }
@@ -83,7 +89,7 @@ export function granted(grant: Held, json: boolean): Response {
 export function renewed(renewal: Held, json: boolean): Response {
   const { lease } = renewal;
   const { headers, warning, fields } = durationNotes(renewal);
-  const expiresAt = new Date(lease.expiresAt).toISOString();
+  const expiresAt = isoTime(lease.expiresAt);
   if (!json) {
     const note = warning ? `\nWarning: ${warning}` : "";
     return text(200, `Lock renewed until ${expiresAt}${note}\n`, headers);
@@ -120,6 +126,14 @@ export function refused(denial: Denial, json: boolean): Response {
   );
 }
 
+/** Why locks granted before may still be held, for {@linkcode explain}. */
+const RECOVERY_CAUSES: Record<RecoveryCause, string> = {
+  state_file: "the state file could not be read at start",
+  store_lost: "the lock store lost the locks it held (a restart without its data, a flush, " +
+    "an eviction or a failover)",
+  clock_jump: "the lock store's clock jumped, which moved every lock's expiry",
+};
+
 /** One sentence for people, without the leading "Locked". */
 export function explain(denial: Denial): string {
   switch (denial.reason) {
@@ -135,8 +149,8 @@ export function explain(denial: Denial): string {
       return `${parts.length} dependencies are down: ${parts.join(", ")}`;
     }
     case "recovering":
-      return "the state file could not be read at start, so locks granted before the restart " +
-        `may still be held; the first grant comes in ${formatDuration(denial.retryAfterMs)}`;
+      return `${RECOVERY_CAUSES[denial.cause]}, so locks granted before may still be held; ` +
+        `the first grant comes in ${formatDuration(denial.retryAfterMs)}`;
     case "cooldown":
       return `at most one grant every ${formatDuration(denial.cooldownMs)}; the next in ${
         formatDuration(denial.retryAfterMs)
@@ -204,7 +218,7 @@ export function statusBody(
   dependencies: readonly DependencyState[],
   perCore?: PerCoreSlots,
 ): StatusBody {
-  const iso = (ms: number) => new Date(ms).toISOString();
+  const iso = isoTime;
   const leases = data.leases;
   return {
     slots: {
@@ -237,4 +251,25 @@ export function statusBody(
       ? { allowed: false, reason: data.denial.reason, message: explain(data.denial) }
       : { allowed: true },
   };
+}
+
+/** The realm of `WWW-Authenticate`. */
+export const AUTH_REALM = "startup-lock";
+
+/** Why a request was refused: it sent no bearer token, or a wrong one. */
+export type AuthFailure = "missing" | "wrong";
+
+/** `401` with `WWW-Authenticate: Bearer`, saying what was missing or wrong, never the token. */
+export function unauthorized(failure: AuthFailure, json: boolean): Response {
+  const message = failure === "missing"
+    ? "Unauthorized: this server needs an Authorization: Bearer <token> header"
+    : "Unauthorized: the bearer token is wrong";
+  const headers = {
+    "WWW-Authenticate": `Bearer realm="${AUTH_REALM}"${
+      failure === "wrong" ? ', error="invalid_token"' : ""
+    }`,
+  };
+  return json
+    ? Response.json({ status: "unauthorized", message }, { status: 401, headers })
+    : text(401, `${message}\n`, headers);
 }

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { DurationTooLongError, parseDuration } from "../duration.ts";
+import { DurationTooLongError, isZeroDuration, parseDuration } from "../duration.ts";
 import { describeError, HttpError } from "../errors.ts";
 import { ID_HINT, isValidId, MAX_ID_LENGTH } from "../protocol.ts";
 
@@ -164,8 +164,6 @@ export function readDuration(query: URLSearchParams, name = "duration"): number 
   }
 }
 
-const ZERO_DURATION = /^\s*(?:0+|0+(?:\.0+)?(?:ms|s|m|h))\s*$/;
-
 /**
  * Reads `?wait=`: 0 when absent, empty or zero; cut to `maxMs` rather than
  * refused when longer.
@@ -174,7 +172,7 @@ const ZERO_DURATION = /^\s*(?:0+|0+(?:\.0+)?(?:ms|s|m|h))\s*$/;
  */
 export function readWait(query: URLSearchParams, maxMs: number): number {
   const raw = param(query, "wait");
-  if (raw === undefined || ZERO_DURATION.test(raw)) return 0;
+  if (raw === undefined || isZeroDuration(raw)) return 0;
   return Math.min(readDuration(query, "wait") ?? 0, maxMs);
 }
 

@@ -3,6 +3,8 @@
  * HTML page (inline style and script, no other asset) that fetches the JSON
  * form of `/status` every {@linkcode REFRESH_MS} and renders it with DOM APIs.
  * Server data only ever becomes text nodes: holder ids are chosen by clients.
+ * A browser that opens `/` is sent here ({@linkcode toStatusPage}) instead of
+ * taking a slot.
  *
  * A strict `Content-Security-Policy` allows exactly the inline style and
  * script, by their SHA-256 hashes computed once at module load, and fetches
@@ -212,24 +214,34 @@ async function sha256(text: string): Promise<string> {
   return `'sha256-${btoa(String.fromCharCode(...new Uint8Array(digest)))}'`;
 }
 
-/** The page's `Content-Security-Policy`: its own inline style and script, same-origin fetches, nothing else. */
-export const STATUS_PAGE_CSP = [
-  "default-src 'none'",
-  `script-src ${await sha256(SCRIPT)}`,
-  `style-src ${await sha256(STYLE)}`,
-  "connect-src 'self'",
-  "img-src 'none'",
-  "base-uri 'none'",
-  "form-action 'none'",
-  "frame-ancestors 'none'",
-].join("; ");
+let csp: Promise<string> | undefined;
+
+/**
+ * The page's `Content-Security-Policy`: its own inline style and script,
+ * same-origin fetches, nothing else. Computed at the first request for the
+ * page, not at start: Web Crypto's digest makes the runtime touch about 1 MB
+ * more of its own code, which a server nobody looks at need not hold.
+ */
+export function statusPageCsp(): Promise<string> {
+  return csp ??= (async () =>
+    [
+      "default-src 'none'",
+      `script-src ${await sha256(SCRIPT)}`,
+      `style-src ${await sha256(STYLE)}`,
+      "connect-src 'self'",
+      "img-src 'none'",
+      "base-uri 'none'",
+      "form-action 'none'",
+      "frame-ancestors 'none'",
+    ].join("; "))();
+}
 
 /** The status page as a response, with its security headers. */
-export function statusPage(): Response {
+export async function statusPage(): Promise<Response> {
   return new Response(STATUS_PAGE, {
     headers: {
       "Content-Type": "text/html; charset=utf-8",
-      "Content-Security-Policy": STATUS_PAGE_CSP,
+      "Content-Security-Policy": await statusPageCsp(),
       "X-Content-Type-Options": "nosniff",
       "Cache-Control": "no-store",
       "Referrer-Policy": "no-referrer",
@@ -250,13 +262,41 @@ function quality(accept: string, matches: (type: string) => boolean): number {
   return 0;
 }
 
+/** The page a browser gets on `/`: where to look instead, for a client that does not follow. */
+const TO_STATUS_PAGE = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>startup-lock</title></head>
+<body><p>This is a startup-lock server: <code>GET /</code> takes a lock, so a browser is sent
+to the <a href="status">status page</a> instead.</p></body></html>
+`;
+
+/**
+ * `303 See Other` to the status page, for a browser on `/`: it must not take
+ * a slot. `Location` is relative, so it also works behind a path prefix.
+ */
+export function toStatusPage(): Response {
+  return new Response(TO_STATUS_PAGE, {
+    status: 303,
+    headers: {
+      Location: "status",
+      "Content-Type": "text/html; charset=utf-8",
+      "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+      "X-Content-Type-Options": "nosniff",
+      "Cache-Control": "no-store",
+      Vary: "Accept",
+    },
+  });
+}
+
+const HTML = /text\/html/i;
+
 /**
  * Whether a request asks for the page: its `Accept` names `text/html` and does
  * not prefer JSON. `curl`'s `*∕*` and no header at all get JSON, as before.
  */
 export function wantsStatusPage(request: Request): boolean {
   const accept = request.headers.get("accept");
-  if (!accept) return false;
+  // Checked on every GET /: most clients never name HTML, and need no parsing.
+  if (!accept || !HTML.test(accept)) return false;
   const html = quality(accept, (t) => t === "text/html");
   const json = quality(accept, (t) => t === "application/json");
   return html > 0 && html >= json;

@@ -81,6 +81,18 @@ export interface InjectOptions {
   initDurationMs: number;
   /** `acquire --wait` in init mode: the init container fails after this and the kubelet runs it again. */
   initWaitMs: number;
+  /**
+   * The Secret (in the pod's own namespace) and its key that hold the lock
+   * server's bearer token, given to the injected container as
+   * `STARTUP_LOCK_AUTH_TOKEN`. @default {none: the server needs no token}
+   */
+  authTokenSecret?: SecretKey | undefined;
+}
+
+/** A key of a Secret, as `secretKeyRef` names it. */
+export interface SecretKey {
+  name: string;
+  key: string;
 }
 
 /** The few parts of a pod the webhook reads; everything else is carried through untouched. */
@@ -363,17 +375,27 @@ const SECURITY_CONTEXT = {
   seccompProfile: { type: "RuntimeDefault" },
 } as const;
 
-/** The downward-API variables the arguments use: the pod's name, and the node's IP for `--server`. */
-function envFor(server: string): unknown[] {
+/**
+ * The injected container's variables: the downward-API ones its arguments use
+ * (the pod's name, and the node's IP for `--server`), and the server's bearer
+ * token from a Secret when there is one (a variable, never an argument, which
+ * `ps` and the pod spec would show).
+ */
+function envFor(options: InjectOptions): unknown[] {
   const field = (name: string, fieldPath: string) => ({
     name,
     valueFrom: { fieldRef: { fieldPath } },
   });
+  const secret = options.authTokenSecret;
   return [
     field("POD_NAME", "metadata.name"),
-    ...(server.includes("$(HOST_IP)") ? [field("HOST_IP", "status.hostIP")] : []),
+    ...(options.server.includes("$(HOST_IP)") ? [field("HOST_IP", "status.hostIP")] : []),
+    ...(secret ? [{ name: AUTH_TOKEN_VARIABLE, valueFrom: { secretKeyRef: { ...secret } } }] : []),
   ];
 }
+
+/** The variable the clients read the server's bearer token from. */
+export const AUTH_TOKEN_VARIABLE = "STARTUP_LOCK_AUTH_TOKEN";
 
 function sidecarContainer(
   options: InjectOptions,
@@ -393,7 +415,7 @@ function sidecarContainer(
       ...["--duration", durationArg(durationMs), "--readyUrl", escapeDollars(readyUrl)],
       ...["--listen", `0.0.0.0:${port}`],
     ],
-    env: envFor(options.server),
+    env: envFor(options),
     ports: [{ name: "lock-probe", containerPort: port }],
     // The kubelet starts the app only once this passes: once the lock is held.
     startupProbe: {
@@ -420,7 +442,7 @@ function initContainer(
       ...["--server", options.server, "--id", id],
       ...["--duration", durationArg(durationMs), "--wait", durationArg(options.initWaitMs)],
     ],
-    env: envFor(options.server),
+    env: envFor(options),
     resources: RESOURCES,
     securityContext: SECURITY_CONTEXT,
   };

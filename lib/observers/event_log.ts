@@ -12,7 +12,12 @@ import { formatDuration } from "../duration.ts";
 import type { LogFields, Logger } from "../log.ts";
 
 /** Events that only `--logLevel debug` shows: not subscribed to otherwise, so they cost nothing. */
-const DEBUG_ONLY: ReadonlySet<LockEventType> = new Set(["denied", "queued", "left_queue"]);
+const DEBUG_ONLY: ReadonlySet<LockEventType> = new Set([
+  "denied",
+  "queued",
+  "left_queue",
+  "edge_refused",
+]);
 
 /** Writes the events of `events` to `log`; returns an unsubscribe function. */
 export function logEvents(events: EventBus, log: Logger): () => void {
@@ -78,6 +83,9 @@ export function writeEvent(event: LockEvent, log: Logger): void {
         log.debug(`Refused ${event.id ?? "a client"}: ${event.reason}`, f);
       }
       return;
+    case "edge_refused":
+      if (log.enabled("debug")) log.debug(`Refused a request at the HTTP edge: ${event.reason}`, f);
+      return;
     case "queued":
       if (log.enabled("debug")) {
         log.debug(
@@ -119,6 +127,8 @@ export function writeEvent(event: LockEvent, log: Logger): void {
         return;
       }
       if (event.open) log.info(`The ${event.gate} gate is open: locking is allowed`, f);
+      // Whoever closes the recovery gate says why in its own warning: one line, not two.
+      else if (event.gate === "recovery") log.debug("The recovery gate is closed", f);
       else log.warn(`The ${event.gate} gate is closed (${event.reason}): locking is paused`, f);
       return;
     case "store":

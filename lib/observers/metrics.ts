@@ -7,9 +7,8 @@
  *
  * @module
  */
-import type { EdgeRefusal } from "../http/handler.ts";
 import type { DenialReason } from "../core/denial.ts";
-import type { EventBus, LockEvent, LockEventType } from "../core/events.ts";
+import type { EdgeRefusal, EventBus, LockEvent, LockEventType } from "../core/events.ts";
 import type { GateView } from "../core/gates.ts";
 import type { StatusData } from "../core/service.ts";
 
@@ -74,6 +73,7 @@ export const METRIC_EVENTS = [
   "dependency",
   "gate",
   "store",
+  "edge_refused",
 ] as const satisfies readonly LockEventType[];
 
 /** The process's own figures; a field left out is a metric left out. */
@@ -182,11 +182,6 @@ export class Metrics {
     this.#unsubscribe = events.on((event) => this.#count(event), METRIC_EVENTS);
   }
 
-  /** Counts a request the HTTP layer refused itself (`unauthorized`, `invalid`). */
-  refused(reason: EdgeRefusal): void {
-    this.#denials.set(reason, (this.#denials.get(reason) ?? 0) + 1);
-  }
-
   /** Stops counting. */
   close(): void {
     this.#unsubscribe();
@@ -230,6 +225,9 @@ export class Metrics {
         return;
       case "store":
         if (!event.up) this.#storeFailures++;
+        return;
+      case "edge_refused":
+        this.#denials.set(event.reason, (this.#denials.get(event.reason) ?? 0) + 1);
         return;
       default:
         return;

@@ -20,9 +20,8 @@ import {
   type SlotsFreed,
   StoreUnavailableError,
 } from "../core/store.ts";
-import { describeError } from "../errors.ts";
 import { MemoryLockStore } from "./memory.ts";
-import { StateWriter, type StoredLock } from "./state_file.ts";
+import { StateWriter, type StoredLock, withoutPath } from "./state_file.ts";
 
 /** Options of {@linkcode FileLockStore}. */
 export interface FileLockStoreOptions {
@@ -35,6 +34,8 @@ export interface FileLockStoreOptions {
 /** A memory store whose held locks are written to a state file; see the module documentation. */
 export class FileLockStore implements LockStore {
   readonly capacity: number;
+  /** Lookups read memory and work while writes fail: only a change that works says it is back. */
+  readonly upAfter = "a_change";
   readonly #memory: MemoryLockStore;
   readonly #writer: StateWriter;
 
@@ -43,6 +44,11 @@ export class FileLockStore implements LockStore {
     this.#memory = new MemoryLockStore(capacity, options.clock ? { clock: options.clock } : {});
     for (const lock of options.restore ?? []) this.#memory.restore(lock);
     this.#writer = new StateWriter(path, () => this.#memory.leases());
+    // A lock that expires leaves the file too: after a restart, only the locks that expired
+    // while the server was stopped count as such. A failed write is retried by the next one.
+    this.#memory.onFree(({ expired }) => {
+      if (expired.length > 0) this.#writer.save().catch(() => {});
+    });
   }
 
   /** How many slots are held now. */
@@ -107,7 +113,7 @@ export class FileLockStore implements LockStore {
   #failure(operation: string, error: unknown): StoreUnavailableError {
     return new StoreUnavailableError(
       operation,
-      `cannot write the state file: ${describeError(error)}`,
+      `cannot write the state file: ${withoutPath(error)}`,
       { cause: error },
     );
   }

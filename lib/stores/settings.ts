@@ -7,6 +7,7 @@
  * @module
  */
 
+import type { RecoveryCause } from "../core/denial.ts";
 import type { LockStore } from "../core/store.ts";
 
 /** A Redis server to keep the locks in. */
@@ -31,8 +32,37 @@ export interface RedisLockStoreOptions {
   timeoutMs?: number;
   /** Called when Redis says the semaphore has another capacity than ours: this replica must stop. */
   onConflict?: (stored: number) => void;
+  /**
+   * How long a lost semaphore stays lost before it is made anew: the longest
+   * a lease may last (`--maxDuration`), so every lease granted before the loss
+   * has run out by then. @default {DEFAULT_MAX_DURATION_MS}
+   */
+  recoveryMs?: number;
+  /**
+   * This process's monotonic clock in milliseconds, which Redis's clock is
+   * compared with at every beat. @default {performance.now}
+   */
+  now?: () => number;
+  /** Called when grants must pause for a while: Redis lost the semaphore, or its clock jumped. */
+  onRecovery?: (recovery: StoreRecovery) => void;
+  /** Called when grants may resume after {@linkcode RedisLockStoreOptions.onRecovery}. */
+  onRecovered?: () => void;
+  /**
+   * Called with what the operator must fix: a setting of Redis that breaks a
+   * guarantee (or cannot be read), or a missing right to the channel.
+   */
+  onProblem?: (problem: "setting" | "channel", message: string) => void;
   /** Called when the connection goes down or comes back. */
   onConnection?: (up: boolean, error: string | undefined) => void;
+}
+
+/** Why and for how long a shared store stops granting. */
+export interface StoreRecovery {
+  cause: RecoveryCause;
+  /** How long grants pause, at least. */
+  forMs: number;
+  /** What happened, in words, for the log. */
+  detail: string;
 }
 
 /** What the Redis store adds to a lock store. */

@@ -138,8 +138,17 @@ export async function checkWritable(path: string): Promise<void> {
     await Deno.writeTextFile(probe, "");
     await Deno.remove(probe);
   } catch (error) {
-    throw new Error(`cannot write in its directory: ${describeError(error)}`);
+    throw new Error(`cannot write in its directory: ${withoutPath(error)}`);
   }
+}
+
+/**
+ * What went wrong, without the path Deno appends (`…: open '/x/locks.json.tmp-42'`):
+ * the user knows the path they gave, and the internal file beside it means
+ * nothing to them.
+ */
+export function withoutPath(error: unknown): string {
+  return describeError(error).replace(/: \w+ '[^']*'$/, "");
 }
 
 /** Writes the state file atomically, one write at a time, grouping writes asked for meanwhile. */

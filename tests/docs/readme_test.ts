@@ -16,9 +16,10 @@ import {
   type LockEventType,
 } from "../../lib/core/events.ts";
 import { LockService } from "../../lib/core/service.ts";
-import { checkAuthToken } from "../../lib/http/auth.ts";
+import { checkAuthToken } from "../../lib/auth_token.ts";
 import { Metrics } from "../../lib/observers/metrics.ts";
 import { eventFields } from "../../lib/observers/event_log.ts";
+import { SERVER_LOG_EVENTS } from "../../lib/log_events.ts";
 import { ENV_VARIABLES } from "../../lib/commands/permissions.ts";
 import { MemoryLockStore } from "../../lib/stores/memory.ts";
 import { tokenPrefix } from "../../lib/token.ts";
@@ -266,10 +267,17 @@ const SAMPLE_EVENTS: { [T in LockEventType]: Extract<LockEvent, { type: T }> } =
   },
   gate: { type: "gate", gate: "load", open: false, reason: "load" },
   store: { type: "store", up: true, error: undefined },
+  edge_refused: { type: "edge_refused", reason: "unauthorized" },
 };
 
-/** Events that the log writer adds, beside the core's: its fields besides `event`. */
-const WRITER_EVENTS: Record<string, string[]> = { log_dropped: ["count"] };
+/**
+ * Events that the log writer and the server's own lines add, beside the
+ * core's: their fields besides `event`.
+ */
+const WRITER_EVENTS: Record<string, string[]> = {
+  log_dropped: ["count"],
+  ...Object.fromEntries(Object.keys(SERVER_LOG_EVENTS).map((event) => [event, []])),
+};
 
 Deno.test("The log tables of docs/operations.md list every event with its fields", async (t) => {
   const logs = docSection(OPERATIONS, "## Logs");
@@ -288,6 +296,13 @@ Deno.test("The log tables of docs/operations.md list every event with its fields
       const expected = Object.keys(eventFields(SAMPLE_EVENTS[type]))
         .filter((f) => f !== "event" && f !== "type");
       assert.deepEqual([...fields].sort(), expected.sort(), `the fields of ${type}`);
+    }
+  });
+  await t.step("the server's own lines have rows at their levels", () => {
+    for (const [event, level] of Object.entries(SERVER_LOG_EVENTS)) {
+      const row = rows.find(([name = ""]) => codeSpans(name)[0] === event);
+      assert.ok(row, `event ${event} is missing from the log table of docs/operations.md`);
+      assert.deepEqual(codeSpans(row[1] ?? ""), [level], `the level of ${event}`);
     }
   });
   await t.step("the log writer's events have rows too, and no other event does", () => {

@@ -77,6 +77,10 @@ Deno.test("acquireCommand.parse() reads every flag, and each from its STARTUP_LO
   assert.deepEqual(parse(argv), {
     ...expected,
     names: { duration: "--duration 90s", wait: "--wait", tokenFile: "--tokenFile" },
+    warnings: [
+      "--authToken is visible to other users in ps and in the shell history (deno task also " +
+      "echoes its command line): use --authTokenFile PATH or STARTUP_LOCK_AUTH_TOKEN instead",
+    ],
   });
   const env = Object.fromEntries(Object.entries(values).map(([k, v]) => [envName(k), v]));
   assert.deepEqual(parse([], env), {
@@ -109,7 +113,7 @@ Deno.test("acquireCommand.parse() throws a UsageError naming the flag or variabl
       says: 'Invalid --server "nope": expected an http:// or https://',
     },
     { argv: ["--wait", "soon"], says: 'Invalid --wait "soon": expected a positive number' },
-    { argv: ["--wait", "0"], says: 'Invalid --wait "0": expected a duration greater than zero' },
+    { argv: ["--wait", "-1"], says: 'Invalid --wait "-1"' },
     { argv: ["--duration", "-5"], says: 'Invalid --duration "-5"' },
     { argv: ["--id", "has space"], says: 'Invalid --id "has space": expected 1 to 128 printable' },
     { argv: ["--id", "x".repeat(129)], says: "Invalid --id" },
@@ -204,6 +208,24 @@ Deno.test("acquire exits 124 when --wait runs out while another client holds the
   assert.equal(stdout, "");
   assert.match(stderr, /Waiting: Locked: the only slot is held/);
   assert.match(stderr, /Gave up: no lock within 1s \(--wait\); last reason: Locked: /);
+});
+
+Deno.test("acquire --wait 0 tries once, like ?wait=0: a free slot is granted, a held one gives up at once", async () => {
+  await using server = await startProgram();
+  for (const zero of ["0", "0s", "0ms"]) {
+    assert.equal(parse(["--server", SERVER, "--wait", zero]).waitMs, 0);
+  }
+  const first = await runProgram(["acquire", "--server", server.url, "--wait", "0"]);
+  assert.equal(first.code, 0, first.stderr);
+  assert.match(first.stdout, /^[A-Za-z0-9_-]{22}\n$/);
+  const second = await runProgram(["acquire", "--server", server.url, "--wait", "0"]);
+  assert.equal(second.code, 124, second.stderr);
+  assert.equal(second.stdout, "");
+  assert.match(
+    second.stderr,
+    /^startup-lock: Gave up: no lock at the first try \(--wait 0\); last reason: Locked: the only slot is held[^\n]*\n$/,
+    "one line, and no 'Waiting' before it",
+  );
 });
 
 Deno.test("a waiting acquire gets the lock as soon as the holder releases it", async () => {

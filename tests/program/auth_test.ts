@@ -196,7 +196,7 @@ Deno.test("the client commands send the token, and exit 1 with one line on a 401
   const releaseArgs = ["release", "--server", server.url, "--token", token];
   const refused = await runProgram(releaseArgs);
   assert.equal(refused.code, 1);
-  assert.match(refused.stderr, /^startup-lock: The server needs a bearer token \(HTTP 401\)/);
+  assert.match(refused.stderr, /^startup-lock: The server needs a bearer token \(HTTP 401\)/m);
   await withTokenFile(`${SECRET}\n`, async (path) => {
     const released = await runProgram([...releaseArgs, "--authTokenFile", path]);
     assert.equal(released.code, 0, released.stderr);
@@ -241,5 +241,74 @@ Deno.test("startup-lock --authTokenFile takes a rotated token without a restart 
     );
     assert.equal(acquired.code, 0, acquired.stderr);
     assert.ok(!server.log.join("\n").includes("-token\n"));
+  });
+});
+
+const FLAG_WARNING =
+  /is visible to other users in ps and in the shell history \(deno task also echoes its command line\)/;
+
+Deno.test("a secret given as a flag gets one WARN line pointing to the file flag and the variable, never the secret", async (t) => {
+  await t.step("the server's --authToken, in the log format", async () => {
+    for (const format of ["text", "json"]) {
+      await using server = await startProgram(["--authToken", SECRET, "--logFormat", format]);
+      assert.equal(await server.stop(), 0);
+      const warnings = server.log.filter((l) => FLAG_WARNING.test(l));
+      assert.equal(warnings.length, 1, server.log.join("\n"));
+      const line = warnings[0]!;
+      assert.ok(line.includes("--authTokenFile PATH or STARTUP_LOCK_AUTH_TOKEN"), line);
+      if (format === "text") assert.match(line, /^\S+ WARN {2}--authToken /);
+      else {
+        const entry = JSON.parse(line);
+        assert.equal(entry.level, "warn");
+        assert.equal(entry.event, "secret_in_flag");
+      }
+      assert.ok(!server.log.join("\n").includes(SECRET));
+    }
+  });
+  await t.step("no warning when the token comes from the variable", async () => {
+    await using server = await startProgram([], { env: { STARTUP_LOCK_AUTH_TOKEN: SECRET } });
+    assert.equal(await server.stop(), 0);
+    assert.ok(!server.log.some((l) => FLAG_WARNING.test(l)), server.log.join("\n"));
+  });
+  await t.step("a password in --store", async () => {
+    const args = ["--store", `redis://user:${SECRET}@127.0.0.1:1`, "--locks", "1"];
+    const { serveCommand } = await import("../../lib/commands/serve.ts");
+    const parsed = serveCommand.parse(args, () => undefined);
+    assert.ok(parsed.action === "run" && parsed.options.action === "serve");
+    const { warnings } = parsed.options;
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0]!, /^--store has a password, which is visible /);
+    assert.ok(
+      warnings[0]!.includes("--storePasswordFile PATH or STARTUP_LOCK_STORE_PASSWORD_FILE"),
+    );
+    assert.ok(!warnings[0]!.includes(SECRET));
+  });
+  await using server = await startProgram([], { env: { STARTUP_LOCK_AUTH_TOKEN: SECRET } });
+  await t.step("the client's --authToken and release's --token, on stderr", async () => {
+    const acquired = await runProgram([
+      "acquire",
+      "--server",
+      server.url,
+      "--authToken",
+      SECRET,
+      "--logFormat",
+      "json",
+    ]);
+    assert.equal(acquired.code, 0, acquired.stderr);
+    const lines = acquired.stderr.trim().split("\n").map((l) => JSON.parse(l));
+    const warnings = lines.filter((l) => l.event === "secret_in_flag");
+    assert.equal(warnings.length, 1, acquired.stderr);
+    assert.equal(warnings[0].level, "warn");
+    assert.ok(!acquired.stderr.includes(SECRET));
+    const token = acquired.stdout.trim();
+    const released = await runProgram(["release", "--server", server.url, "--token", token], {
+      env: { STARTUP_LOCK_AUTH_TOKEN: SECRET },
+    });
+    assert.equal(released.code, 0, released.stderr);
+    const [warning, ...rest] = released.stderr.trim().split("\n");
+    assert.match(warning!, /^startup-lock: --token is visible to other users in ps /);
+    assert.ok(warning!.includes("--tokenFile PATH or STARTUP_LOCK_TOKEN"), warning);
+    assert.ok(!released.stderr.includes(token));
+    assert.equal(rest.length, 1, released.stderr);
   });
 });

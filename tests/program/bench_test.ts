@@ -10,21 +10,25 @@ import assert from "node:assert/strict";
 import { comparisonLines, figuresComparisonMarkdown } from "../../bench/compare.ts";
 import type { Figure } from "../../bench/figures.ts";
 import { HANDOFF_VARIANTS } from "../../bench/handoff.ts";
-import {
-  logCostLines,
-  parseBenchArgs,
-  PARTS,
-  selectPrograms,
-  variantLines,
-} from "../../bench/main.ts";
+import { logCostLines, variantLines } from "../../bench/http.ts";
+import { parseBenchArgs, PARTS, selectPrograms } from "../../bench/main.ts";
 import { REDIS_SERVER } from "../_redis.ts";
 import { COMPARED_NAMES } from "../../bench/program.ts";
 import type { Summary } from "../../bench/report.ts";
 import { BASELINE_MODES, DEFAULT_MODES, LOCK_MODES, MODES } from "../../bench/servers.ts";
 import { allowFlags, PROGRAM_PERMISSIONS } from "../../lib/commands/permissions.ts";
 import { which } from "../_which.ts";
+import { loadedModules } from "../_module_graph.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
+
+Deno.test("nothing under bench/ loads a module of tests/", async () => {
+  for await (const entry of Deno.readDir(`${ROOT}bench`)) {
+    if (!entry.isFile || !entry.name.endsWith(".ts")) continue;
+    const loaded = await loadedModules(`bench/${entry.name}`);
+    assert.deepEqual(loaded.filter((m) => m.startsWith("tests/")), [], entry.name);
+  }
+});
 const noEnv = () => undefined;
 
 Deno.test("parseBenchArgs() reads --baseline and the names of benchmarks", async (t) => {
@@ -55,7 +59,7 @@ Deno.test("parseBenchArgs() refuses a bad command line with one line saying what
     [["--baseline-dir", "x"], /^Unknown option "--baseline-dir": expected --baseline DIR and/],
     [
       ["cpu"],
-      /^Unknown benchmark "cpu": expected some of handoff, rollout, memory, http, redis, fair$/,
+      /^Unknown benchmark "cpu": expected some of startup, handoff, rollout, memory, http,/,
     ],
   ];
   for (const [args, message] of cases) {
@@ -246,9 +250,20 @@ Deno.test({
   name: "deno task bench runs every row and variant in a tiny configuration",
   ignore: !WRK && !IN_CI,
   async fn() {
+    // The benchmark's TMPDIR: it must be left as empty as it was given (no state file, no token).
+    const tmp = await Deno.makeTempDir({ prefix: "startup-lock-bench-test-" });
+    // Nor anything in /tmp, where it used to write its state files whatever TMPDIR said.
+    const benchFilesInTmp = () =>
+      new Set(
+        [...Deno.readDirSync("/tmp")].map((e) => e.name).filter((n) =>
+          /^startup-lock-bench-\d/.test(n)
+        ),
+      );
+    const before = benchFilesInTmp();
     const out = await new Deno.Command(Deno.execPath(), {
       args: ["task", "--quiet", "--config", `${ROOT}deno.json`, "bench", "--", "handoff,http"],
       env: {
+        TMPDIR: tmp,
         NO_COLOR: "1",
         BENCH_BASELINE: "",
         BENCH_HANDOFFS: "5",
@@ -260,9 +275,14 @@ Deno.test({
       },
       stdin: "null",
     }).output();
+    const left = [...Deno.readDirSync(tmp)].map((e) => e.name);
+    const leftInTmp = [...benchFilesInTmp()].filter((n) => !before.has(n));
+    await Deno.remove(tmp, { recursive: true });
     const stdout = new TextDecoder().decode(out.stdout);
     const stderr = new TextDecoder().decode(out.stderr);
     assert.equal(out.code, 0, `${stdout}\n${stderr}`);
+    assert.deepEqual(left, [], "the benchmark leaves nothing in its TMPDIR");
+    assert.deepEqual(leftInTmp, [], "nor in /tmp");
     const table = stdout.slice(stdout.indexOf("Results"), stdout.indexOf("Throughput target"));
     for (const mode of LOCK_MODES) {
       assert.match(table, new RegExp(`^startup-lock ${escape(MODES[mode].label)} +2 `, "m"));
@@ -281,6 +301,39 @@ Deno.test({
     // The handoff: the default flags with the target, then --stateFile.
     assert.match(stdout, /^\| Handoff latency \| p99, release → waiter's 200 \(5 handoffs\) \|/m);
     assert.match(stdout, /^\| Handoff latency \| --stateFile: p50 \/ p99, release → waiter's/m);
+  },
+});
+
+Deno.test({
+  name: "deno task bench -- startup sets each command against the runtime's floor",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["task", "--quiet", "--config", `${ROOT}deno.json`, "bench", "--", "startup"],
+      env: { NO_COLOR: "1", BENCH_BASELINE: "", BENCH_STARTS: "1" },
+      stdin: "null",
+    }).output();
+    const stdout = new TextDecoder().decode(out.stdout);
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, `${stdout}\n${stderr}`);
+    const ratio = String.raw`[\d.]+ (ms|MB) vs [\d.]+ (ms|MB) = [\d.]+× \| ≤ 1\.[23]×`;
+    for (
+      const measure of [
+        "healthcheck wall time vs a one-line fetch",
+        "hold idle after its release vs a bare idle program",
+        "server idle after its first answer vs a bare Deno.serve",
+        "server's first answer from its start vs a bare Deno.serve's",
+      ]
+    ) assert.match(stdout, new RegExp(`^\\| Start-up \\| ${escape(measure)} \\| ${ratio}`, "m"));
+    if (which("/usr/bin/time")) {
+      assert.match(
+        stdout,
+        new RegExp(
+          `^\\| Start-up \\| healthcheck peak memory vs a one-line fetch \\| ${ratio}`,
+          "m",
+        ),
+      );
+    }
   },
 });
 

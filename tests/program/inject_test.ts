@@ -55,6 +55,14 @@ Deno.test("startup-lock inject refuses bad flags with one line and exit code 2",
     [withFlag("--duration", "-5m"), /Invalid --duration "-5m"/],
     [withFlag("--tlsCheckInterval", "0"), /Invalid --tlsCheckInterval "0"/],
     [withFlag("--locks", "3"), /Unknown flag "--locks"/],
+    [
+      [...withFlag("--port", "0"), "--authTokenSecret", "startup-lock-auth"],
+      /Invalid --authTokenSecret "startup-lock-auth": expected a Secret's name and key as NAME\/KEY/,
+    ],
+    [
+      [...withFlag("--port", "0"), "--authTokenSecret", "Auth_Secret/token"],
+      /Invalid --authTokenSecret "Auth_Secret\/token": expected a Secret's name and key/,
+    ],
   ];
   for (const [args, message] of cases) {
     await t.step(args.join(" "), async () => {

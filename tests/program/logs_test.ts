@@ -60,6 +60,57 @@ Deno.test("startup-lock --logFormat json --logLevel debug writes JSON lines with
   assert.equal(entries.at(-1)?.msg, "Stopped");
 });
 
+Deno.test("startup-lock --logFormat json gives every line an event, start-up and shutdown included", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const args = ["--logFormat", "json", "--stateFile", `${dir}/locks.json`, "--locks", "2"];
+    const events = async (id: string, extra: string[] = [], headers = {}) => {
+      await using server = await startProgram([...args, ...extra]);
+      const res = await fetch(`${server.url}/?id=${id}`, { headers });
+      await res.body?.cancel();
+      assert.equal(res.status, 200);
+      await server.waitForLog(/"event":"granted"/);
+      assert.equal(await server.stop(), 0);
+      const entries = parseLines(server.log);
+      for (const entry of entries) {
+        assert.match(String(entry.event), /^[a-z_]+$/, `no event: ${JSON.stringify(entry)}`);
+      }
+      return entries.map((e) => e.event);
+    };
+    const first = await events("web-1");
+    assert.deepEqual(
+      [first[0], first[1], first.at(-2), first.at(-1)],
+      ["state_file_missing", "listening", "shutting_down", "stopped"],
+    );
+    const second = await events("web-2", ["--authToken", "s3cret-token"], {
+      Authorization: "Bearer s3cret-token",
+    });
+    assert.deepEqual(second.slice(0, 3), ["secret_in_flag", "state_file_loaded", "listening"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("startup-lock names the user's --stateFile, not an internal file, when it cannot use it", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/missing/locks.json`;
+    const out = await runProgram(["--logFormat", "json", "--stateFile", path]);
+    assert.equal(out.code, 2, out.stderr);
+    const [line, ...more] = parseLines(out.stderr.split("\n"));
+    assert.equal(more.length, 0, out.stderr);
+    assert.equal(line!.event, "state_file_unusable");
+    assert.equal(line!.level, "error");
+    assert.equal(
+      line!.msg,
+      `Cannot use --stateFile "${path}": cannot write in its directory: ` +
+        "No such file or directory (os error 2)",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("startup-lock takes its log format from STARTUP_LOCK_LOG_FORMAT", async () => {
   await using server = await startProgram([], { env: { STARTUP_LOCK_LOG_FORMAT: "json" } });
   await acquire(server.url, "env-1");
@@ -95,8 +146,8 @@ Deno.test("startup-lock acquire and release --logFormat json write their notes a
   );
 
   const release = () =>
-    runProgram(["release", "--server", server.url, "--token", token], {
-      env: { STARTUP_LOCK_LOG_FORMAT: "json" },
+    runProgram(["release", "--server", server.url], {
+      env: { STARTUP_LOCK_LOG_FORMAT: "json", STARTUP_LOCK_TOKEN: token },
     });
   const released = await release();
   assert.equal(released.code, 0, released.stderr);
@@ -104,6 +155,19 @@ Deno.test("startup-lock acquire and release --logFormat json write their notes a
   const gone = parseLines(again.stderr.split("\n"));
   assert.equal(gone.length, 1, again.stderr);
   for (const out of [acquired, released, again]) assert.ok(!out.stderr.includes(token));
+  assert.deepEqual(notes.map((n) => n.event), ["acquired"]);
+  assert.deepEqual(parseLines(released.stderr.split("\n")).map((n) => n.event), ["released"]);
+  assert.deepEqual(gone.map((n) => n.event), ["already_gone"]);
+});
+
+Deno.test("startup-lock acquire --logFormat json says at warn level that it gave up", async () => {
+  await using server = await startProgram([]);
+  const args = ["acquire", "--server", server.url, "--logFormat", "json", "--wait", "0"];
+  assert.equal((await runProgram(args)).code, 0);
+  const out = await runProgram(args);
+  assert.equal(out.code, 124, out.stderr);
+  const lines = parseLines(out.stderr.split("\n"));
+  assert.deepEqual(lines.map((l) => [l.event, l.level]), [["gave_up", "warn"]]);
 });
 
 Deno.test("startup-lock keeps granting while nobody reads its stderr", async () => {

@@ -17,14 +17,18 @@ function parse(argv: string[], vars: Record<string, string> = {}): ReleaseOption
   return parsed.options;
 }
 
+/** Tokens are 22 base64url characters. */
+const FROM_ENV = "fromEnvAAAAAAAAAAAAAAA";
+const WELL_FORMED = "abc-_1AAAAAAAAAAAAAAAA";
+
 Deno.test("releaseCommand.parse() takes the token from --token or --tokenFile, the command line winning", () => {
-  const env = { STARTUP_LOCK_TOKEN: "fromEnv", STARTUP_LOCK_SERVER: SERVER };
-  assert.deepEqual(parse([], env).from, { token: "fromEnv" });
+  const env = { STARTUP_LOCK_TOKEN: FROM_ENV, STARTUP_LOCK_SERVER: SERVER };
+  assert.deepEqual(parse([], env).from, { token: FROM_ENV });
   assert.deepEqual(parse(["--tokenFile", "/t"], env).from, {
     tokenFile: "/t",
     name: "--tokenFile",
   });
-  assert.deepEqual(parse(["--token", "abc-_1"], env).from, { token: "abc-_1" });
+  assert.deepEqual(parse(["--token", WELL_FORMED], env).from, { token: WELL_FORMED });
   const read = (vars: Record<string, string>) => (name: string) => vars[name];
   assert.throws(
     () => releaseCommand.parse(["--token", "a", "--tokenFile", "/t"], read(env)),
@@ -62,6 +66,20 @@ Deno.test("releaseCommand.parse() takes a token that starts with - or --", () =>
   );
 });
 
+Deno.test("releaseCommand.parse() refuses a token that is not 22 base64url characters", async (t) => {
+  const bad = ["bogus", WELL_FORMED.slice(1), `${WELL_FORMED}A`, "a.bcdefghijklmnopqrstu", " "];
+  for (const token of bad) {
+    await t.step(JSON.stringify(token), () => {
+      assert.throws(
+        () => releaseCommand.parse(["--server", SERVER, "--token", token], () => undefined),
+        (error: unknown) =>
+          error instanceof UsageError &&
+          error.message.startsWith(`Invalid --token "${token}": expected the 22 characters `),
+      );
+    });
+  }
+});
+
 Deno.test("releaseCommand.usage() says nothing of durations, which it does not take", () => {
   const usage = releaseCommand.usage();
   assert.match(
@@ -77,14 +95,18 @@ Deno.test("release frees the lock at once; releasing again exits 0 with a note",
   assert.equal(held.code, 0, held.stderr);
   const token = held.stdout.trim();
 
-  const first = await runProgram(["release", "--server", server.url, "--token", token]);
+  // The token from the variable: --token on the command line adds a warning (tests/program/auth_test.ts).
+  const release = () =>
+    runProgram(["release", "--server", server.url], { env: { STARTUP_LOCK_TOKEN: token } });
+  const first = await release();
   assert.equal(first.code, 0, first.stderr);
   assert.equal(first.stdout, "");
-  assert.equal(first.stderr, "");
+  assert.equal(first.stderr, `startup-lock: Released lock ${token.slice(0, 6)}…\n`);
+  assert.ok(!first.stderr.includes(token), "never the whole token");
   const next = await runProgram(["acquire", "--server", server.url, "--wait", "1s"]);
   assert.equal(next.code, 0, `the slot is free again: ${next.stderr}`);
 
-  const again = await runProgram(["release", "--server", server.url, "--token", token]);
+  const again = await release();
   assert.equal(again.code, 0, again.stderr);
   assert.equal(again.stderr, "startup-lock: The lock was already released or expired\n");
 });
@@ -101,7 +123,7 @@ Deno.test("release reads the token from --tokenFile or STARTUP_LOCK_TOKEN", asyn
         env: { STARTUP_LOCK_SERVER: server.url },
       });
       assert.equal(res.code, 0, res.stderr);
-      assert.equal(res.stderr, "", "released, not already gone");
+      assert.match(res.stderr, /^startup-lock: Released lock /, "released, not already gone");
     });
     await t.step("STARTUP_LOCK_TOKEN, as run sets it for its command", async () => {
       const held = await runProgram(["acquire", "--server", server.url]);
@@ -110,7 +132,7 @@ Deno.test("release reads the token from --tokenFile or STARTUP_LOCK_TOKEN", asyn
         env: { STARTUP_LOCK_TOKEN: held.stdout.trim() },
       });
       assert.equal(res.code, 0, res.stderr);
-      assert.equal(res.stderr, "", "released, not already gone");
+      assert.match(res.stderr, /^startup-lock: Released lock /, "released, not already gone");
     });
     await t.step(
       "an empty --tokenFile (the server gave no token) is nothing to release",
@@ -121,6 +143,15 @@ Deno.test("release reads the token from --tokenFile or STARTUP_LOCK_TOKEN", asyn
         assert.match(res.stderr, /No token in --tokenFile .*the lock only expires/);
       },
     );
+    await t.step("a --tokenFile with a malformed token exits 2 with one line", async () => {
+      await Deno.writeTextFile(tokenFile, "bogus\n");
+      const res = await runProgram(["release", "--server", server.url, "--tokenFile", tokenFile]);
+      assert.equal(res.code, 2, res.stderr);
+      assert.match(
+        res.stderr,
+        /^startup-lock: Invalid token in --tokenFile ".*\/token": expected the 22 characters [^\n]*\n$/,
+      );
+    });
     await t.step("a missing --tokenFile exits 1", async () => {
       const res = await runProgram([
         "release",
@@ -137,15 +168,36 @@ Deno.test("release reads the token from --tokenFile or STARTUP_LOCK_TOKEN", asyn
   }
 });
 
+Deno.test("release exits 2 with one line for a malformed token, and asks no server", async (t) => {
+  const cases: { what: string; args: string[]; env?: Record<string, string>; says: string }[] = [
+    { what: "--token bogus", args: ["--token", "bogus"], says: 'Invalid --token "bogus"' },
+    {
+      what: "STARTUP_LOCK_TOKEN, one character short",
+      args: [],
+      env: { STARTUP_LOCK_TOKEN: WELL_FORMED.slice(1) },
+      says: `Invalid STARTUP_LOCK_TOKEN "${WELL_FORMED.slice(1)}"`,
+    },
+  ];
+  for (const { what, args, env, says } of cases) {
+    await t.step(what, async () => {
+      await using original = startOriginalServer(0);
+      const res = await runProgram(["release", "--server", original.url, ...args], {
+        ...(env ? { env } : {}),
+      });
+      assert.equal(res.code, 2, res.stderr);
+      assert.equal(res.stdout, "");
+      assert.match(res.stderr, /^startup-lock: [^\n]+\n$/);
+      assert.ok(res.stderr.includes(says), res.stderr);
+      assert.deepEqual(original.methods, [], "no request was sent");
+    });
+  }
+});
+
 Deno.test("release exits 1 with one line when the server cannot be reached", async () => {
   const url = `http://127.0.0.1:${freePort()}`;
-  const { code, stdout, stderr } = await runProgram([
-    "release",
-    "--server",
-    url,
-    "--token",
-    "AAAAAAAAAAAAAAAAAAAAAA",
-  ]);
+  const { code, stdout, stderr } = await runProgram(["release", "--server", url], {
+    env: { STARTUP_LOCK_TOKEN: "AAAAAAAAAAAAAAAAAAAAAA" },
+  });
   assert.equal(code, 1);
   assert.equal(stdout, "");
   assert.match(stderr, new RegExp(`^startup-lock: Cannot release the lock at ${url}/: .+\\n$`));
@@ -166,7 +218,10 @@ Deno.test("release takes a token that starts with - or -- on the command line an
       });
       // The server knows no such lock: it got the token, whole, and answered 404.
       assert.equal(res.code, 0, res.stderr);
-      assert.equal(res.stderr, "startup-lock: The lock was already released or expired\n");
+      assert.equal(
+        res.stderr.split("\n").at(-2),
+        "startup-lock: The lock was already released or expired",
+      );
     });
   }
 });
@@ -175,13 +230,9 @@ Deno.test("release exits 1 saying so when the server is the original, which has 
   const token = "AAAAAAAAAAAAAAAAAAAAAA";
   await t.step("it grants the DELETE as a lock request", async () => {
     await using original = startOriginalServer(0);
-    const { code, stdout, stderr } = await runProgram([
-      "release",
-      "--server",
-      original.url,
-      "--token",
-      token,
-    ]);
+    const { code, stdout, stderr } = await runProgram(["release", "--server", original.url], {
+      env: { STARTUP_LOCK_TOKEN: token },
+    });
     assert.equal(code, 1, stderr);
     assert.equal(stdout, "");
     assert.equal(
@@ -194,13 +245,9 @@ Deno.test("release exits 1 saying so when the server is the original, which has 
   });
   await t.step("it is locked", async () => {
     await using original = startOriginalServer(1);
-    const { code, stderr } = await runProgram([
-      "release",
-      "--server",
-      original.url,
-      "--token",
-      token,
-    ]);
+    const { code, stderr } = await runProgram(["release", "--server", original.url], {
+      env: { STARTUP_LOCK_TOKEN: token },
+    });
     assert.equal(code, 1, stderr);
     assert.match(stderr, /: answered 423 "Locked" to DELETE: not a startup-lock server /);
   });

@@ -50,7 +50,7 @@ const DEFAULT_CONFIG: ServerConfig = {
 Deno.test("serveCommand.parse() uses every DEFAULT_* constant when nothing is given", () => {
   assert.deepEqual(serveCommand.parse([], noEnv), {
     action: "run",
-    options: { action: "serve", config: DEFAULT_CONFIG },
+    options: { action: "serve", config: DEFAULT_CONFIG, warnings: [] },
   });
 });
 
@@ -552,6 +552,13 @@ const INVALID: Invalid[] = [
     names: "--timeout",
     value: "2m",
     says: "must not exceed --maxDuration (1m)",
+  },
+  {
+    what: "--maxDuration shorter than the default --timeout",
+    argv: ["--maxDuration", "5s"],
+    names: "--maxDuration",
+    value: "5s",
+    says: "must not be shorter than the default lock duration (--timeout, 10s)",
   },
   {
     what: "--timeout bigger than the default --maxDuration",
@@ -1109,6 +1116,9 @@ Deno.test("startup-lock exits 2 with one line on stderr for a usage error", asyn
     { args: ["--timeout", "2h"], says: "must not exceed --maxDuration" },
     { args: ["--check", "ftp://x"], says: 'unsupported scheme "ftp"' },
     { args: ["--bogus"], says: 'Unknown flag "--bogus"' },
+    { args: ["--lock", "2"], says: 'Unknown flag "--lock": did you mean --locks?' },
+    { args: ["-locks=0"], says: 'Invalid --locks "0"' },
+    { args: ["-locks", "0"], says: 'Invalid --locks "0"' },
     { args: ["--port"], says: "Flag --port needs a value" },
     { args: ["--help=yes"], says: "Flag --help takes no value" },
     { args: ["start"], says: 'Unexpected argument "start"' },

@@ -148,8 +148,12 @@ Deno.test("server renews, releases and routes locks by token", async () => {
   assert.equal(wrong.status, 405);
   assert.equal(wrong.headers.get("Allow"), "DELETE, PUT");
   await wrong.body?.cancel();
-  for (const path of ["/locks/", "/locks/a/b", `/locks/${token}/x`]) {
+  for (const path of ["/locks/a/b", `/locks/${token}/x`]) {
     assert.equal(await send(`${server.url}${path}`, { method: "DELETE" }), 404, path);
+  }
+  for (const path of ["/locks/", "/locks/bogus", `/locks/${token.slice(1)}`]) {
+    assert.equal(await send(`${server.url}${path}`, { method: "DELETE" }), 400, path);
+    assert.equal(await send(`${server.url}${path}`, { method: "PUT" }), 400, path);
   }
 
   assert.equal(await send(`${server.url}/locks/${token}`, { method: "DELETE" }), 204);

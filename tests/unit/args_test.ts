@@ -102,6 +102,42 @@ Deno.test("parseFlags() accepts kebab-case spellings and reads -h as --help", ()
   assert.deepEqual(values(["--fail-hc", "5", "-h"]), { failHc: "5", help: true });
 });
 
+Deno.test("parseFlags() takes long flags after one dash, as the original's Go flag package does", async (t) => {
+  const cases: [string[], Record<string, unknown>][] = [
+    [["-server", "http://x"], { server: "http://x" }],
+    [["-server=http://x"], { server: "http://x" }],
+    [["-fail-hc", "5", "-failHc=6"], { failHc: "6" }],
+    [["-check", "a", "-check=b"], { check: ["a", "b"] }],
+    [["-quiet", "-help"], { quiet: true, help: true }],
+    [["-token", "-abc"], { token: "-abc" }],
+    [["-h"], { help: true }],
+  ];
+  for (const [argv, expected] of cases) {
+    await t.step(argv.join(" "), () => assert.deepEqual(values(argv), expected));
+  }
+  await t.step("a single-dash flag is no value either", () => {
+    assert.equal(usageError(["--token", "-server", "x"]), "Flag --token needs a value: TOKEN");
+  });
+  await t.step("-quiet=yes is refused like --quiet=yes", () => {
+    assert.equal(usageError(["-quiet=yes"]), "Flag --quiet takes no value");
+  });
+});
+
+Deno.test("parseFlags() names the nearest flag for a misspelt one", async (t) => {
+  const cases: [string[], string][] = [
+    [["--serve", "x"], 'Unknown flag "--serve": did you mean --server? (see --help)'],
+    [["-servr=x"], 'Unknown flag "-servr": did you mean --server? (see --help)'],
+    [["--fail-hx", "5"], 'Unknown flag "--fail-hx": did you mean --failHc? (see --help)'],
+    [["--tokne", "x"], 'Unknown flag "--tokne": did you mean --token? (see --help)'],
+    [["--checks", "x"], 'Unknown flag "--checks": did you mean --check? (see --help)'],
+    [["--port", "1"], 'Unknown flag "--port": see --help for the flags this command takes'],
+    [["-x"], 'Unknown flag "-x": see --help for the flags this command takes'],
+  ];
+  for (const [argv, says] of cases) {
+    await t.step(argv.join(" "), () => assert.equal(usageError(argv), says));
+  }
+});
+
 Deno.test("parseFlags() fills unset value flags from the environment, the command line winning", () => {
   const env = {
     STARTUP_LOCK_TOKEN: "-fromEnv",

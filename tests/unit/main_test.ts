@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { envName } from "../../lib/args.ts";
 import { UsageError } from "../../lib/errors.ts";
 import { COMMANDS, selectCommand } from "../../main.ts";
+import { loadedModules } from "../_module_graph.ts";
 import { runProgram } from "../_program.ts";
 
 const SERVER = "http://lock:8888";
@@ -31,6 +32,33 @@ Deno.test("selectCommand() picks a command by its first word, else serve", () =>
     command: serve,
     args: ["--port", "1"],
   });
+});
+
+Deno.test("COMMANDS: each entry loads the command of its name", async () => {
+  for (const entry of COMMANDS) {
+    assert.equal((await entry.load()).name, entry.name);
+  }
+});
+
+Deno.test("main.ts loads no command before one is chosen", async () => {
+  const loaded = await loadedModules("main.ts");
+  assert.deepEqual(loaded.filter((m) => m.startsWith("lib/commands/")), [], loaded.join("\n"));
+});
+
+/** What the server is made of: a client command that loaded any of it would pay its memory. */
+const SERVER_MODULES =
+  /^lib\/(stores|http|observers|gates)\/|^lib\/core\/(service|queue|events)\.ts$|^lib\/server\.ts$/;
+
+Deno.test("the client commands load nothing of the server, and no node: built-in", async (t) => {
+  for (const name of ["acquire", "release", "run", "hold", "healthcheck"]) {
+    await t.step(name, async () => {
+      const loaded = await loadedModules(`lib/commands/${name}.ts`);
+      assert.ok(loaded.includes(`lib/commands/${name}.ts`), loaded.join("\n"));
+      // Each node: module loads a part of Deno's Node compatibility: 4 to 7 MB of memory.
+      const server = loaded.filter((m) => SERVER_MODULES.test(m) || m.startsWith("node:"));
+      assert.deepEqual(server, [], `lib/commands/${name}.ts loads:\n${loaded.join("\n")}`);
+    });
+  }
 });
 
 Deno.test("selectCommand() reads help, help COMMAND and COMMAND help as asking for help", () => {
@@ -107,7 +135,8 @@ Deno.test("startup-lock --help lists the client commands", async () => {
 });
 
 Deno.test("startup-lock COMMAND --help lists the command's flags with their variables", async (t) => {
-  for (const { name, flags } of COMMANDS.filter((c) => c.name !== "serve")) {
+  for (const entry of COMMANDS.filter((c) => c.name !== "serve")) {
+    const { name, flags } = await entry.load();
     await t.step(name, async () => {
       const { code, stdout, stderr } = await runProgram([name, "--help"]);
       assert.equal(code, 0, stderr);

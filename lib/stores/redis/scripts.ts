@@ -17,21 +17,32 @@
  * | `away`     | zset   | `#ID` ticket → when its kept place ends (server ms)    |
  * | `replicas` | zset   | replica → heartbeat deadline (server milliseconds)     |
  * | `seq`      | string | the last arrival number given out                      |
- * | `config`   | hash   | `capacity` → the number of slots, `beat` → the last    |
- * |            |        | heartbeat of any replica (server milliseconds)         |
+ * | `config`   | hash   | `capacity` → the number of slots, `epoch` → a random   |
+ * |            |        | name written once with it, `version` → the count of    |
+ * |            |        | changes of the leases, `beat` → the last heartbeat of  |
+ * |            |        | any replica (server milliseconds)                      |
+ * | `paused`   | set    | replicas that cannot grant now (a gate closed)         |
  *
- * and begins its arguments with the channel and the calling replica's name.
+ * and begins its arguments (`ARGV`) with the channel, the calling replica's
+ * name, the semaphore's epoch as the caller knows it, the caller's capacity
+ * and the count of changes (`version`) the caller has seen; the script's own
+ * arguments (`args`, below) follow. Every script but `init` first checks
+ * them (`CHECKED`) and answers an error reply `LOST <stored epoch or none>`
+ * (`LOST rewound` when Redis holds fewer changes than the caller saw) or
+ * `CAPACITY <stored capacity>`; it answers `{version, reply}`.
+ *
  * A lease comes back as `{token, id or false, acquiredAt, expiresAt}`, with
  * the server's `now` beside it. Ids are printable ASCII without spaces
  * (`lib/protocol.ts`), so a space separates them from the time in `info`.
  *
  * A client that gives its id has one ticket, `#ID`, whichever replica its
  * request reaches: the place belongs to the id, cluster-wide. The replica
- * that joins it last owns it (it holds the waiting request). While its
- * client is away between two requests the ticket keeps its place for a grace
- * (`away`), holding up nobody; a request through any replica takes it back.
- * Anonymous tickets are named after their replica (`REPLICA/N`); replica
- * names never begin with `#`.
+ * that joins it last owns it (it holds the waiting request), and the ticket
+ * holds others up only while that replica can grant (not `paused`). While
+ * its client is away between two requests the ticket keeps its place for a
+ * grace (`away`), holding up nobody; a request through any replica takes it
+ * back. Anonymous tickets are named after their replica (`REPLICA/N`);
+ * replica names never begin with `#`.
  *
  * @module
  */
@@ -46,9 +57,28 @@ export const KEY_NAMES = [
   "replicas",
   "seq",
   "config",
+  "paused",
   "owners",
   "away",
 ] as const;
+
+/**
+ * The semaphore's keys expire this long after the last beat of any replica:
+ * a `--name` no replica uses any more leaves nothing behind. A day outlasts
+ * any outage worth waiting for; a replica that comes back later finds the
+ * semaphore gone and recovers as after any loss.
+ */
+export const SEMAPHORE_TTL_MS = 24 * 3_600_000;
+
+/** The error reply of a script that found the semaphore gone or made anew. */
+export const LOST = "LOST";
+/**
+ * The epoch a script writes when Redis went back in time (it holds fewer
+ * changes than a caller saw): every replica then finds its epoch changed.
+ */
+export const REWOUND = "rewound";
+/** The error reply of a script called with another capacity than the stored one. */
+export const CAPACITY = "CAPACITY";
 
 /**
  * When no replica has beaten for this long, Redis (or the way to it) was gone
@@ -60,12 +90,22 @@ export const KEY_NAMES = [
 export const SILENCE_MS = 2_000;
 
 const PRELUDE = `
-local leases, info, ids, line, tickets, replicas, seq, config, owners, away =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
-local channel, self = ARGV[1], ARGV[2]
+local leases, info, ids, line, tickets, replicas, seq, config, paused, owners, away =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10],
+  KEYS[11]
+local channel, self, epoch, capacity, seen =
+  ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local args = {select(6, unpack(ARGV))}
 local SILENCE_MS = ${SILENCE_MS}
+local SEMAPHORE_TTL_MS = ${SEMAPHORE_TTL_MS}
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+-- Tells every replica that slots freed. A failure (a user without the channel right) must not
+-- fail the script: its writes are made already, and every replica also asks again each beat.
+local function publish()
+  redis.pcall('PUBLISH', channel, self)
+end
 
 local function lease(token)
   local expires = redis.call('ZSCORE', leases, token)
@@ -78,8 +118,15 @@ local function lease(token)
   return {token, false, tonumber(v), tonumber(expires)}
 end
 
+-- Counts a change of the leases: a replica that saw a count Redis no longer has knows that Redis
+-- lost changes it had answered (a failover to a replica that missed them).
+local function changed()
+  redis.call('HINCRBY', config, 'version', 1)
+end
+
 local function drop(token)
   local l = lease(token)
+  if l then changed() end
   redis.call('ZREM', leases, token)
   redis.call('HDEL', info, token)
   if l and l[2] and redis.call('HGET', ids, l[2]) == token then redis.call('HDEL', ids, l[2]) end
@@ -91,7 +138,7 @@ local function sweep()
   local gone = redis.call('ZRANGEBYSCORE', leases, '-inf', now)
   local expired = {}
   for i, token in ipairs(gone) do expired[i] = drop(token) end
-  if #gone > 0 then redis.call('PUBLISH', channel, self) end
+  if #gone > 0 then publish() end
   return expired
 end
 
@@ -107,6 +154,7 @@ local function byId(ticket)
   return string.sub(ticket, 1, 1) == '#'
 end
 
+-- The replica that holds the ticket's client: named in an anonymous ticket, kept for an id's.
 local function owner(ticket)
   if byId(ticket) then return redis.call('HGET', owners, ticket) end
   return string.match(ticket, '^(.*)/[^/]*$')
@@ -138,6 +186,12 @@ local function alive(ticket)
   return deadline and tonumber(deadline) > now
 end
 
+-- Whether the ticket's replica can grant it now: a ticket that cannot be served holds nobody up.
+local function eligible(ticket)
+  local replica = owner(ticket)
+  return replica and redis.call('SISMEMBER', paused, replica) == 0
+end
+
 -- After a silence of every replica (Redis stopped, frozen or out of reach), nobody could beat:
 -- each replica gets back the time it had left, so that no live replica's tickets are dropped.
 local function catchUp()
@@ -152,8 +206,10 @@ end
 
 -- How many live tickets of other replicas wait ahead of this replica's first ticket in line
 -- (ahead of any ticket when ticket is ''), counting up to limit; drops the tickets of replicas
--- that stopped beating on the way. A replica serves its own waiters in its own order, so its
--- first ticket is its place, whichever of its waiters asks. Returns the count and that ticket.
+-- that stopped beating on the way, and counts none of a replica that cannot grant now nor an
+-- id's kept while its client is away. A replica serves its own waiters in the line's order, so
+-- its first ticket is its place, whichever of its waiters asks. Returns the count and that
+-- ticket.
 local function ahead(ticket, limit)
   local count, start = 0, 0
   while count < limit do
@@ -168,8 +224,10 @@ local function ahead(ticket, limit)
         for _, d in ipairs(gone) do remove(d) end
         return count, m
       elseif alive(m) then
-        count = count + 1
-        if count >= limit then break end
+        if eligible(m) then
+          count = count + 1
+          if count >= limit then break end
+        end
       else
         gone[#gone + 1] = m
       end
@@ -200,26 +258,63 @@ end
 `;
 
 /**
- * `acquire`: ARGV = channel, replica, capacity, durationMs, id, ticket, token.
+ * The prelude, then a check that the semaphore is the one the caller knows,
+ * with the capacity the caller has; otherwise the script stops before it
+ * reads or writes anything. A missing or different epoch means that Redis
+ * lost what it held (a restart without its data, `FLUSHALL`, an eviction, a
+ * failover that lost writes): the caller must learn it, and nothing may
+ * paper over it by making a new semaphore. The stored capacity is the
+ * authority: a replica with another one is refused.
+ */
+const CHECKED = PRELUDE + `
+local stored = redis.call('HMGET', config, 'epoch', 'capacity', 'version')
+if stored[1] ~= epoch then return redis.error_reply('${LOST} ' .. (stored[1] or 'none')) end
+if (tonumber(stored[3]) or 0) < seen then
+  -- Redis went back in time: every replica must learn it, not only this one.
+  redis.call('HSET', config, 'epoch', '${REWOUND}')
+  return redis.error_reply('${LOST} ${REWOUND}')
+end
+if tonumber(stored[2]) ~= capacity then
+  return redis.error_reply('${CAPACITY} ' .. (stored[2] or 'none'))
+end
+`;
+
+/**
+ * A script's body after {@linkcode CHECKED}, its reply beside the count of
+ * changes (`{version, reply}`), which the caller keeps to pass back as `seen`.
+ */
+function checked(body: string): string {
+  return CHECKED + `local function run()
+${body}
+end
+local reply = run()
+return {tonumber(redis.call('HGET', config, 'version')) or 0, reply}
+`;
+}
+
+/**
+ * `acquire`: durationMs, id, ticket, token, place (the ticket's place in line
+ * when it had one, `""` if not: a ticket dropped while its replica could not
+ * beat gets its place back).
  * Returns `{1, now, soonest, lease, existing, expired}` for a grant, or
  * `{0, now, soonest, nextFreeInMs, waitingAhead, expired}`.
  * A ticket (`""` for none) is put in line if it is not there yet, and counts
  * as waiting at its replica's first place; without one, any live ticket waits
  * ahead.
  */
-export const ACQUIRE = PRELUDE + `
-local capacity, duration, id, ticket, token =
-  tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7]
+export const ACQUIRE = checked(`
+local duration, id, ticket, token, place = tonumber(args[1]), args[2], args[3], args[4], args[5]
 local expired = sweep()
 if id ~= '' then
   local heldBy = redis.call('HGET', ids, id)
   if heldBy and redis.call('ZSCORE', leases, heldBy) then
     -- Asking again starts the lock afresh, for what is asked now.
+    changed()
     redis.call('ZADD', leases, 'XX', now + duration, heldBy)
     return {1, now, soonest(), lease(heldBy), 1, expired}
   end
 end
-if ticket ~= '' then join(ticket, id, '') end
+if ticket ~= '' then join(ticket, id, place) end
 local held = redis.call('ZCARD', leases)
 local free = capacity - held
 local waiting, first = 0, false
@@ -236,6 +331,7 @@ if free <= 0 or waiting >= free then
   return {0, now, soonest(), nextFree, waiting, expired}
 end
 local expires = now + duration
+changed()
 redis.call('ZADD', leases, expires, token)
 if id ~= '' then
   redis.call('HSET', info, token, now .. ' ' .. id)
@@ -251,69 +347,70 @@ if ticket ~= '' then
   end
   remove(ticket)
   -- Slots are still free and others wait: let them ask.
-  if free > 1 and redis.call('ZCARD', line) > 0 then redis.call('PUBLISH', channel, self) end
+  if free > 1 and redis.call('ZCARD', line) > 0 then publish() end
 end
 return {1, now, soonest(), lease(token), 0, expired}
-`;
+`);
 
-/** `release`: ARGV = channel, replica, token. Returns `{now, soonest, lease or false, expired}`. */
-export const RELEASE = PRELUDE + `
+/** `release`: token. Returns `{now, soonest, lease or false, expired}`. */
+export const RELEASE = checked(`
 local expired = sweep()
 local l = false
-if redis.call('ZSCORE', leases, ARGV[3]) then
-  l = drop(ARGV[3])
-  redis.call('PUBLISH', channel, self)
+if redis.call('ZSCORE', leases, args[1]) then
+  l = drop(args[1])
+  publish()
 end
 return {now, soonest(), l, expired}
-`;
+`);
 
-/** `renew`: ARGV = channel, replica, token, durationMs. Returns `{now, soonest, lease or false, expired}`. */
-export const RENEW = PRELUDE + `
+/** `renew`: token, durationMs. Returns `{now, soonest, lease or false, expired}`. */
+export const RENEW = checked(`
 local expired = sweep()
 local l = false
-if redis.call('ZSCORE', leases, ARGV[3]) then
-  redis.call('ZADD', leases, 'XX', now + tonumber(ARGV[4]), ARGV[3])
-  l = lease(ARGV[3])
+if redis.call('ZSCORE', leases, args[1]) then
+  changed()
+  redis.call('ZADD', leases, 'XX', now + tonumber(args[2]), args[1])
+  l = lease(args[1])
 end
 return {now, soonest(), l, expired}
-`;
+`);
 
 /**
- * `read`: ARGV = channel, replica, what, arg. `what` is `id`, `token` or `all`.
+ * `read`: what, arg. `what` is `id`, `token` or `all`.
  * Returns `{now, soonest, leases, expired}`, leases soonest expiry first.
  */
-export const READ = PRELUDE + `
+export const READ = checked(`
 local expired = sweep()
 local out = {}
-if ARGV[3] == 'id' then
-  local token = redis.call('HGET', ids, ARGV[4])
+if args[1] == 'id' then
+  local token = redis.call('HGET', ids, args[2])
   out[1] = token and lease(token)
-elseif ARGV[3] == 'token' then
-  out[1] = lease(ARGV[4])
+elseif args[1] == 'token' then
+  out[1] = lease(args[2])
 else
   for i, token in ipairs(redis.call('ZRANGE', leases, 0, -1)) do out[i] = lease(token) end
 end
 return {now, soonest(), out, expired}
-`;
+`);
 
 /**
- * `join`: ARGV = channel, replica, ticket, id, score (`""` for a new arrival
+ * `join`: ticket, id, score (`""` for a new arrival
  * number). Puts the ticket in line, or back at its old place; returns its place.
  */
-export const JOIN = PRELUDE + `
-return join(ARGV[3], ARGV[4], ARGV[5])
-`;
+export const JOIN = checked(`
+return join(args[1], args[2], args[3])
+`);
 
 /**
- * `leave`: ARGV = channel, replica, then pairs of ticket and keepMs. Takes
- * the tickets out of line; those behind may ask. An id's ticket with a
- * keepMs keeps its place that long for its client to come back through any
- * replica; one another replica owns now is left alone.
+ * `leave`: pairs of ticket and keepMs. Takes the tickets out of line; those
+ * behind may ask. An id's ticket with a keepMs keeps its place that long for
+ * its client to come back through any replica; one another replica owns now
+ * is left alone.
  */
-export const LEAVE = PRELUDE + `
+export const LEAVE = checked(`
 local removed = 0
-for i = 3, #ARGV - 1, 2 do
-  local ticket, keep = ARGV[i], tonumber(ARGV[i + 1])
+for i = 1, #args - 1, 2 do
+  local ticket, keep = args[i], tonumber(args[i + 1])
   if redis.call('ZSCORE', line, ticket) then
     if not byId(ticket) then
       remove(ticket)
@@ -324,61 +421,81 @@ for i = 3, #ARGV - 1, 2 do
     end
   end
 end
-if removed > 0 then redis.call('PUBLISH', channel, self) end
+if removed > 0 then publish() end
 return removed
-`;
+`);
 
 /**
- * `abandon`: ARGV = channel, replica, tokens…. Drops the leases of acquires
+ * `abandon`: tokens…. Drops the leases of acquires
  * whose answer never came back (Redis ran them after the caller gave up), so
  * no slot stays held by a token nobody knows. Returns how many were held.
  */
-export const ABANDON = PRELUDE + `
+export const ABANDON = checked(`
 local dropped = 0
-for i = 3, #ARGV do
-  if redis.call('ZSCORE', leases, ARGV[i]) then
-    drop(ARGV[i])
+for i = 1, #args do
+  if redis.call('ZSCORE', leases, args[i]) then
+    drop(args[i])
     dropped = dropped + 1
   end
 end
-if dropped > 0 then redis.call('PUBLISH', channel, self) end
+if dropped > 0 then publish() end
 return dropped
-`;
+`);
 
 /**
- * `beat`: ARGV = channel, replica, ttlMs. Keeps the replica's tickets alive
- * for ttlMs, forgets replicas silent for a minute, drops run-out leases.
- * Returns `{now, soonest, expired}`.
+ * `beat`: ttlMs, eligible (`1` when the replica can grant now, `0` when not).
+ * Keeps the replica's tickets alive
+ * for ttlMs, forgets replicas silent for a minute, drops run-out leases, and
+ * keeps every key of the semaphore for {@linkcode SEMAPHORE_TTL_MS} more.
+ * Returns `{now, soonest, expired, free}`: free, the slots free now, tells
+ * a replica with waiters to ask for them even if no message came.
  */
-export const BEAT = PRELUDE + `
+export const BEAT = checked(`
 catchUp()
-redis.call('ZADD', replicas, now + tonumber(ARGV[3]), self)
+redis.call('ZADD', replicas, now + tonumber(args[1]), self)
+if args[2] == '1' then redis.call('SREM', paused, self) else redis.call('SADD', paused, self) end
 redis.call('HSET', config, 'beat', now)
+for _, r in ipairs(redis.call('ZRANGEBYSCORE', replicas, '-inf', now - 60000)) do
+  redis.call('SREM', paused, r)
+end
 redis.call('ZREMRANGEBYSCORE', replicas, '-inf', now - 60000)
 local expired = sweep()
-return {now, soonest(), expired}
-`;
+-- The semaphore's keys outlive its last replica by ttl: a retired --name leaves nothing behind.
+for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, SEMAPHORE_TTL_MS) end
+return {now, soonest(), expired, capacity - redis.call('ZCARD', leases)}
+`);
 
 /**
- * `line`: ARGV = channel, replica. The live tickets in order, as
- * `{ticket, id}` pairs (id `""` when anonymous).
+ * `line`: no arguments. The tickets that hold others up, in order (those of
+ * live replicas that can grant now, and no id's kept while its client is
+ * away), as `{ticket, id}` pairs (id `""` when
+ * anonymous).
  */
-export const LINE = PRELUDE + `
+export const LINE = checked(`
 catchUp()
 local out = {}
 for _, m in ipairs(redis.call('ZRANGE', line, 0, -1)) do
-  if not isAway(m) and alive(m) then out[#out + 1] = {m, redis.call('HGET', tickets, m) or ''} end
+  if not isAway(m) and alive(m) and eligible(m) then
+    out[#out + 1] = {m, redis.call('HGET', tickets, m) or ''}
+  end
 end
 return out
-`;
+`);
 
 /**
- * `init`: ARGV = channel, replica, capacity. Stores the capacity if the
- * semaphore has none yet; returns the stored one.
+ * `init`: no arguments. Makes the semaphore, with the caller's epoch and
+ * capacity, if Redis holds none (the first replica ever, or the first after a
+ * loss once the recovery is over; a rewound epoch counts as none); returns
+ * the stored `{capacity, epoch, version}`,
+ * which the caller adopts (or, for another capacity, refuses). The one
+ * script that runs without the check of {@linkcode CHECKED}.
  */
 export const INIT = PRELUDE + `
-redis.call('HSETNX', config, 'capacity', ARGV[3])
-return tonumber(redis.call('HGET', config, 'capacity'))
+redis.call('HSETNX', config, 'capacity', ARGV[4])
+local current = redis.call('HGET', config, 'epoch')
+if not current or current == '${REWOUND}' then redis.call('HSET', config, 'epoch', epoch) end
+local stored = redis.call('HMGET', config, 'capacity', 'epoch', 'version')
+return {tonumber(stored[1]), stored[2], tonumber(stored[3]) or 0}
 `;
 
 /** Every script by the name the store calls it. */

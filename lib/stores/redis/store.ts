@@ -20,14 +20,21 @@
  * - Redis down or slow: every operation fails within {@linkcode REDIS_TIMEOUT_MS}
  *   with a {@linkcode StoreUnavailableError}; the client reconnects by itself
  *   with growing pauses. A frozen Redis runs what it was sent once it thaws:
- *   the token of an acquire without an id that failed is given back then, so
- *   no slot stays held by a token nobody knows.
+ *   the token of an acquire that failed is given back then, so no slot stays
+ *   held by a token nobody knows.
+ * - Redis losing the semaphore (its epoch gone or changed), a jump of its
+ *   clock: grants pause for the longest lease (`onRecovery`), then resume.
+ *
+ * Its parts: the scripts (`scripts.ts`) and their runner (`runner.ts`), the
+ * shared line (`line.ts`), the watch on Redis's clock (`clock_watch.ts`) and
+ * the settings of Redis it checks (`server_settings.ts`).
  *
  * @module
  */
 import { createClient } from "../_redis_client.ts";
 import { describeError } from "../../errors.ts";
 import { newToken } from "../../token.ts";
+import { StoreUnavailableError } from "../../core/store.ts";
 import type {
   AcquireRequest,
   AcquireResult,
@@ -36,7 +43,12 @@ import type {
   SharedLine,
   SlotsFreed,
 } from "../../core/store.ts";
-import { ScriptRunner } from "./runner.ts";
+import { DEFAULT_MAX_DURATION_MS } from "../../config.ts";
+import { ClockWatch } from "./clock_watch.ts";
+import { RedisLine } from "./line.ts";
+import { REWOUND } from "./scripts.ts";
+import { SETTING_NAMES, settingProblems } from "./server_settings.ts";
+import { ScriptRunner, SemaphoreLostError } from "./runner.ts";
 import type { RedisLockStoreOptions, RedisTarget, SharedStore } from "../settings.ts";
 
 /** An operation that takes longer than this fails: a stalled Redis is a down Redis. */
@@ -45,8 +57,15 @@ export const REDIS_TIMEOUT_MS = 1_000;
 export const BEAT_INTERVAL_MS = 1_000;
 /** A replica silent this long is dead: its tickets leave the line. */
 export const TICKET_TTL_MS = 3_000;
-/** The longest pause between two tries to reach Redis again. */
-export const MAX_RECONNECT_MS = 2_000;
+/**
+ * The longest pause between two tries to reach Redis again. With its jitter
+ * it stays below the silence after which the scripts excuse every replica
+ * (`SILENCE_MS`, 2 s): a replica back within a beat of Redis keeps its
+ * waiters' places.
+ */
+export const MAX_RECONNECT_MS = 1_000;
+/** Up to this much is added to each pause, so that replicas do not all knock at once. */
+export const RECONNECT_JITTER_MS = 50;
 /** Without waiters here, expiries are swept no more often than this. */
 const IDLE_SWEEP_GAP_MS = 20;
 /** When a waiter is held up only by another replica's tickets, ask again this soon. */
@@ -58,6 +77,7 @@ type RawLease = [string, string | null, number, number];
 export class RedisLockStore implements LockStore, SharedStore {
   readonly capacity: number;
   readonly line: SharedLine;
+  readonly #line: RedisLine;
   readonly #target: RedisTarget;
   readonly #replica: string;
   readonly #timeoutMs: number;
@@ -65,23 +85,25 @@ export class RedisLockStore implements LockStore, SharedStore {
   readonly #client: ReturnType<typeof createClient>;
   readonly #subscriber: ReturnType<typeof createClient>;
   readonly #listeners = new Set<(freed: SlotsFreed) => void>();
+  readonly #heartbeatListeners = new Set<(failure: StoreUnavailableError | undefined) => void>();
   readonly #options: RedisLockStoreOptions;
-  /**
-   * Tickets to take out of line, each with the number of the call that asked
-   * for it and how long an id's ticket keeps its place.
-   */
-  readonly #leaving = new Map<string, { call: number; keepMs: number }>();
-  #leaveCalls = 0;
   /** Tokens of acquires that failed but that Redis may have run, with when their lease would end. */
   readonly #abandoned = new Map<string, number>();
-  /** This replica's tickets in line: while there are any, expiries are watched to serve them. */
-  readonly #mine = new Set<string>();
-  #leaveTimer: ReturnType<typeof setTimeout> | undefined;
+  #giveBackTimer: ReturnType<typeof setTimeout> | undefined;
   #beatTimer: ReturnType<typeof setInterval> | undefined;
   #expiryTimer: ReturnType<typeof setTimeout> | undefined;
   #expiryAt = Infinity;
   #sweptAt = -Infinity;
   #recheckTimer: ReturnType<typeof setTimeout> | undefined;
+  #recreateTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Set while grants pause after a jump of Redis's clock. */
+  #clockTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Redis's clock against ours, beat by beat. */
+  readonly #redisClock = new ClockWatch();
+  /** How long a lost semaphore stays lost: the longest lease (`--maxDuration`). */
+  readonly #recoveryMs: number;
+  /** This process's monotonic clock, which Redis's is compared with. */
+  readonly #now: () => number;
   #lastError: string | undefined;
   #closed = false;
 
@@ -93,6 +115,8 @@ export class RedisLockStore implements LockStore, SharedStore {
     this.#replica = (options.replica ?? `${Deno.pid}-${newToken().slice(0, 8)}`)
       .replaceAll("/", "_").replace(/^#/, "_");
     this.#timeoutMs = options.timeoutMs ?? REDIS_TIMEOUT_MS;
+    this.#recoveryMs = options.recoveryMs ?? DEFAULT_MAX_DURATION_MS;
+    this.#now = options.now ?? (() => performance.now());
     this.#client = createClient({
       url: target.url,
       ...(target.password === undefined ? {} : { password: target.password }),
@@ -102,7 +126,8 @@ export class RedisLockStore implements LockStore, SharedStore {
       socket: {
         connectTimeout: this.#timeoutMs,
         reconnectStrategy: (retries: number) =>
-          Math.min(50 * 2 ** retries, MAX_RECONNECT_MS) + Math.floor(Math.random() * 50),
+          Math.min(50 * 2 ** retries, MAX_RECONNECT_MS) +
+          Math.floor(Math.random() * RECONNECT_JITTER_MS),
         ...(target.tls ? { tls: true } : {}),
       },
     });
@@ -111,7 +136,10 @@ export class RedisLockStore implements LockStore, SharedStore {
       replica: this.#replica,
       url: target.url,
       timeoutMs: this.#timeoutMs,
+      capacity,
       lastError: () => this.#lastError,
+      onLost: (error) => this.#lost(error),
+      onConflict: (stored) => this.#options.onConflict?.(stored),
     });
     this.#subscriber = this.#client.duplicate();
     for (const client of [this.#client, this.#subscriber]) {
@@ -120,12 +148,12 @@ export class RedisLockStore implements LockStore, SharedStore {
     }
     this.#client.on("ready", () => this.#ready());
     this.#subscriber.on("ready", () => this.#notify({ expired: [] }));
-    this.line = {
-      replica: this.#replica,
-      join: (ticket, id, place) => this.#join(ticket, id, place),
-      leave: (ticket, keepMs) => this.#leave(ticket, keepMs ?? 0),
-      waiting: () => this.#waiting(),
-    };
+    this.#line = new RedisLine(this.#scripts, this.#replica, {
+      retryMs: BEAT_INTERVAL_MS,
+      // At once: the other replicas must not wait for tickets this one cannot serve.
+      onEligibility: () => this.#beat(),
+    });
+    this.line = this.#line;
   }
 
   /**
@@ -137,9 +165,9 @@ export class RedisLockStore implements LockStore, SharedStore {
     const subscribed = this.#subscriber.connect().then(() =>
       this.#subscriber.subscribe(this.#scripts.channel, (message: string) => {
         if (message !== this.#replica) this.#notify({ expired: [] });
-      })
+      }).catch((error: unknown) => this.#cannotSubscribe(error))
     );
-    const ready = this.#client.connect().then(() => this.#checkCapacity());
+    const ready = this.#client.connect().then(() => this.#init());
     // Connection failures are retried by the client; its errors go to the "error" listener.
     subscribed.catch(() => {});
     ready.catch(() => {});
@@ -153,28 +181,37 @@ export class RedisLockStore implements LockStore, SharedStore {
   }
 
   async acquire(request: AcquireRequest): Promise<AcquireResult> {
-    this.#sendLeaves();
+    this.#line.sendLeaves();
     const token = newToken();
     const durationMs = Math.max(1, Math.round(request.durationMs));
-    const sent = this.#client.isReady && !this.#closed;
+    const sent = this.#scripts.ready;
     let reply: [number, number, number, RawLease | number, number, RawLease[]];
     try {
       reply = await this.#scripts.run("acquire", "acquire", [
-        String(this.capacity),
         String(durationMs),
         request.id ?? "",
         request.ticket ?? "",
         token,
+        // A ticket of ours dropped from the line (this replica was paused past TICKET_TTL_MS)
+        // joins again at its old place, not behind those who came after it.
+        (request.ticket === undefined ? undefined : this.#line.placeOf(request.ticket))
+          ?.toString() ??
+          "",
       ]) as typeof reply;
     } catch (error) {
-      // Redis may run it late (it was frozen, or the answer was lost): a lease with an id is
-      // found again when its client asks again, but nobody would ever learn this token.
-      if (sent && request.id === undefined) this.#abandon(token, durationMs);
+      // Nothing is granted until the semaphore is made anew: the recovery gate says when.
+      if (error instanceof SemaphoreLostError) {
+        return { granted: false, nextFreeInMs: this.#recoveryMs };
+      }
+      // Redis may run it late (it was frozen, or the answer was lost): the slot it took would be
+      // held by nobody who knows it, with or without an id (the client may never ask again). The
+      // token is new, so a lease its id held before is not this token's, and stays.
+      if (sent) this.#abandon(token, durationMs);
       throw error;
     }
     const [granted, now, soonest, lease, extra, expired] = reply;
     if (granted === 1 && request.ticket !== undefined && extra !== 1) {
-      this.#mine.delete(request.ticket); // The grant took it out of line.
+      this.#line.granted(request.ticket);
     }
     this.#afterReply(now, soonest, expired);
     if (granted === 1) {
@@ -189,14 +226,9 @@ export class RedisLockStore implements LockStore, SharedStore {
   }
 
   async release(token: string): Promise<Lease | undefined> {
-    const [now, soonest, lease, expired] = await this.#scripts.run("release", "release", [
-      token,
-    ]) as [
-      number,
-      number,
-      RawLease | null,
-      RawLease[],
-    ];
+    const reply = await lostAs(this.#scripts.run("release", "release", [token]), undefined);
+    if (reply === undefined) return undefined; // The semaphore was lost, and the lease with it.
+    const [now, soonest, lease, expired] = reply as [number, number, RawLease | null, RawLease[]];
     this.#afterReply(now, soonest, expired);
     if (!lease) return undefined;
     this.#notify({ expired: [] });
@@ -204,10 +236,12 @@ export class RedisLockStore implements LockStore, SharedStore {
   }
 
   async renew(token: string, durationMs: number): Promise<Lease | undefined> {
-    const [now, soonest, lease, expired] = await this.#scripts.run("renew", "renew", [
-      token,
-      String(Math.max(1, Math.round(durationMs))),
-    ]) as [number, number, RawLease | null, RawLease[]];
+    const reply = await lostAs(
+      this.#scripts.run("renew", "renew", [token, String(Math.max(1, Math.round(durationMs)))]),
+      undefined,
+    );
+    if (reply === undefined) return undefined; // The semaphore was lost, and the lease with it.
+    const [now, soonest, lease, expired] = reply as [number, number, RawLease | null, RawLease[]];
     this.#afterReply(now, soonest, expired);
     return lease ? toLease(lease, now) : undefined;
   }
@@ -224,6 +258,11 @@ export class RedisLockStore implements LockStore, SharedStore {
     return this.#read("list leases", "all", "");
   }
 
+  onHeartbeat(listener: (failure: StoreUnavailableError | undefined) => void): () => void {
+    this.#heartbeatListeners.add(listener);
+    return () => this.#heartbeatListeners.delete(listener);
+  }
+
   onFree(listener: (freed: SlotsFreed) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
@@ -234,13 +273,14 @@ export class RedisLockStore implements LockStore, SharedStore {
     this.#closed = true;
     this.#scripts.close();
     this.#listeners.clear();
+    this.#heartbeatListeners.clear();
     clearInterval(this.#beatTimer);
     clearTimeout(this.#expiryTimer);
     clearTimeout(this.#recheckTimer);
-    clearTimeout(this.#leaveTimer);
-    if (this.#client.isReady && this.#leaving.size > 0) {
-      await this.#scripts.call("leave", "leave", leaveArgs(this.#leaving)).catch(() => {});
-    }
+    clearTimeout(this.#giveBackTimer);
+    clearTimeout(this.#recreateTimer);
+    clearTimeout(this.#clockTimer);
+    await this.#line.close(this.#client.isReady);
     if (this.#client.isReady && this.#abandoned.size > 0) {
       await this.#scripts.call("give back", "abandon", [...this.#abandoned.keys()]).catch(() => {});
     }
@@ -248,10 +288,9 @@ export class RedisLockStore implements LockStore, SharedStore {
   }
 
   async #read(operation: string, what: string, arg: string): Promise<Lease[]> {
-    const [now, soonest, leases, expired] = await this.#scripts.run(operation, "read", [
-      what,
-      arg,
-    ]) as [
+    const reply = await lostAs(this.#scripts.run(operation, "read", [what, arg]), undefined);
+    if (reply === undefined) return []; // The semaphore was lost: nothing is held in it.
+    const [now, soonest, leases, expired] = reply as [
       number,
       number,
       (RawLease | null)[],
@@ -261,95 +300,61 @@ export class RedisLockStore implements LockStore, SharedStore {
     return leases.filter((l): l is RawLease => Array.isArray(l)).map((l) => toLease(l, now));
   }
 
-  async #join(ticket: string, id: string | undefined, place: number | undefined): Promise<number> {
-    this.#leaving.delete(ticket);
-    this.#mine.add(ticket);
-    return await this.#scripts.run("join the line", "join", [
-      ticket,
-      id ?? "",
-      place?.toString() ?? "",
-    ]) as number;
-  }
-
-  /** Takes a ticket out of line; retried until Redis takes it, so no ticket of ours is left behind. */
-  #leave(ticket: string, keepMs: number): void {
-    this.#mine.delete(ticket);
-    this.#leaving.set(ticket, {
-      call: ++this.#leaveCalls,
-      keepMs: Math.max(0, Math.round(keepMs)),
-    });
-    this.#flushSoon();
-  }
-
-  /**
-   * Sends the leaves still waiting for their batch now, ahead of a command
-   * that reads the line (one connection keeps the order): a ticket that left
-   * must not count as waiting ahead, nor be listed.
-   */
-  #sendLeaves(): void {
-    if (this.#leaveTimer === undefined || this.#leaving.size === 0) return;
-    clearTimeout(this.#leaveTimer);
-    this.#flushLeaves();
-  }
-
-  /** Drops the lease of `token`, if Redis runs the acquire that took it; retried like a leave. */
+  /** Drops the lease of `token`, if Redis runs the acquire that took it; retried every beat. */
   #abandon(token: string, durationMs: number): void {
     this.#abandoned.set(token, performance.now() + durationMs);
-    this.#flushSoon();
+    this.#giveBackTimer ??= setTimeout(() => this.#giveBack(), 0);
   }
 
-  #flushSoon(): void {
-    if (this.#leaveTimer === undefined) this.#leaveTimer = setTimeout(() => this.#flushLeaves(), 0);
-  }
-
-  /** Sends the pending leaves and give-backs; what fails is sent again a beat later. */
-  #flushLeaves(): void {
-    this.#leaveTimer = undefined;
+  /** Sends the pending give-backs; what fails is sent again a beat later. */
+  #giveBack(): void {
+    this.#giveBackTimer = undefined;
     if (this.#closed) return;
-    const retry = () => {
-      if (!this.#closed && this.#leaveTimer === undefined) {
-        this.#leaveTimer = setTimeout(() => this.#flushLeaves(), BEAT_INTERVAL_MS);
-      }
-    };
-    if (this.#leaving.size > 0) {
-      const batch = [...this.#leaving];
-      this.#scripts.call("leave the line", "leave", leaveArgs(batch)).then(() => {
-        // A ticket that joined and left again since has a newer leave of its own to send.
-        for (const [ticket, { call }] of batch) {
-          if (this.#leaving.get(ticket)?.call === call) this.#leaving.delete(ticket);
-        }
-      }, retry);
-    }
     const now = performance.now();
     for (const [token, until] of this.#abandoned) if (until <= now) this.#abandoned.delete(token);
-    if (this.#abandoned.size > 0) {
-      const tokens = [...this.#abandoned.keys()];
-      this.#scripts.call("give back", "abandon", tokens).then((dropped) => {
-        for (const token of tokens) this.#abandoned.delete(token);
-        // Our own message on the channel does not come back to us.
-        if (Number(dropped) > 0) this.#notify({ expired: [] });
-      }, retry);
-    }
-  }
-
-  async #waiting(): Promise<(string | undefined)[]> {
-    this.#sendLeaves();
-    const pairs = await this.#scripts.run("list the line", "line", []) as [string, string][];
-    return pairs.map(([, id]) => id === "" ? undefined : id);
+    if (this.#abandoned.size === 0) return;
+    const tokens = [...this.#abandoned.keys()];
+    this.#scripts.call("give back", "abandon", tokens).then((dropped) => {
+      for (const token of tokens) this.#abandoned.delete(token);
+      // Our own message on the channel does not come back to us.
+      if (Number(dropped) > 0) this.#notify({ expired: [] });
+    }, () => {
+      if (!this.#closed) {
+        this.#giveBackTimer ??= setTimeout(() => this.#giveBack(), BEAT_INTERVAL_MS);
+      }
+    });
   }
 
   #beat(): void {
-    if (this.#closed || !this.#client.isReady) return;
-    this.#scripts.call("beat", "beat", [String(TICKET_TTL_MS)]).then(
-      (reply) => {
-        const [now, soonest, expired] = reply as [number, number, RawLease[]];
-        this.#afterReply(now, soonest, expired);
-      },
-      () => {},
-    );
-    if ((this.#leaving.size > 0 || this.#abandoned.size > 0) && this.#leaveTimer === undefined) {
-      this.#flushLeaves();
-    }
+    if (!this.#scripts.ready) return;
+    const sentAt = this.#now();
+    this.#scripts.call("beat", "beat", [String(TICKET_TTL_MS), this.#line.canGrant ? "1" : "0"])
+      .then(
+        (reply) => {
+          const [now, soonest, expired, free] = reply as [number, number, RawLease[], number];
+          const jump = this.#redisClock.observe({
+            sentAt,
+            answeredAt: this.#now(),
+            redisNow: now,
+          });
+          if (jump !== 0) this.#clockJumped(jump);
+          this.#afterReply(now, soonest, expired);
+          // A message on the channel may have been lost (the subscriber reconnecting, no channel
+          // right, a killed connection): while this replica has waiters, a free slot is asked for
+          // at least every beat anyway.
+          if (free > 0 && this.#line.hasWaiters && expired.length === 0) {
+            this.#notify({ expired: [] });
+          }
+          for (const listener of this.#heartbeatListeners) listener(undefined);
+        },
+        (error) => {
+          // A lost semaphore is an answer too: Redis is up.
+          const failure = error instanceof StoreUnavailableError ? error : undefined;
+          for (const listener of this.#heartbeatListeners) listener(failure);
+        },
+      );
+    this.#line.retry();
+    if (this.#abandoned.size > 0 && this.#giveBackTimer === undefined) this.#giveBack();
   }
 
   /**
@@ -362,7 +367,7 @@ export class RedisLockStore implements LockStore, SharedStore {
   #afterReply(now: number, soonest: number, expired: RawLease[]): void {
     if (expired.length > 0) this.#notify({ expired: expired.map((l) => toLease(l, now)) });
     if (soonest < 0 || this.#closed || this.#listeners.size === 0) return;
-    const earliest = this.#mine.size > 0 ? 0 : this.#sweptAt + IDLE_SWEEP_GAP_MS;
+    const earliest = this.#line.hasWaiters ? 0 : this.#sweptAt + IDLE_SWEEP_GAP_MS;
     const at = Math.max(performance.now() + soonest + 1, earliest);
     if (at >= this.#expiryAt) return;
     clearTimeout(this.#expiryTimer);
@@ -392,7 +397,15 @@ export class RedisLockStore implements LockStore, SharedStore {
       this.#lastError = undefined;
       this.#options.onConnection?.(true, undefined);
     }
-    this.#checkCapacity().catch(() => {});
+    this.#checkSettings();
+    // The semaphore is checked once, at the first connection: after that, every script checks it.
+    if (this.#scripts.epoch === undefined) {
+      // Clients that waited while Redis was away are served now.
+      this.#init().then(() => {
+        if (this.#line.hasWaiters) this.#notify({ expired: [] });
+      }, () => {});
+      return;
+    }
     this.#beat();
     this.#notify({ expired: [] });
   }
@@ -404,15 +417,131 @@ export class RedisLockStore implements LockStore, SharedStore {
     if (changed) this.#options.onConnection?.(false, error);
   }
 
-  async #checkCapacity(): Promise<void> {
-    const stored = await this.#scripts.call("check the capacity", "init", [String(this.capacity)]);
-    if (stored !== this.capacity) this.#options.onConflict?.(Number(stored));
+  /**
+   * Without the channel, this replica hears of slots freed elsewhere only at
+   * its next beat: it still serves its waiters, a second later. Redis 7 gives
+   * a new ACL user no channel (`acl-pubsub-default resetchannels`).
+   */
+  #cannotSubscribe(error: unknown): void {
+    // Closing (a replica that stops, or exits on a conflict) cuts a subscription still on its way.
+    if (this.#closed) return;
+    const user = this.#target.username ?? "default";
+    this.#options.onProblem?.(
+      "channel",
+      `Cannot subscribe to ${this.#scripts.channel} on ${this.#target.url} ` +
+        `(${describeError(error)}): waiters here learn of slots freed elsewhere only once a ` +
+        `second; give user ${user} the channel: ACL SETUSER ${user} &startup-lock:*`,
+    );
+  }
+
+  /**
+   * Reads the settings of Redis that the guarantees rest on, at every
+   * connection (a failover may have brought another Redis), and warns once
+   * a connection for each one that breaks one.
+   */
+  #checkSettings(): void {
+    this.#client.sendCommand(["CONFIG", "GET", ...SETTING_NAMES]).then(
+      (reply) => {
+        // The client answers a map as an object; a flat list of pairs is read as well.
+        const values = new Map<string, string>();
+        if (Array.isArray(reply)) {
+          for (let i = 0; i + 1 < reply.length; i += 2) {
+            values.set(String(reply[i]), String(reply[i + 1]));
+          }
+        } else if (reply && typeof reply === "object") {
+          for (const [name, value] of Object.entries(reply)) values.set(name, String(value));
+        }
+        for (const message of settingProblems(values)) {
+          this.#options.onProblem?.("setting", `${this.#target.url}: ${message}`);
+        }
+      },
+      (error: unknown) => {
+        if (this.#closed) return;
+        this.#options.onProblem?.(
+          "setting",
+          `Cannot read the settings of ${this.#target.url} (CONFIG GET: ${
+            describeError(error)
+          }): ` +
+            "make sure yourself that it has appendonly yes, appendfsync always and " +
+            "maxmemory-policy noeviction, which the guarantees of the Redis store rest on",
+        );
+      },
+    );
+  }
+
+  /** Adopts the semaphore Redis holds, or makes it; another capacity is a conflict. */
+  async #init(): Promise<void> {
+    const stored = await this.#scripts.init();
+    if (stored !== this.capacity) this.#options.onConflict?.(stored);
+    this.#beat();
+  }
+
+  /**
+   * The semaphore is gone from Redis, or was made anew: the leases this
+   * replica granted may still be held by clients that Redis no longer knows.
+   * Nothing is granted here until the longest of them has run out, then the
+   * semaphore is made anew (or the one another replica made is adopted).
+   */
+  #lost(error: SemaphoreLostError): void {
+    if (this.#closed) return;
+    // What was to be taken out of Redis is gone from it already.
+    this.#line.forget();
+    this.#abandoned.clear();
+    this.#options.onRecovery?.({
+      cause: "store_lost",
+      forMs: this.#recoveryMs,
+      detail: error.stored === undefined
+        ? "Redis no longer holds the semaphore"
+        : error.stored === REWOUND
+        ? "Redis went back in time: it holds fewer changes than a replica saw (a failover to a " +
+          "replica that missed writes, or a crash with appendfsync everysec)"
+        : `Redis holds another semaphore (epoch ${error.stored}) than this replica knew`,
+    });
+    clearTimeout(this.#recreateTimer);
+    this.#recreateTimer = setTimeout(() => this.#recreate(), this.#recoveryMs);
+  }
+
+  /**
+   * Redis's clock jumped: every lease's expiry moved with it, so a lease may
+   * have ended (forwards) while its holder still runs. Nothing is granted
+   * here until every lease granted before has run out by any clock.
+   */
+  #clockJumped(jumpMs: number): void {
+    const direction = jumpMs > 0 ? "forwards" : "backwards";
+    this.#options.onRecovery?.({
+      cause: "clock_jump",
+      forMs: this.#recoveryMs,
+      detail: `The clock of Redis jumped about ${
+        Math.round(Math.abs(jumpMs) / 1_000)
+      } s ${direction} against this replica's between two beats`,
+    });
+    clearTimeout(this.#clockTimer);
+    this.#clockTimer = setTimeout(() => {
+      this.#clockTimer = undefined;
+      if (!this.#scripts.lost) this.#options.onRecovered?.();
+      this.#notify({ expired: [] });
+    }, this.#recoveryMs);
+  }
+
+  /** Makes the semaphore anew after a loss; tried again every beat until Redis answers. */
+  #recreate(): void {
+    this.#recreateTimer = undefined;
+    if (this.#closed) return;
+    this.#init().then(() => {
+      if (this.#clockTimer === undefined) this.#options.onRecovered?.();
+      this.#notify({ expired: [] });
+    }, () => {
+      if (!this.#closed) this.#recreateTimer = setTimeout(() => this.#recreate(), BEAT_INTERVAL_MS);
+    });
   }
 }
 
-/** The leave script's arguments: each ticket, then how long an id's ticket keeps its place. */
-function leaveArgs(leaving: Iterable<[string, { keepMs: number }]>): string[] {
-  return [...leaving].flatMap(([ticket, { keepMs }]) => [ticket, String(keepMs)]);
+/** The value of `promise`, or `lost` when the semaphore was found lost. */
+function lostAs<T, L>(promise: Promise<T>, lost: L): Promise<T | L> {
+  return promise.catch((error) => {
+    if (error instanceof SemaphoreLostError) return lost;
+    throw error;
+  });
 }
 
 function toLease([token, id, acquiredAt, expiresAt]: RawLease, now: number): Lease {

@@ -6,7 +6,6 @@ import {
   isReady,
   type LockAnswer,
   releaseLock,
-  renewLock,
   requestLock,
   retryAfterMs,
 } from "../../../lib/client/http.ts";
@@ -169,28 +168,6 @@ Deno.test("releaseLock() recognises answers no startup-lock server gives", async
       });
     });
   }
-});
-
-Deno.test("renewLock() sends the duration and reads what was granted", async () => {
-  let status = 200;
-  await withServer(
-    () =>
-      status === 404
-        ? Response.json({ status: "error", message: "No such lock" }, { status: 404 })
-        : Response.json({ status: "renewed", expiresAt: "2026-01-01T00:00:00.000Z" }, {
-          headers: { "Lock-Duration": "60" },
-        }),
-    async (base, seen) => {
-      assert.deepEqual(await renewLock(base, "tok", 90_000, signal()), {
-        expiresAt: Date.parse("2026-01-01T00:00:00.000Z"),
-        durationMs: 60_000,
-      });
-      assert.equal(seen[0]!.pathname, "/locks/tok");
-      assert.equal(seen[0]!.searchParams.get("duration"), "90");
-      status = 404;
-      assert.equal(await renewLock(base, "tok", 90_000, signal()), "gone");
-    },
-  );
 });
 
 Deno.test("isReady() is true for 2xx only, and false when nothing answers", async () => {

@@ -3,17 +3,10 @@
  * the test controls, and release and renewal against the real server.
  */
 import assert from "node:assert/strict";
-import {
-  acquireLock,
-  type AcquireOptions,
-  ANSWER_MARGIN_MS,
-  releaseHeldLock,
-  renewHeldLock,
-} from "../../../lib/client/lock.ts";
+import { acquireLock, type AcquireOptions, ANSWER_MARGIN_MS } from "../../../lib/client/lock.ts";
 import { parseDuration } from "../../../lib/duration.ts";
 import { startStandIn } from "../../_client.ts";
 import { ManualClock } from "../../_clock.ts";
-import { startProgram } from "../../_program.ts";
 
 function options(server: string, overrides: Partial<AcquireOptions> = {}): AcquireOptions {
   return {
@@ -38,6 +31,19 @@ Deno.test("acquireLock() counts the expiry from the duration granted, not the on
   assert.ok(result.kind === "acquired");
   assert.equal(result.lock.token, "tok");
   assert.equal(result.lock.expiresAt, clock.now() + 1_000);
+});
+
+Deno.test("acquireLock() counts its hold from when it sent the request, as the server may grant any time until it answers", async () => {
+  const clock = new ManualClock();
+  await using stub = startStandIn(() => {
+    clock.advance(400); // The answer takes 400 ms to come back.
+    return Response.json({ status: "acquired", token: "tok", duration: 2 }, {
+      headers: { "Lock-Token": "tok", "Lock-Duration": "2" },
+    });
+  });
+  const result = await acquireLock(options(stub.url, { durationMs: 2_000 }), { clock });
+  assert.ok(result.kind === "acquired");
+  assert.equal(result.lock.expiresAt, clock.now() - 400 + 2_000);
 });
 
 Deno.test("acquireLock() counts the expiry from expiresAt when the server names no duration", async () => {
@@ -73,19 +79,14 @@ Deno.test("acquireLock() asks its last wait to end a margin before --wait runs o
   assert.ok(asked > 0);
 });
 
-Deno.test("renewHeldLock() moves the expiry of a held lock, and says when it is gone", async () => {
-  await using server = await startProgram();
-  const result = await acquireLock(options(server.url, { durationMs: 10_000 }));
-  assert.ok(result.kind === "acquired");
-  const { lock } = result;
-  assert.ok(lock.expiresAt !== undefined && lock.expiresAt - performance.now() <= 10_000);
-
-  assert.equal(await renewHeldLock(lock, 120_000), "renewed");
-  assert.ok(lock.expiresAt - performance.now() > 60_000, "expires about 2 minutes from now");
-
-  await releaseHeldLock(lock, "the test is done");
-  await server.waitForLog(/Lock of web-1 released/);
-  assert.equal(await renewHeldLock(lock, 120_000), "gone");
+Deno.test("acquireLock() with a wait of 0 asks once, for an answer at once", async () => {
+  await using stub = startStandIn(() =>
+    Response.json({ status: "locked", message: "Locked: held" }, { status: 423 })
+  );
+  const result = await acquireLock(options(stub.url, { waitMs: 0 }));
+  assert.deepEqual(result, { kind: "timeout", reason: "Locked: held" });
+  assert.equal(stub.requests.length, 1);
+  assert.equal(stub.requests[0]!.searchParams.get("wait"), null);
 });
 
 Deno.test("acquireLock() asks again after the server's Retry-After when it is sooner than the poll interval", async (t) => {

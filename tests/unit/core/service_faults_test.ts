@@ -22,9 +22,11 @@ const TIMEOUT_MS = 2_000;
  * everything and checks that nothing was left behind: no unhandled rejection,
  * no timer, no unexpected handler error.
  */
-function setup(capacity = 1) {
+function setup(capacity = 1, upAfter?: "a_change") {
   const clock = new ManualClock();
   const inner = new MemoryLockStore(capacity, { clock });
+  // The rule of a store that reads from memory and writes a file (the state file).
+  if (upAfter) Object.assign(inner, { upAfter });
   const store = new FaultyStore(inner, { clock, timeoutMs: TIMEOUT_MS });
   const service = new LockService({ store, clock, maxDurationMs: 60_000 });
   const errors: string[] = [];
@@ -252,9 +254,9 @@ Deno.test("LockService emits store down and up once per transition", async () =>
   assert.deepEqual(t.storeEvents(), ["down", "up", "down", "up"]);
 });
 
-Deno.test("LockService: after a failed change, only a change that works says the store is back", async () => {
+Deno.test("LockService: after a failed change, only a change that works says a_change store is back", async () => {
   // A store that reads from memory (the state file) answers lookups while its writes fail.
-  await using t = setup(3);
+  await using t = setup(3, "a_change");
   t.store.failNext("acquire", "reject");
   await t.service.acquire({ durationMs: 1_000 });
   await t.service.status();

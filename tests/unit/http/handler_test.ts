@@ -336,19 +336,15 @@ Deno.test("/locks/{token} answers 405 with Allow: DELETE, PUT to other methods",
   assert.equal(api.store.held, 1, "the lock is untouched");
 });
 
-Deno.test("a malformed /locks/ path answers 404 and touches no lock", async (t) => {
+Deno.test("a /locks/ path of more or fewer than one part answers 404 and touches no lock", async (t) => {
   using api = setup();
   const token = await api.take();
   const paths = [
     "/locks",
-    "/locks/",
     "/locks/a/b",
     `/locks/${token}/`,
     `/locks/${token}/x`,
     `/locks//${token}`,
-    "/locks/a.b",
-    "/locks/%20",
-    `/locks/${"a".repeat(65)}`,
   ];
   for (const path of paths) {
     await t.step(path, async () => {
@@ -359,6 +355,40 @@ Deno.test("a malformed /locks/ path answers 404 and touches no lock", async (t) 
       }
     });
   }
+  assert.equal(api.store.held, 1);
+});
+
+Deno.test("DELETE and PUT /locks/{token} refuse a malformed token with 400 and the reason, touching no lock", async (t) => {
+  using api = setup();
+  const token = await api.take();
+  const bad = [
+    "",
+    "bogus",
+    token.slice(1),
+    `${token}A`,
+    "a.bcdefghijklmnopqrstu",
+    "%20",
+    "a".repeat(65),
+  ];
+  for (const text of bad) {
+    await t.step(`/locks/${text}`, async () => {
+      for (const method of ["DELETE", "PUT"]) {
+        const res = await api.request(method, `/locks/${text}`, { headers: JSON_ACCEPT });
+        assert.equal(res.status, 400, `${method} /locks/${text}`);
+        const body = await res.json();
+        assert.match(
+          body.message,
+          /^Invalid token "[^"]*": expected the 22 characters /,
+          body.message,
+        );
+      }
+    });
+  }
+  await t.step("in plain text, too", async () => {
+    const res = await api.request("DELETE", "/locks/bogus");
+    assert.equal(res.status, 400);
+    assert.match(await res.text(), /^Invalid token "bogus": expected the 22 characters .*\n$/);
+  });
   assert.equal(api.store.held, 1);
 });
 

@@ -9,7 +9,7 @@ import type { PerCoreSlots } from "../../../lib/config.ts";
 import { LockService } from "../../../lib/core/service.ts";
 import { createHandler } from "../../../lib/http/handler.ts";
 import type { StatusBody as Status } from "../../../lib/http/render.ts";
-import { STATUS_PAGE, STATUS_PAGE_CSP, wantsStatusPage } from "../../../lib/http/status_page.ts";
+import { STATUS_PAGE, statusPageCsp, wantsStatusPage } from "../../../lib/http/status_page.ts";
 import { staticToken, type TokenSource } from "../../../lib/http/auth.ts";
 import { MemoryLockStore } from "../../../lib/stores/memory.ts";
 import { ManualClock } from "../../_clock.ts";
@@ -70,7 +70,7 @@ Deno.test("GET /status answers the page to a browser and JSON otherwise", async 
     const res = await api.get(BROWSER_ACCEPT);
     assert.equal(res.status, 200);
     assert.equal(res.headers.get("content-type"), "text/html; charset=utf-8");
-    assert.equal(res.headers.get("content-security-policy"), STATUS_PAGE_CSP);
+    assert.equal(res.headers.get("content-security-policy"), await statusPageCsp());
     assert.equal(res.headers.get("x-content-type-options"), "nosniff");
     assert.equal(res.headers.get("cache-control"), "no-store");
     assert.equal(res.headers.get("vary"), "Accept");
@@ -109,20 +109,68 @@ Deno.test("GET /status guards the page like the JSON when the server has a token
   assert.equal(await page.text(), STATUS_PAGE);
 });
 
+/** What browsers send on a page load, as of 2025. */
+const BROWSERS: Record<string, string> = {
+  chromium:
+    "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng," +
+    "*/*;q=0.8,application/signed-exchange;v=b3;q=0.7",
+  firefox: "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+  safari: "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+};
+
+Deno.test("GET / from a browser is sent to the status page and takes no slot", async (t) => {
+  const clock = new ManualClock();
+  const store = new MemoryLockStore(1, { clock });
+  const service = new LockService({ store, clock, maxDurationMs: 60_000 });
+  using _closed = {
+    [Symbol.dispose]() {
+      service.close();
+      store.close();
+    },
+  };
+  const handler = createHandler({ service, defaultDurationMs: 10_000 });
+  const get = (headers: Record<string, string>) =>
+    Promise.resolve(handler(new Request("http://localhost/", { headers })));
+  for (const [browser, accept] of Object.entries(BROWSERS)) {
+    await t.step(browser, async () => {
+      const res = await get({ Accept: accept });
+      assert.equal(res.status, 303);
+      assert.equal(res.headers.get("location"), "status");
+      assert.equal(res.headers.get("vary"), "Accept");
+      assert.equal(res.headers.get("cache-control"), "no-store");
+      assert.match(res.headers.get("content-type") ?? "", /^text\/html/);
+      assert.match(await res.text(), /<a href="status">/);
+      assert.equal(store.held, 0);
+    });
+  }
+  // curl sends */*, the original's Go init client nothing, ours application/json.
+  for (const accept of ["*/*", undefined, "application/json"]) {
+    await t.step(`Accept ${accept ?? "(none)"} still takes a lock`, async () => {
+      const res = await get(accept === undefined ? {} : { Accept: accept });
+      assert.equal(res.status, 200, await res.clone().text());
+      assert.ok(res.headers.get("Lock-Token"));
+      await res.body?.cancel();
+      service.release(res.headers.get("Lock-Token")!);
+    });
+  }
+});
+
 /** `'sha256-…'` of `text`, as CSP writes it. */
 async function cspHash(text: string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
   return `'sha256-${btoa(String.fromCharCode(...new Uint8Array(digest)))}'`;
 }
 
-Deno.test("STATUS_PAGE_CSP allows exactly the page's inline style and script, and nothing else", async () => {
+Deno.test("statusPageCsp() allows exactly the page's inline style and script, and nothing else", async () => {
   const inline = (tag: string) => {
     const all = [...STATUS_PAGE.matchAll(new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`, "g"))];
     assert.equal(all.length, 1, `one inline <${tag}>`);
     return all[0]![1]!;
   };
   const directives = new Map(
-    STATUS_PAGE_CSP.split("; ").map((d) => [d.split(" ")[0]!, d.split(" ").slice(1).join(" ")]),
+    (await statusPageCsp()).split("; ").map((
+      d,
+    ) => [d.split(" ")[0]!, d.split(" ").slice(1).join(" ")]),
   );
   assert.equal(directives.get("default-src"), "'none'");
   assert.equal(directives.get("script-src"), await cspHash(inline("script")));
@@ -287,6 +335,38 @@ Deno.test({
         dependency.close();
       } catch { /* already closed */ }
     }
+  },
+});
+
+Deno.test("The program sends a browser on / to the status page and keeps the slot free; curl still gets a lock", async () => {
+  await using server = await startProgram(["--locks", "1"]);
+  const page = await fetch(`${server.url}/`, {
+    headers: { Accept: BROWSERS.firefox! },
+    redirect: "manual",
+  });
+  assert.equal(page.status, 303);
+  assert.equal(
+    new URL(page.headers.get("location")!, `${server.url}/`).href,
+    `${server.url}/status`,
+  );
+  await page.body?.cancel();
+  const status = await (await fetch(`${server.url}/status`)).json() as Status;
+  assert.deepEqual(status.slots, { total: 1, held: 0, free: 1 });
+  const curl = await fetch(`${server.url}/`, { headers: { Accept: "*/*" } });
+  assert.equal(curl.status, 200);
+  assert.match(await curl.text(), /^Lock acquired/);
+});
+
+Deno.test({
+  name: "Headless Chromium on / lands on the status page and takes no slot",
+  ignore: !CHROMIUM && !IN_CI,
+  async fn() {
+    await using server = await startProgram(["--locks", "1"]);
+    const dom = await chromium(`${server.url}/`, ["--dump-dom"]);
+    const text = visibleText(dom);
+    assert.match(text, /startup-lock status/);
+    const status = await (await fetch(`${server.url}/status`)).json() as Status;
+    assert.deepEqual(status.slots, { total: 1, held: 0, free: 1 });
   },
 });
 

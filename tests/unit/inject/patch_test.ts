@@ -438,3 +438,25 @@ Deno.test("planInjection() adds HOST_IP only when --server asks for it", () => {
   const sidecar = injected(applyPatch(deploymentPod(), plan.patch as Any));
   assert.deepEqual(sidecar.env.map((e: Any) => e.name), ["POD_NAME"]);
 });
+
+Deno.test("planInjection() gives the injected container the server's token from a Secret, as a variable only", async (t) => {
+  const secret = { name: "startup-lock-auth", key: "token" };
+  for (const mode of ["sidecar", "init"] as const) {
+    await t.step(mode, () => {
+      const pod = mode === "init" ? annotated({ [ANNOTATIONS.mode]: "init" }) : deploymentPod();
+      const plan = planInjection(pod as Any, "shop", { ...OPTIONS, authTokenSecret: secret });
+      const patched = applyPatch(pod, plan.patch as Any);
+      assertValidPod(patched);
+      const container = injected(patched);
+      const variables = container.env.filter((e: Any) => e.name === "STARTUP_LOCK_AUTH_TOKEN");
+      assert.deepEqual(variables, [
+        { name: "STARTUP_LOCK_AUTH_TOKEN", valueFrom: { secretKeyRef: secret } },
+      ]);
+      assert.ok(!container.args.some((a: string) => /auth|token/i.test(a)), "no token flag");
+    });
+  }
+  await t.step("none without --authTokenSecret", () => {
+    const container = injected(inject(deploymentPod()).patched);
+    assert.ok(!container.env.some((e: Any) => e.name === "STARTUP_LOCK_AUTH_TOKEN"));
+  });
+});

@@ -421,7 +421,6 @@ Deno.test("GET /metrics stays open with a token, and counts requests refused at 
     defaultDurationMs: 10_000,
     metrics: () => s.metrics.render(),
     auth: staticToken("s3cret"),
-    onRefused: (reason) => s.metrics.refused(reason),
   });
   const call = async (path: string, headers: Record<string, string> = {}) => {
     const response = await handler(new Request(`http://localhost${path}`, { headers }));

@@ -165,6 +165,41 @@ Deno.test("FileLockStore answers an id asking again only once its renewed expiry
   await store.close();
 });
 
+Deno.test("FileLockStore writes the state file when a lock expires, so a restart counts only what expired while stopped", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/locks.json`;
+    const clock = new ManualClock();
+    const store = new FileLockStore(2, path, { clock });
+    const short = await store.acquire({ durationMs: 1_000, id: "short" });
+    const long = await store.acquire({ durationMs: 60_000, id: "long" });
+    assert.ok(short.granted && long.granted);
+    clock.advance(1_000); // "short" expires while the server runs.
+    await store.close(); // The server stops; "long" expires while it is stopped.
+    const loaded = await loadState(path, clock.wallNow() + 120_000);
+    assert.deepEqual(loaded, { kind: "loaded", locks: [], expired: 1 });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("checkWritable() names the state file, never its probe file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/missing/locks.json`;
+    await assert.rejects(checkWritable(path), (error: Error) => {
+      assert.doesNotMatch(error.message, /probe/);
+      assert.equal(
+        error.message,
+        "cannot write in its directory: No such file or directory (os error 2)",
+      );
+      return true;
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("FileLockStore holds the locks read back, also beyond a lowered capacity", () => {
   const clock = new ManualClock();
   const now = clock.wallNow();
@@ -193,7 +228,7 @@ Deno.test("RecoveryGate is closed until its instant, then opens and says so", ()
   gate.start();
   assert.deepEqual(gate.state(), {
     open: false,
-    denial: { reason: "recovering", retryAfterMs: 5_000 },
+    denial: { reason: "recovering", cause: "state_file", retryAfterMs: 5_000 },
   });
   clock.advance(5_000);
   assert.deepEqual(gate.state(), { open: true });
