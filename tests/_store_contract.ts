@@ -191,6 +191,35 @@ export function storeContract(
     assert.notEqual(next.lease.token, lease.token);
   });
 
+  check(
+    "release() with a hand-back's claims frees only a lease nobody claimed since, in one step",
+    2,
+    async (_s, store) => {
+      const fresh = granted(await store.acquire({ durationMs: 10 * U, id: "pod-a" }));
+      assert.equal(fresh.lease.claims, 0, "a new grant is unclaimed");
+      // Its id asks again (its client never saw the first answer): the client holds it now.
+      const again = granted(await store.acquire({ durationMs: 10 * U, id: "pod-a" }));
+      assert.equal(again.lease.claims, 1);
+      assert.equal(await store.release(fresh.lease.token, fresh.lease.claims), undefined);
+      assert.equal((await store.byId("pod-a"))?.token, fresh.lease.token, "still held");
+      // Renewed by its token: claimed again.
+      const renewed = await store.renew(fresh.lease.token, 10 * U);
+      assert.equal(renewed?.claims, 2);
+      assert.equal(await store.release(fresh.lease.token, 1), undefined);
+      assert.equal((await store.leases()).length, 1);
+      // With the claims it has now, or without any, it is freed.
+      assert.equal((await store.release(fresh.lease.token, 2))?.token, fresh.lease.token);
+      assert.equal(await store.byId("pod-a"), undefined);
+      const unclaimed = granted(await store.acquire({ durationMs: 10 * U, id: "pod-b" }));
+      assert.equal(
+        (await store.release(unclaimed.lease.token, 0))?.token,
+        unclaimed.lease.token,
+        "an unclaimed lease is handed back",
+      );
+      assert.deepEqual(await store.leases(), []);
+    },
+  );
+
   check("renew() moves the expiry to the new duration from now", 1, async (s, store) => {
     const { lease } = granted(await store.acquire({ durationMs: 4 * U, id: "pod-a" }));
     await s.advance(3 * U);

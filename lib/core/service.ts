@@ -248,8 +248,10 @@ export class LockService {
   }
 
   /**
-   * Gives back a slot whose client never learned of it. Never throws: while
-   * the store fails, it tries again with growing pauses until the lease has
+   * Gives back a slot whose client never learned of it, unless a client
+   * claimed it since (its id asked again and was answered with it, or its
+   * token renewed it: {@linkcode Lease.claims}). Never throws: while the
+   * store fails, it tries again with growing pauses until the lease has
    * expired anyway.
    */
   handBack(lease: Lease): void {
@@ -267,7 +269,12 @@ export class LockService {
         this.#handBacks.add(timer);
       };
       try {
-        const released = this.#health.call("release", () => this.store.release(lease.token));
+        // Only if nobody claimed it since: a client that asked again with its id, or renewed it,
+        // was answered with it and holds it now.
+        const released = this.#health.call(
+          "release",
+          () => this.store.release(lease.token, lease.claims),
+        );
         if (released instanceof Promise) released.catch(retry);
       } catch {
         retry();

@@ -21,6 +21,13 @@ export interface Lease {
   expiresAt: number;
   /** Milliseconds until it expires, as the store measures time. */
   remainingMs: number;
+  /**
+   * How many times the lease was handed out again since it was taken: to its
+   * id asking again, or renewed by its token (0 for a new grant). Whoever
+   * claimed it knows its token, so a hand-back must not free it
+   * ({@linkcode LockStore.release}'s `claims`).
+   */
+  claims: number;
 }
 
 /** What a client asks the store for. */
@@ -107,8 +114,14 @@ export interface LockStore {
    * `durationMs` from now in the same atomic step and returns it (`existing`).
    */
   acquire(request: AcquireRequest): Awaitable<AcquireResult>;
-  /** Frees the slot now; `undefined` when the token is unknown or expired. */
-  release(token: string): Awaitable<Lease | undefined>;
+  /**
+   * Frees the slot now; `undefined` when the token is unknown or expired.
+   * With `claims` (a hand-back: the grant's answer never reached its client),
+   * only if the lease was claimed that many times, checked in the same atomic
+   * step: a lease that a client asked for again by its id, or renewed, since
+   * the grant is held by that client, and stays (`undefined`).
+   */
+  release(token: string, claims?: number): Awaitable<Lease | undefined>;
   /** Moves the expiry to `durationMs` from now; `undefined` when the token is unknown or expired. */
   renew(token: string, durationMs: number): Awaitable<Lease | undefined>;
   /** The lease `id` holds, if any. */

@@ -71,8 +71,8 @@ export class FileLockStore implements LockStore {
     });
   }
 
-  release(token: string): Awaitable<Lease | undefined> {
-    const lease = this.#memory.release(token);
+  release(token: string, claims?: number): Awaitable<Lease | undefined> {
+    const lease = this.#memory.release(token, claims);
     if (!lease) return undefined;
     return this.#writer.save().then(() => lease, (error) => {
       // The slot is free here; on disk the lock lingers until its expiry, which is safe.

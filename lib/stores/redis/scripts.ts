@@ -15,6 +15,7 @@
  * | `tickets`  | hash   | ticket → the waiting client's id (`""` when anonymous) |
  * | `owners`   | hash   | `#ID` ticket → the replica its client waits on now     |
  * | `away`     | zset   | `#ID` ticket → when its kept place ends (server ms)    |
+ * | `claims`   | hash   | token → times handed out again (absent: never)         |
  * | `replicas` | zset   | replica → heartbeat deadline (server milliseconds)     |
  * | `seq`      | string | the last arrival number given out                      |
  * | `config`   | hash   | `capacity` → the number of slots, `epoch` → a random   |
@@ -31,7 +32,7 @@
  * (`LOST rewound` when Redis holds fewer changes than the caller saw) or
  * `CAPACITY <stored capacity>`; it answers `{version, reply}`.
  *
- * A lease comes back as `{token, id or false, acquiredAt, expiresAt}`, with
+ * A lease comes back as `{token, id or false, acquiredAt, expiresAt, claims}`, with
  * the server's `now` beside it. Ids are printable ASCII without spaces
  * (`lib/protocol.ts`), so a space separates them from the time in `info`.
  *
@@ -60,6 +61,7 @@ export const KEY_NAMES = [
   "paused",
   "owners",
   "away",
+  "claims",
 ] as const;
 
 /**
@@ -90,9 +92,9 @@ export const CAPACITY = "CAPACITY";
 export const SILENCE_MS = 2_000;
 
 const PRELUDE = `
-local leases, info, ids, line, tickets, replicas, seq, config, paused, owners, away =
+local leases, info, ids, line, tickets, replicas, seq, config, paused, owners, away, claims =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10],
-  KEYS[11]
+  KEYS[11], KEYS[12]
 local channel, self, epoch, capacity, seen =
   ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local args = {select(6, unpack(ARGV))}
@@ -107,15 +109,22 @@ local function publish()
   redis.pcall('PUBLISH', channel, self)
 end
 
+-- How many times a lease was handed out again since its grant: to its id asking again, or
+-- renewed by its token. Whoever claimed it knows its token: a hand-back must not free it.
+local function claimsOf(token)
+  return tonumber(redis.call('HGET', claims, token)) or 0
+end
+
 local function lease(token)
   local expires = redis.call('ZSCORE', leases, token)
   if not expires then return false end
   local v = redis.call('HGET', info, token) or '0'
+  local n = claimsOf(token)
   local sep = string.find(v, ' ', 1, true)
   if sep then
-    return {token, string.sub(v, sep + 1), tonumber(string.sub(v, 1, sep - 1)), tonumber(expires)}
+    return {token, string.sub(v, sep + 1), tonumber(string.sub(v, 1, sep - 1)), tonumber(expires), n}
   end
-  return {token, false, tonumber(v), tonumber(expires)}
+  return {token, false, tonumber(v), tonumber(expires), n}
 end
 
 -- Counts a change of the leases: a replica that saw a count Redis no longer has knows that Redis
@@ -129,6 +138,7 @@ local function drop(token)
   if l then changed() end
   redis.call('ZREM', leases, token)
   redis.call('HDEL', info, token)
+  redis.call('HDEL', claims, token)
   if l and l[2] and redis.call('HGET', ids, l[2]) == token then redis.call('HDEL', ids, l[2]) end
   return l
 end
@@ -311,6 +321,7 @@ if id ~= '' then
     -- Asking again starts the lock afresh, for what is asked now.
     changed()
     redis.call('ZADD', leases, 'XX', now + duration, heldBy)
+    redis.call('HINCRBY', claims, heldBy, 1)
     return {1, now, soonest(), lease(heldBy), 1, expired}
   end
 end
@@ -352,11 +363,16 @@ end
 return {1, now, soonest(), lease(token), 0, expired}
 `);
 
-/** `release`: token. Returns `{now, soonest, lease or false, expired}`. */
+/**
+ * `release`: token, claims (`""`, or for a hand-back the claims its grant
+ * saw: a lease claimed since stays). Returns `{now, soonest, lease or false,
+ * expired}`.
+ */
 export const RELEASE = checked(`
 local expired = sweep()
 local l = false
-if redis.call('ZSCORE', leases, args[1]) then
+local expected = tonumber(args[2])
+if redis.call('ZSCORE', leases, args[1]) and (not expected or claimsOf(args[1]) == expected) then
   l = drop(args[1])
   publish()
 end
@@ -370,6 +386,7 @@ local l = false
 if redis.call('ZSCORE', leases, args[1]) then
   changed()
   redis.call('ZADD', leases, 'XX', now + tonumber(args[2]), args[1])
+  redis.call('HINCRBY', claims, args[1], 1)
   l = lease(args[1])
 end
 return {now, soonest(), l, expired}
@@ -428,12 +445,14 @@ return removed
 /**
  * `abandon`: tokens…. Drops the leases of acquires
  * whose answer never came back (Redis ran them after the caller gave up), so
- * no slot stays held by a token nobody knows. Returns how many were held.
+ * no slot stays held by a token nobody knows; but not one that its id asked
+ * for again since, through any replica: that client knows it. Returns how
+ * many were dropped.
  */
 export const ABANDON = checked(`
 local dropped = 0
 for i = 1, #args do
-  if redis.call('ZSCORE', leases, args[i]) then
+  if redis.call('ZSCORE', leases, args[i]) and claimsOf(args[i]) == 0 then
     drop(args[i])
     dropped = dropped + 1
   end

@@ -71,7 +71,7 @@ const IDLE_SWEEP_GAP_MS = 20;
 /** When a waiter is held up only by another replica's tickets, ask again this soon. */
 const LINE_RECHECK_MS = 500;
 
-type RawLease = [string, string | null, number, number];
+type RawLease = [string, string | null, number, number, number];
 
 /** See the module documentation. */
 export class RedisLockStore implements LockStore, SharedStore {
@@ -225,8 +225,11 @@ export class RedisLockStore implements LockStore, SharedStore {
     return { granted: false, nextFreeInMs: lease as number };
   }
 
-  async release(token: string): Promise<Lease | undefined> {
-    const reply = await lostAs(this.#scripts.run("release", "release", [token]), undefined);
+  async release(token: string, claims?: number): Promise<Lease | undefined> {
+    const reply = await lostAs(
+      this.#scripts.run("release", "release", [token, claims?.toString() ?? ""]),
+      undefined,
+    );
     if (reply === undefined) return undefined; // The semaphore was lost, and the lease with it.
     const [now, soonest, lease, expired] = reply as [number, number, RawLease | null, RawLease[]];
     this.#afterReply(now, soonest, expired);
@@ -544,12 +547,13 @@ function lostAs<T, L>(promise: Promise<T>, lost: L): Promise<T | L> {
   });
 }
 
-function toLease([token, id, acquiredAt, expiresAt]: RawLease, now: number): Lease {
+function toLease([token, id, acquiredAt, expiresAt, claims]: RawLease, now: number): Lease {
   return {
     token,
     id: id ?? undefined,
     acquiredAt: Number(acquiredAt),
     expiresAt: Number(expiresAt),
     remainingMs: Math.max(0, Number(expiresAt) - now),
+    claims: Number(claims ?? 0),
   };
 }
