@@ -324,6 +324,28 @@ redisTest(
 );
 
 redisTest(
+  "RedisLockStore: an id's ticket holds nobody up while the replica that holds its request cannot grant, and counts again through one that can",
+  async () => {
+    await using r = await twoReplicas(1);
+    const place = await r.a.line.join("#x", "x");
+    r.a.line.eligible(false);
+    await eventually(
+      "A's pause reached Redis",
+      async () => (await r.direct.sIsMember(r.key("paused"), "A")) === 1,
+    );
+    assert.deepEqual(await r.b.line.waiting(), [], "x, waiting through A, holds nobody up");
+    // x asks again through B, which can grant: its ticket is B's now, at the place it took.
+    assert.equal(await r.b.line.join("#x", "x"), place);
+    assert.deepEqual(await r.b.line.waiting(), ["x"]);
+    const y = await r.b.acquire({ durationMs: 60_000, id: "y" });
+    assert.equal(y.granted, false, "a later client waits behind x");
+    const x = await r.b.acquire({ durationMs: 60_000, id: "x", ticket: "#x" });
+    assert.ok(x.granted, "x takes the free slot through B");
+    r.a.line.eligible(true);
+  },
+);
+
+redisTest(
   "RedisLockStore: an id's kept place ends with its grace",
   async () => {
     await using r = await twoReplicas(1);
