@@ -248,15 +248,15 @@ local function ahead(ticket, limit)
   return count, false
 end
 
--- Puts a ticket in line, or back at its old place (score, for an anonymous ticket). An id's
--- ticket keeps the place it first took, whichever replica joins it: that replica owns it now.
+-- Puts a ticket in line, or back at its old place (score: a ticket dropped while its replica
+-- could not beat). An id's ticket keeps the place it first took, whichever replica joins it:
+-- that replica owns it now.
 local function join(ticket, id, score)
   local placed = redis.call('ZSCORE', line, ticket)
   if byId(ticket) then
     if placed and isAway(ticket) then placed = redis.call('ZSCORE', line, ticket) end
     redis.call('HSET', owners, ticket, self)
     redis.call('ZREM', away, ticket)
-    score = ''
   end
   if placed then return tonumber(placed) end
   local s = tonumber(score)

@@ -450,6 +450,29 @@ redisTest(
   },
 );
 
+redisTest(
+  "RedisLockStore: a replica paused past the ticket limit gets its waiting ids' places back too",
+  async () => {
+    await using r = await twoReplicas(1);
+    const holder = await r.b.acquire({ durationMs: 60_000, id: "holder" });
+    assert.ok(holder.granted);
+    await r.a.line.join("#x", "x");
+    await r.b.line.join("B/1", "b1");
+    // B's scripts dropped A's ticket as dead while A was stopped.
+    for (const [key, field] of [["line", "ZREM"], ["tickets", "HDEL"], ["owners", "HDEL"]]) {
+      await r.direct.sendCommand([field!, r.key(key!), "#x"]);
+    }
+    assert.equal(
+      (await r.a.acquire({ durationMs: 60_000, id: "x", ticket: "#x" })).granted,
+      false,
+    );
+    assert.deepEqual(await r.line(), ["#x", "B/1"], "x is back at its place, ahead of b1");
+    await r.b.release(holder.lease.token);
+    assert.equal((await r.b.acquire({ durationMs: 60_000, ticket: "B/1" })).granted, false);
+    assert.ok((await r.a.acquire({ durationMs: 60_000, id: "x", ticket: "#x" })).granted);
+  },
+);
+
 redisTest("RedisLockStore: the keys of a semaphore expire a day after the last beat", async () => {
   await using r = await twoReplicas(1);
   assert.ok((await r.a.acquire({ durationMs: 60_000, id: "x" })).granted);
