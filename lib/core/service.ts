@@ -145,7 +145,7 @@ export class LockService {
       // closes before the queue hands out the next slot.
       onGrant: (request, lease, waitedMs) => this.#reportGrant(lease, request, waitedMs),
       isOpen: () => this.#gates.state().open,
-      handBack: (lease) => this.handBack(lease),
+      handBack: (lease, kept) => kept ? this.#handBackKept(lease) : this.handBack(lease),
       clock: this.#clock,
       events: this.events,
       ...(options.maxWaiters === undefined ? {} : { maxWaiters: options.maxWaiters }),
@@ -281,6 +281,25 @@ export class LockService {
       }
     };
     attempt(STORE_RETRY_MS);
+  }
+
+  /**
+   * Gives back a slot kept for an id whose client did not come back within
+   * its grace, unless the id claimed it through another process meanwhile:
+   * then it is that client's lock, and nothing is handed back (nor said to be).
+   * The release checks the claims again, in the store's own step.
+   */
+  #handBackKept(lease: Lease): void {
+    const then = (now: Lease | undefined) => {
+      if (now && now.claims === lease.claims) this.handBack(lease);
+    };
+    try {
+      const now = this.#health.call("look up", () => this.store.byToken(lease.token));
+      if (now instanceof Promise) now.then(then, () => this.handBack(lease));
+      else then(now);
+    } catch {
+      this.handBack(lease);
+    }
   }
 
   /** The state for `GET /status`. Asks the store for its leases; never rejects. */
