@@ -64,6 +64,11 @@ export interface FairRunOptions {
   runMs: number;
   /** Each request to a replica chosen at random; otherwise client `i` sticks to replica `i mod R`. */
   hop: boolean;
+  /**
+   * Each request's `?wait=`. Shorter chunks make more of a client's waits run
+   * out, at any moment (as a slot is taken for it too). @default {CHUNK}
+   */
+  chunk?: string;
   /** Throw in faults (see {@linkcode FAULTS}). @default {false} */
   faults?: boolean;
   /** @default {3} */
@@ -74,6 +79,12 @@ export interface FairRunOptions {
   clients?: number;
   /** Progress lines (faults as they happen). @default {none} */
   log?: (line: string) => void;
+  /**
+   * Keep what the replicas said of the longest-waiting client: they log at
+   * debug level, and {@linkcode FairReport.worstTurnLog} holds their lines
+   * that name it. @default {false}
+   */
+  history?: boolean;
 }
 
 /** What a run saw. */
@@ -90,7 +101,25 @@ export interface FairReport {
   drainMs: number;
   /** The longest turn, from its first ask to its grant (or to the end, never granted). */
   longestWaitMs: number;
+  /**
+   * The most grants to other clients while one turn waited: how many went
+   * before it. In a line served in order, at most every other client once
+   * (clients − 1), however slow the machine; each place lost adds about a
+   * line's worth.
+   */
+  mostGrantsBefore: number;
   longestWaitClient: string;
+  /** The client of the turn that waited for the most grants to others. */
+  worstTurnClient: string;
+  /**
+   * That turn's requests, one line each: when it was sent and answered
+   * (seconds from the run's start), through which replica, the answer.
+   */
+  worstTurn: string[];
+  /** With `history`: every replica's log lines that name that client. */
+  worstTurnLog: string[];
+  /** Grants handed back by the replicas (their `handed_back` log lines): whose, and when. */
+  handBacks: string[];
   /** Clients never granted a lock. */
   unserved: string[];
   /** The most locks the clients believed they held at once. */
@@ -128,6 +157,7 @@ export async function fairRun(options: FairRunOptions): Promise<FairReport> {
     Array.from({ length: replicaCount }, () =>
       startProgram([
         ...["--store", redis.url, "--name", name, "--locks", String(slots)],
+        ...(options.history ? ["--logLevel", "debug", "--logFormat", "json"] : []),
       ])),
   );
   const replicas = started.flatMap((s) => s.status === "fulfilled" ? [s.value] : []);
@@ -150,8 +180,13 @@ async function drive(
   options: FairRunOptions,
 ): Promise<FairReport> {
   const clients = options.clients ?? 45;
+  const chunk = options.chunk ?? CHUNK;
   const log = options.log ?? (() => {});
   const spans: Span[] = [];
+  /** Each turn: its client, its first ask, its grant (or when it stopped asking). */
+  const turns: { client: number; from: number; to: number; lines: string[] }[] = [];
+  /** Each grant: its client, when its answer arrived. */
+  const granted: [number, number][] = [];
   const grants: number[] = Array(clients).fill(0);
   const refusals: Record<string, number> = {};
   const refused = (what: string) => refusals[what] = (refusals[what] ?? 0) + 1;
@@ -165,6 +200,7 @@ async function drive(
   const waited = (client: string, ms: number) => {
     if (ms > longestWaitMs) [longestWaitMs, longestWaitClient] = [ms, client];
   };
+  const at = (t: number) => ((t - startedAt) / 1000).toFixed(3);
   // A client keeps starting turns until the run ends, and past it only if never served yet.
   const goOn = (i: number) => {
     const now = performance.now();
@@ -178,9 +214,16 @@ async function drive(
       replicas[options.hop ? Math.floor(random() * replicas.length) : i % replicas.length]!;
     while (goOn(i)) {
       const turnStart = performance.now();
+      const turn: string[] = [];
       let token: string | undefined;
       while (token === undefined && goOn(i)) {
-        const answer = await ask(replica(), `?id=${id}&wait=${CHUNK}&duration=${LEASE_MS / 1000}s`);
+        const through = replica();
+        const sentAt = performance.now();
+        const answer = await ask(through, `?id=${id}&wait=${chunk}&duration=${LEASE_MS / 1000}s`);
+        turn.push(
+          `${at(sentAt)}–${at(performance.now())} s replica ${replicas.indexOf(through)}: ` +
+            answer.what,
+        );
         if (answer.status === 200) {
           token = answer.token;
           if (answer.durationMs < LEASE_MS) shortGrants++;
@@ -192,8 +235,10 @@ async function drive(
       }
       const now = performance.now();
       waited(id, now - turnStart);
+      turns.push({ client: i, from: turnStart, to: now, lines: turn });
       if (token === undefined) break;
       grants[i]!++;
+      granted.push([i, now]);
       await sleep(between(random, HOLD_MS));
       spans.push([now, performance.now()]);
       await giveBack(replica, token);
@@ -254,6 +299,17 @@ async function drive(
     await faulting;
   }
   const elapsedMs = performance.now() - startedAt;
+  // The turn that waited for the most grants to other clients.
+  let worst: { before: number; turn: (typeof turns)[number] | undefined } = {
+    before: 0,
+    turn: undefined,
+  };
+  for (const turn of turns) {
+    const before = granted.filter(([j, at]) => j !== turn.client && at > turn.from && at < turn.to)
+      .length;
+    if (before > worst.before || !worst.turn) worst = { before, turn };
+  }
+  const worstClient = worst.turn ? `c${worst.turn.client}` : "";
   const serverMaxHolders = await observer.stop();
   const total = grants.reduce((a, b) => a + b, 0);
   const grantsPerSecond = total / (Math.min(elapsedMs, options.runMs) / 1000);
@@ -266,7 +322,18 @@ async function drive(
     grantsPerSecond,
     drainMs: clients / grantsPerSecond * 1000,
     longestWaitMs,
+    mostGrantsBefore: worst.before,
     longestWaitClient,
+    worstTurnClient: worstClient,
+    worstTurn: worst.turn?.lines ?? [],
+    worstTurnLog: options.history
+      ? replicas.flatMap((r, n) =>
+        r.log.filter((l) => l.includes(`"${worstClient}"`)).map((l) => `replica ${n}: ${l}`)
+      )
+      : [],
+    handBacks: replicas.flatMap((r, n) =>
+      r.log.filter((l) => /handed.back/.test(l)).map((l) => `replica ${n}: ${l}`)
+    ),
     unserved: grants.flatMap((n, i) => n === 0 ? [`c${i}`] : []),
     maxHolders: mostAtOnce(spans),
     serverMaxHolders,
