@@ -1,6 +1,6 @@
 /**
  * Fairness behind a load balancer (issue 16): the randomized run of
- * `tests/_fair_run.ts` at length. 45 clients on 3 replicas sharing a
+ * `bench/_fair_run.ts` at length. 45 clients on 3 replicas sharing a
  * redis-server, 3 slots, 2 s chunks; four runs: clients that hop between
  * replicas at random and clients that stick to one, each without and with
  * faults (Redis `kill -9` and restarted, Redis or a replica frozen, pub/sub
@@ -15,8 +15,8 @@
  *
  * @module
  */
-import { type FairReport, fairRun } from "../tests/_fair_run.ts";
-import { REDIS_SERVER } from "../tests/_redis.ts";
+import { type FairReport, fairRun, type ProgramLauncher } from "./_fair_run.ts";
+import { REDIS_SERVER } from "./_redis_server.ts";
 import { atMost, type Figure, formatSeconds, labelText } from "./figures.ts";
 
 /** The longest wait may be at most this many drain times. */
@@ -29,6 +29,8 @@ const CLIENTS = 45;
 /** Options of {@linkcode runFair}. */
 export interface FairBenchOptions {
   label?: string;
+  /** The program the replicas run. */
+  program: ProgramLauncher;
   /** Each run's length. */
   seconds: number;
   seed: number;
@@ -49,6 +51,7 @@ export async function runFair(options: FairBenchOptions): Promise<Figure[]> {
     for (const faults of [false, true]) {
       const what = `${hop ? "hopping" : "sticky"} clients${faults ? ", faults" : ""}`;
       const report = await fairRun({
+        program: options.program,
         seed: options.seed,
         runMs: options.seconds * 1000,
         hop,

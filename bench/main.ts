@@ -18,10 +18,10 @@
  *   run: a `PING` round trip (the floor), the store's acquire in round trips
  *   (target 2), acquire latency and
  *   throughput against the memory store, and the handoff from a release on
- *   one replica to a waiter on another (target p99 ≤ 5 ms). Skipped where redis-server is not
- *   installed.
+ *   one replica to a waiter on another (target p99 ≤ 5 ms), beside its floor, two HTTP round
+ *   trips to a bare `Deno.serve`. Skipped where redis-server is not installed.
  * - `nemesis` (`nemesis.ts`): minutes of the randomized fault run of
- *   `tests/_nemesis.ts` (Redis killed and flushed, replicas frozen, pub/sub
+ *   `bench/_nemesis.ts` (Redis killed and flushed, replicas frozen, pub/sub
  *   killed, a gate closed), with each property's verdict as a target.
  * - `fair` (`fair.ts`): 45 clients on 3 Redis replicas, hopping between them at
  *   random or sticking to one, without and with faults: the longest wait
@@ -333,6 +333,7 @@ export async function main(args: readonly string[] = Deno.args): Promise<number>
           : part === "fair"
           ? (i > 0 ? [] : await runFair({
             ...(common.label === undefined ? {} : { label: common.label }),
+            program,
             seconds: config.fairSeconds,
             seed: config.fairSeed,
           }))

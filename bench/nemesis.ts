@@ -18,9 +18,9 @@
  *
  * @module
  */
-import { FAULT_KINDS, type FaultKind, runNemesis } from "../tests/_nemesis.ts";
-import { judgementLines, LIVENESS_BOUND_MS } from "../tests/_nemesis_checks.ts";
-import { REDIS_SERVER } from "../tests/_redis.ts";
+import { FAULT_KINDS, type FaultKind, runNemesis } from "./_nemesis.ts";
+import { judgementLines, LIVENESS_BOUND_MS } from "./_nemesis_checks.ts";
+import { REDIS_SERVER } from "./_redis_server.ts";
 import { atMost, type Figure, formatMs, formatSeconds, labelText } from "./figures.ts";
 import type { ChildProcess } from "./process.ts";
 import type { Program } from "./program.ts";

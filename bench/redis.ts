@@ -9,7 +9,11 @@
  *   how many Redis calls an acquire makes (from Redis's own command counts);
  * - acquire throughput (wrk, 50 connections) on both;
  * - the handoff across replicas: two servers on one semaphore; a client
- *   waits through replica B while the holder releases through replica A.
+ *   waits through replica B while the holder releases through replica A;
+ *   and, between handoffs, the floor under it that is not the store's: two
+ *   HTTP round trips from this process to a bare `Deno.serve` (the release
+ *   goes in and the 200 comes out through this process's HTTP client, as
+ *   in a handoff), in write round trips as the target is.
  *
  * @module
  */
@@ -20,6 +24,7 @@ import { atMost, type Figure, formatMs, labelText, percentile } from "./figures.
 import { acquire, checkStatus, grantedToken, untilStatus } from "./lock_api.ts";
 import { type ChildProcess, launchLockServer } from "./process.ts";
 import type { Program } from "./program.ts";
+import { startBareServer } from "./servers.ts";
 import { runWrk } from "./wrk.ts";
 
 /** An acquire may cost at most this many Redis round trips at p50. */
@@ -177,11 +182,26 @@ export async function runRedis(options: RedisBenchOptions): Promise<Figure[]> {
   // Two replicas of one semaphore.
   const a = await launch(HANDOFF_FLAGS, "bench-handoff");
   const b = await launch(HANDOFF_FLAGS, "bench-handoff");
+  const bare = await startBareServer();
   try {
-    const handoff = await crossHandoffs([a.url, b.url], warmup, samples);
+    const { handoff, floor } = await crossHandoffs([a.url, b.url], bare.url, warmup, samples);
     line("handoff, release on A → waiter on B", handoff);
+    line("floor: 2 HTTP round trips, bare server", floor);
     const p99 = percentile(handoff, 99);
+    const floorP50 = percentile(floor, 50);
+    console.log(
+      `  in write round trips (p50): handoff ${(percentile(handoff, 50) / writeP50).toFixed(2)}, ` +
+        `its HTTP floor alone ${(floorP50 / writeP50).toFixed(2)}`,
+    );
     figures.push(
+      {
+        benchmark: NAME,
+        measure:
+          "p50 / p99 of 2 HTTP round trips to a bare Deno.serve, between the handoffs (the floor)",
+        value: `${formatMs(floorP50)} / ${formatMs(percentile(floor, 99))} = ${
+          (floorP50 / writeP50).toFixed(2)
+        } write round trips`,
+      },
       {
         benchmark: NAME,
         measure: "p50, release on replica A → waiter's 200 on replica B, in write round trips",
@@ -202,7 +222,7 @@ export async function runRedis(options: RedisBenchOptions): Promise<Figure[]> {
       },
     );
   } finally {
-    await Promise.all([a.stop(), b.stop()]);
+    await Promise.all([a.stop(), b.stop(), bare.stop()]);
   }
   return figures;
 }
@@ -274,16 +294,22 @@ async function redisCalls(redis: RedisServer): Promise<number> {
 /**
  * The slot goes back and forth between two replicas: a client waits through
  * one while the holder releases through the other. Returns the milliseconds
- * from sending each measured release to the waiter's 200.
+ * from sending each measured release to the waiter's 200 (`handoff`) and,
+ * after each, of two sequential requests to the bare server at `bareUrl`
+ * on a connection of its own (`floor`): measured in turn, both meet the
+ * same load of a shared machine.
  */
 async function crossHandoffs(
   urls: readonly [string, string],
+  bareUrl: string,
   warmup: number,
   count: number,
-): Promise<number[]> {
+): Promise<{ handoff: number[]; floor: number[] }> {
   const clients = [Deno.createHttpClient({}), Deno.createHttpClient({})] as const;
   const probe = Deno.createHttpClient({});
+  const bare = Deno.createHttpClient({});
   const samples: number[] = [];
+  const floor: number[] = [];
   try {
     let holder: 0 | 1 = 0;
     let token = await acquire(urls[0], { id: "cross-0" }, { client: clients[0] });
@@ -313,9 +339,12 @@ async function crossHandoffs(
       if (!token) throw new Error(`Handoff ${i + 1}: the waiting client got 423`);
       if (i >= warmup) samples.push(grantedAt - start);
       holder = next;
+      const floorStart = performance.now();
+      for (let n = 0; n < 2; n++) await (await fetch(bareUrl, { client: bare })).text();
+      if (i >= warmup) floor.push(performance.now() - floorStart);
     }
-    return samples;
+    return { handoff: samples, floor };
   } finally {
-    for (const client of [...clients, probe]) client.close();
+    for (const client of [...clients, probe, bare]) client.close();
   }
 }

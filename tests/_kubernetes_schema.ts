@@ -2,7 +2,7 @@
  * Checks Kubernetes objects against the API schemas of `kubernetes-models`,
  * strictly: the schema's own complaints, and the fields it does not know
  * (the compiled validators accept unknown fields; the API server does not).
- * The same technique as tests/deploy/kubernetes_test.ts, for any model class.
+ * Used by the manifest tests and the webhook tests, for any model class.
  *
  * @module
  */

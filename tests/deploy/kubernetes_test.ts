@@ -50,6 +50,11 @@ import { assembleImage, imageRunSkipReason, runInImage, startInImage } from "../
 import { startProgram } from "../_program.ts";
 import { freePort, REDIS_SERVER, SKIP_REDIS } from "../_redis.ts";
 import { which } from "../_which.ts";
+import {
+  type Model,
+  schemaError as schemaErrorOf,
+  unknownFields as unknownFieldsOf,
+} from "../_kubernetes_schema.ts";
 
 const ROOT = new URL("../../", import.meta.url);
 const DIR = new URL("deploy/kubernetes/", ROOT);
@@ -113,7 +118,7 @@ function loadFile(file: string): Manifest[] {
 const MANIFESTS = FILES.flatMap(loadFile);
 
 /** The classes of the kinds the manifests use, by `apiVersion/kind`. */
-const MODELS: Record<string, { prototype: { validate(): void }; new (data: never): unknown }> = {
+const MODELS: Record<string, Model> = {
   "v1/Namespace": Namespace,
   "v1/Service": Service,
   "v1/ConfigMap": ConfigMap,
@@ -130,70 +135,14 @@ function modelOf(object: Json) {
   return model;
 }
 
-/** Throws the schema's complaints about `object` (wrong types, missing or invalid values). */
-function validate(object: Json): void {
-  const Model = modelOf(object);
-  (new Model(structuredClone(object) as never) as { validate(): void }).validate();
-}
-
-/**
- * The fields of `object` that its API schema does not know, as paths. The
- * compiled validators of kubernetes-models accept unknown fields (the schemas
- * do not forbid them), while the API server refuses them (`kubectl apply`
- * validates strictly), so a misspelt optional field such as
- * `readOnlyRootFileSystem` would pass unnoticed. A validator reads every
- * field its schema declares and lists the keys of maps (labels, resources):
- * run over a Proxy that records those reads, it shows which keys it never
- * looked at.
- */
+/** The fields of `object` that its API schema does not know (see tests/_kubernetes_schema.ts). */
 function unknownFields(object: Json): string[] {
-  const read = new Set<string>();
-  const listed = new Set<string>();
-  const track = (value: unknown, path: string): unknown => {
-    if (value === null || typeof value !== "object") return value;
-    return new Proxy(value, {
-      get(target, key, receiver) {
-        const child = Reflect.get(target, key, receiver);
-        if (typeof key !== "string") return child;
-        read.add(`${path}/${key}`);
-        return track(child, `${path}/${key}`);
-      },
-      has(target, key) {
-        if (typeof key === "string") read.add(`${path}/${key}`);
-        return Reflect.has(target, key);
-      },
-      ownKeys(target) {
-        listed.add(path);
-        return Reflect.ownKeys(target);
-      },
-    });
-  };
-  try {
-    modelOf(object).prototype.validate.call(track(structuredClone(object), "") as never);
-  } catch {
-    // Schema errors are validate()'s to report.
-  }
-  const unknown: string[] = [];
-  const walk = (value: unknown, path: string) => {
-    if (value === null || typeof value !== "object") return;
-    for (const [key, child] of Object.entries(value)) {
-      const at = `${path}/${key}`;
-      if (!Array.isArray(value) && !listed.has(path) && !read.has(at)) unknown.push(at);
-      walk(child, at);
-    }
-  };
-  walk(object, "");
-  return unknown;
+  return unknownFieldsOf(modelOf(object), object);
 }
 
-/** Deno's assert wants an Error; the validators throw their own. */
+/** The schema's complaint about `object` (wrong types, missing or invalid values), if any. */
 function schemaError(object: Json): string | undefined {
-  try {
-    validate(object);
-    return undefined;
-  } catch (error) {
-    return error instanceof Error ? error.message : String(error);
-  }
+  return schemaErrorOf(modelOf(object), object);
 }
 
 // ---------------------------------------------------------------------------

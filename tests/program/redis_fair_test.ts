@@ -1,7 +1,7 @@
 /**
  * Fair behind a load balancer (issue 16), black-box: 45 clients on 3
  * replicas of the real program sharing a real redis-server, 3 slots, each
- * request sent to a replica chosen at random (`tests/_fair_run.ts`). From
+ * request sent to a replica chosen at random (`bench/_fair_run.ts`). From
  * the clients' own records: never more holders than slots, every client
  * served, and the longest wait within 1.5× the time the line needs to drain.
  * Both are counted on the line's own clock, in grants: a turn waited as long
@@ -19,7 +19,8 @@
  * `FAIR_HISTORY=1` adds what the replicas logged of that client (debug).
  */
 import assert from "node:assert/strict";
-import { type FairReport, fairRun } from "../_fair_run.ts";
+import { type FairReport, fairRun } from "../../bench/_fair_run.ts";
+import { programCommand } from "../_program.ts";
 import { SKIP_REDIS } from "../_redis.ts";
 
 /** The seed of this run's random choices. */
@@ -64,6 +65,7 @@ redisTest(
   "45 clients hopping between 3 replicas at random: at most 3 holders, all served, the longest wait within 1.5× the drain time",
   async () => {
     const report = await fairRun({
+      program: programCommand(),
       seed: SEED,
       runMs: 30_000,
       hop: true,
@@ -91,6 +93,7 @@ redisTest(
   "45 clients hopping between 3 replicas through faults (Redis kill -9 and SIGSTOP, a replica frozen, pub/sub killed): at most 3 holders, all served",
   async () => {
     const report = await fairRun({
+      program: programCommand(),
       seed: SEED,
       runMs: 20_000,
       hop: true,

@@ -1,9 +1,9 @@
 /**
- * The randomized fault run (`tests/_nemesis.ts`) for about 30 s: 3 replicas
+ * The randomized fault run (`bench/_nemesis.ts`) for about 30 s: 3 replicas
  * of the real program on a real redis-server, clients with ids asking in
  * chunks, a nemesis killing Redis, freezing replicas, killing the pub/sub
  * connections, closing a replica's gate and flushing Redis; each property of
- * `tests/_nemesis_checks.ts` reported on its own.
+ * `bench/_nemesis_checks.ts` reported on its own.
  *
  * Replay a run with the parameters it printed: `NEMESIS_SEED`,
  * `NEMESIS_SECONDS`, `NEMESIS_CLIENTS`, `NEMESIS_REPLICAS`, `NEMESIS_LOCKS`,
@@ -25,7 +25,7 @@ import {
   type FaultKind,
   paramsLine,
   runNemesis,
-} from "../_nemesis.ts";
+} from "../../bench/_nemesis.ts";
 import {
   type Attempt,
   type History,
@@ -34,7 +34,7 @@ import {
   judgementLines,
   LIVENESS_BOUND_MS,
   type PropertyName,
-} from "../_nemesis_checks.ts";
+} from "../../bench/_nemesis_checks.ts";
 
 /** The parameters of the run in the suite, from `NEMESIS_*` or these defaults. */
 function params() {

@@ -426,14 +426,17 @@ export class RedisLockStore implements LockStore, SharedStore {
    * a new ACL user no channel (`acl-pubsub-default resetchannels`).
    */
   #cannotSubscribe(error: unknown): void {
-    // Closing (a replica that stops, or exits on a conflict) cuts a subscription still on its way.
+    // Closing (or a connection that dropped, which the client retries) is no missing right.
     if (this.#closed) return;
     const user = this.#target.username ?? "default";
+    const noRight = /NOPERM/.test(describeError(error));
     this.#options.onProblem?.(
       "channel",
       `Cannot subscribe to ${this.#scripts.channel} on ${this.#target.url} ` +
         `(${describeError(error)}): waiters here learn of slots freed elsewhere only once a ` +
-        `second; give user ${user} the channel: ACL SETUSER ${user} &startup-lock:*`,
+        (noRight
+          ? `second; give user ${user} the channel: ACL SETUSER ${user} &startup-lock:*`
+          : "second"),
     );
   }
 

@@ -360,11 +360,19 @@ function serviceSuite(variant: Variant): void {
     await s.queued(1);
     gate.openQuietly();
     const impatient = await s.service.acquire({ durationMs: U, id: "impatient" });
-    assert.deepEqual(impatient, {
-      granted: false,
-      denial: { reason: "queued", waiting: 1, retryAfterMs: UNAVAILABLE_RETRY_MS },
-    });
-    assert.equal(await s.held(), 0, "the slot is free");
+    assert.ok(!impatient.granted, "the impatient client never jumps the line");
+    if (impatient.denial.reason === "busy") {
+      // The Redis store's beat (every second while a client waits) found the open gate first
+      // and served the waiter: the impatient client is refused all the same.
+      assert.equal(variant.name, "Redis store", "only a store with its own beat serves early");
+    } else {
+      assert.deepEqual(impatient.denial, {
+        reason: "queued",
+        waiting: 1,
+        retryAfterMs: UNAVAILABLE_RETRY_MS,
+      });
+      assert.equal(await s.held(), 0, "the slot is free");
+    }
     gate.announce();
     const granted = await waiter;
     assert.ok(granted.granted && granted.lease.id === "first");

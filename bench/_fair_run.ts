@@ -15,12 +15,12 @@
  * second measured in the run. An observer also reads the lease set in Redis.
  *
  * Shared by `tests/program/redis_fair_test.ts` (short runs) and
- * `bench/fair.ts` (longer runs, figures).
+ * `bench/fair.ts` (longer runs, figures); it lives here because nothing under
+ * `bench/` loads a module of `tests/`.
  *
  * @module
  */
-import { type ProgramServer, startProgram } from "./_program.ts";
-import { RedisServer } from "./_redis.ts";
+import { RedisServer } from "./_redis_server.ts";
 
 /** A fault the run can throw in. */
 export type Fault = "redis kill -9" | "redis SIGSTOP" | "replica SIGSTOP" | "pub/sub killed";
@@ -56,8 +56,16 @@ const UNSERVED_BOUND_MS = 60_000;
 
 type Range = readonly [number, number];
 
+/** How to start the program: a command and its leading arguments (flags follow). */
+export interface ProgramLauncher {
+  command: string;
+  args: readonly string[];
+}
+
 /** Options of {@linkcode fairRun}. */
 export interface FairRunOptions {
+  /** The program the replicas run. */
+  program: ProgramLauncher;
   /** Seeds every random choice: clients' holds, thinks and replicas, and the faults. */
   seed: number;
   /** How long clients keep starting turns. */
@@ -155,7 +163,7 @@ export async function fairRun(options: FairRunOptions): Promise<FairReport> {
   await using redis = await RedisServer.start();
   const started = await Promise.allSettled(
     Array.from({ length: replicaCount }, () =>
-      startProgram([
+      startReplica(options.program, [
         ...["--store", redis.url, "--name", name, "--locks", String(slots)],
         ...(options.history ? ["--logLevel", "debug", "--logFormat", "json"] : []),
       ])),
@@ -166,8 +174,7 @@ export async function fairRun(options: FairRunOptions): Promise<FairReport> {
     if (failed) throw failed.reason;
     return await drive(redis, replicas, options);
   } finally {
-    for (const r of replicas) r.process.kill("SIGCONT");
-    await Promise.all(replicas.map((r) => r.stop("SIGKILL")));
+    await Promise.all(replicas.map((r) => r.kill()));
   }
 }
 
@@ -176,7 +183,7 @@ type Span = [number, number];
 
 async function drive(
   redis: RedisServer,
-  replicas: ProgramServer[],
+  replicas: Replica[],
   options: FairRunOptions,
 ): Promise<FairReport> {
   const clients = options.clients ?? 45;
@@ -247,7 +254,7 @@ async function drive(
   };
 
   /** One acquire; never throws: an error or a hung request is an answer too. */
-  const ask = async (replica: ProgramServer, query: string) => {
+  const ask = async (replica: Replica, query: string) => {
     const timeout = AbortSignal.timeout(2_000 + REQUEST_MARGIN_MS);
     try {
       const response = await fetch(`${replica.url}/${query}`, {
@@ -268,7 +275,7 @@ async function drive(
   };
 
   /** Releases through a replica; retried while the cluster cannot answer, until the lease is gone anyway. */
-  const giveBack = async (replica: () => ProgramServer, token: string) => {
+  const giveBack = async (replica: () => Replica, token: string) => {
     for (const until = performance.now() + LEASE_MS; performance.now() < until;) {
       try {
         const response = await fetch(`${replica().url}/locks/${token}`, {
@@ -385,7 +392,7 @@ function observe(redis: RedisServer, key: string) {
 /** Throws in one fault after another until `until`, each undone before the next. */
 async function injectFaults(
   redis: RedisServer,
-  replicas: readonly ProgramServer[],
+  replicas: readonly Replica[],
   random: () => number,
   until: number,
   log: (line: string) => void,
@@ -411,8 +418,8 @@ async function injectFaults(
         break;
       case "replica SIGSTOP": {
         const replica = replicas[Math.floor(random() * replicas.length)]!;
-        replica.process.kill("SIGSTOP");
-        await sleep(length).finally(() => replica.process.kill("SIGCONT"));
+        replica.signal("SIGSTOP");
+        await sleep(length).finally(() => replica.signal("SIGCONT"));
         break;
       }
       case "pub/sub killed": {
@@ -426,5 +433,72 @@ async function injectFaults(
       }
     }
     log(`${when}: ${fault}${fault === "pub/sub killed" ? "" : ` for ${at(length)}`}`);
+  }
+}
+
+/** A replica of the program in a child process: its URL, its stderr lines so far. */
+interface Replica {
+  url: string;
+  /** Every stderr line so far. */
+  log: string[];
+  signal(signal: Deno.Signal): void;
+  /** `SIGKILL`, and waits for the end of the process and of its output. */
+  kill(): Promise<void>;
+}
+
+/** Starts a replica on a free port of 127.0.0.1 and resolves once it listens. */
+async function startReplica(program: ProgramLauncher, flags: string[]): Promise<Replica> {
+  const env = Object.fromEntries(
+    Object.entries(Deno.env.toObject()).filter(([k]) => !k.startsWith("STARTUP_LOCK_")),
+  );
+  const process = new Deno.Command(program.command, {
+    args: [...program.args, "--host", "127.0.0.1", "--port", "0", ...flags],
+    env: { ...env, NO_COLOR: "1" },
+    clearEnv: true,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const log: string[] = [];
+  const listening = Promise.withResolvers<string>();
+  const reading = (async () => {
+    let buffer = "";
+    for await (const chunk of process.stderr.pipeThrough(new TextDecoderStream())) {
+      buffer += chunk;
+      const lines = buffer.split("\n");
+      buffer = lines.pop() ?? "";
+      for (const line of lines) {
+        log.push(line);
+        const port = /Listening on http:\/\/[^:]+:(\d+)/.exec(line)?.[1];
+        if (port) listening.resolve(port);
+      }
+    }
+    listening.reject(new Error(`a replica exited before listening:\n${log.join("\n")}`));
+  })();
+  const signal = (name: Deno.Signal) => {
+    try {
+      process.kill(name);
+    } catch {
+      // Exited already.
+    }
+  };
+  const kill = async () => {
+    signal("SIGCONT");
+    signal("SIGKILL");
+    await process.status;
+    await reading;
+  };
+  const timer = setTimeout(
+    () => listening.reject(new Error(`a replica did not listen:\n${log.join("\n")}`)),
+    30_000,
+  );
+  try {
+    const port = await listening.promise;
+    return { url: `http://127.0.0.1:${port}`, log, signal, kill };
+  } catch (error) {
+    await kill();
+    throw error;
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -36,7 +36,8 @@ import {
   type ReplicaEnd,
   type Sample,
 } from "./_nemesis_checks.ts";
-import { freePort, RedisServer } from "./_redis.ts";
+import { RedisServer } from "./_redis_server.ts";
+import { freePort } from "./process.ts";
 
 /** How to start the program: a command and its leading arguments (flags follow). */
 export interface ProgramLauncher {
