@@ -23,6 +23,11 @@
  * - `nemesis` (`nemesis.ts`): minutes of the randomized fault run of
  *   `bench/_nemesis.ts` (Redis killed and flushed, replicas frozen, pub/sub
  *   killed, a gate closed), with each property's verdict as a target.
+ * - `fair` (`fair.ts`): 45 clients on 3 Redis replicas, hopping between them at
+ *   random or sticking to one, without and with faults: the longest wait
+ *   against the line's drain time (target 1.5×), and the most holders.
+ *   `BENCH_FAIR_SECONDS` (60) per run, `BENCH_FAIR_SEED` (16). Skipped where
+ *   redis-server is not installed.
  *
  * All run by default; name some to run only those:
  * `deno task bench -- handoff,rollout` or `BENCH_ONLY=memory deno task bench`.
@@ -45,6 +50,7 @@
 import { makeScratchDir, removeScratchDir } from "./_scratch.ts";
 import { comparisonLines, figuresComparisonMarkdown } from "./compare.ts";
 import { type Figure, figuresMarkdown, targetLines as figureTargetLines } from "./figures.ts";
+import { runFair } from "./fair.ts";
 import { HANDOFF_VARIANTS, runHandoff } from "./handoff.ts";
 import {
   type HttpConfig,
@@ -72,6 +78,7 @@ export const PARTS = [
   "http",
   "redis",
   "nemesis",
+  "fair",
 ] as const;
 
 /** One part of the benchmark. */
@@ -88,6 +95,10 @@ export interface BenchConfig extends HttpConfig {
   handoffs: number;
   /** Waiting clients of the `memory` part. */
   waiters: number;
+  /** Seconds of each run of the `fair` part. */
+  fairSeconds: number;
+  /** The seed of the `fair` part's random choices. */
+  fairSeed: number;
 }
 
 /** Reads the configuration from `BENCH_*` variables; throws `RangeError` on bad values. */
@@ -104,6 +115,8 @@ export function readConfig(get: (name: string) => string | undefined): BenchConf
     rounds: read("BENCH_ROUNDS", 3),
     warmupSeconds: read("BENCH_WARMUP_SECONDS", 1, 0),
     threads: read("BENCH_THREADS", 2),
+    fairSeconds: read("BENCH_FAIR_SECONDS", 60),
+    fairSeed: read("BENCH_FAIR_SEED", 16, 0),
     connections: (get("BENCH_CONNECTIONS") || "50,1000").split(",").map((c) =>
       integer("BENCH_CONNECTIONS", c, 1)
     ),
@@ -316,6 +329,14 @@ export async function main(args: readonly string[] = Deno.args): Promise<number>
           ? await runStartup({ ...common, rounds: config.starts })
           : part === "nemesis"
           ? await runNemesisBench(common)
+          // This checkout's own fairness: a baseline's is not compared.
+          : part === "fair"
+          ? (i > 0 ? [] : await runFair({
+            ...(common.label === undefined ? {} : { label: common.label }),
+            program,
+            seconds: config.fairSeconds,
+            seed: config.fairSeed,
+          }))
           : part === "redis"
           ? await runRedis({
             ...common,

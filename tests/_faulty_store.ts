@@ -140,8 +140,8 @@ export class FaultyStore implements LockStore {
     return this.#run("acquire", request.id, () => this.inner.acquire(request));
   }
 
-  release(token: string): Promise<Lease | undefined> {
-    return this.#run("release", token, () => this.inner.release(token));
+  release(token: string, claims?: number): Promise<Lease | undefined> {
+    return this.#run("release", token, () => this.inner.release(token, claims));
   }
 
   renew(token: string, durationMs: number): Promise<Lease | undefined> {

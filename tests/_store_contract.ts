@@ -123,8 +123,6 @@ export function storeContract(
       const again = granted(await store.acquire({ durationMs: 10 * U, id: "pod-a" }));
       assert.equal(again.existing, true);
       assert.equal(again.lease.token, first.lease.token);
-      assert.equal(again.lease.expiresAt, first.lease.expiresAt, "asking again does not renew");
-      near(again.lease.remainingMs, 9 * U, "remainingMs of the same lease");
       assert.equal((await store.leases()).length, 1);
       granted(await store.acquire({ durationMs: 10 * U, id: "pod-b" }));
       assert.equal((await store.acquire({ durationMs: 10 * U, id: "pod-c" })).granted, false);
@@ -132,6 +130,29 @@ export function storeContract(
       assert.equal(full.existing, true);
       assert.equal(full.lease.token, first.lease.token);
       assert.equal((await store.leases()).length, 2);
+    },
+  );
+
+  check(
+    "renews the lease an id holds to the duration it asks again for, in the same step",
+    1,
+    async (s, store) => {
+      const first = granted(await store.acquire({ durationMs: 3 * U, id: "pod-a" }));
+      await s.advance(2.8 * U);
+      // Asked again just before it runs out: the lease starts afresh, for what is asked now.
+      const again = granted(await store.acquire({ durationMs: 60 * U, id: "pod-a" }));
+      assert.equal(again.existing, true);
+      assert.equal(again.lease.token, first.lease.token);
+      assert.equal(again.lease.acquiredAt, first.lease.acquiredAt, "the same lease");
+      near(again.lease.remainingMs, 60 * U, "remainingMs of the renewed lease");
+      near(again.lease.expiresAt - first.lease.expiresAt, 59.8 * U, "the expiry moved");
+      assert.equal((await store.byId("pod-a"))?.expiresAt, again.lease.expiresAt);
+      await s.advance(U); // Past the first expiry: still held, no slot for anyone else.
+      assert.equal((await store.acquire({ durationMs: U, id: "pod-b" })).granted, false);
+      // A shorter duration asked again shortens it: the lease is what was asked last.
+      const shorter = granted(await store.acquire({ durationMs: 2 * U, id: "pod-a" }));
+      near(shorter.lease.remainingMs, 2 * U, "remainingMs after asking for less");
+      assert.equal(shorter.lease.token, first.lease.token);
     },
   );
 
@@ -169,6 +190,35 @@ export function storeContract(
     assert.equal(next.existing, false, "the id gets a new lease");
     assert.notEqual(next.lease.token, lease.token);
   });
+
+  check(
+    "release() with a hand-back's claims frees only a lease nobody claimed since, in one step",
+    2,
+    async (_s, store) => {
+      const fresh = granted(await store.acquire({ durationMs: 10 * U, id: "pod-a" }));
+      assert.equal(fresh.lease.claims, 0, "a new grant is unclaimed");
+      // Its id asks again (its client never saw the first answer): the client holds it now.
+      const again = granted(await store.acquire({ durationMs: 10 * U, id: "pod-a" }));
+      assert.equal(again.lease.claims, 1);
+      assert.equal(await store.release(fresh.lease.token, fresh.lease.claims), undefined);
+      assert.equal((await store.byId("pod-a"))?.token, fresh.lease.token, "still held");
+      // Renewed by its token: claimed again.
+      const renewed = await store.renew(fresh.lease.token, 10 * U);
+      assert.equal(renewed?.claims, 2);
+      assert.equal(await store.release(fresh.lease.token, 1), undefined);
+      assert.equal((await store.leases()).length, 1);
+      // With the claims it has now, or without any, it is freed.
+      assert.equal((await store.release(fresh.lease.token, 2))?.token, fresh.lease.token);
+      assert.equal(await store.byId("pod-a"), undefined);
+      const unclaimed = granted(await store.acquire({ durationMs: 10 * U, id: "pod-b" }));
+      assert.equal(
+        (await store.release(unclaimed.lease.token, 0))?.token,
+        unclaimed.lease.token,
+        "an unclaimed lease is handed back",
+      );
+      assert.deepEqual(await store.leases(), []);
+    },
+  );
 
   check("renew() moves the expiry to the new duration from now", 1, async (s, store) => {
     const { lease } = granted(await store.acquire({ durationMs: 4 * U, id: "pod-a" }));

@@ -12,6 +12,13 @@
  * client is waiting now, so no slot sits idle for a client that is gone, and a
  * ticket whose client does not come back within the grace is dropped.
  *
+ * With a line shared by several processes, a client with an id holds one
+ * ticket there (`#ID`) whichever process its request reaches, so it keeps
+ * its place when its next request goes elsewhere (a load balancer spreads
+ * its connections); while away, the shared ticket keeps the place for the
+ * same grace. Each process serves its own waiters in the shared line's
+ * order.
+ *
  * The queue is fed by signals (`pump()`): slots freed, a gate opened.
  *
  * @module
@@ -47,8 +54,13 @@ export interface WaitQueueOptions<R extends AcquireRequest = AcquireRequest> {
   onGrant?(request: R, lease: Lease, waitedMs: number): void;
   /** Whether grants are allowed now (every gate is open). */
   isOpen(): boolean;
-  /** Gives back a slot granted to a client that is gone. Must not throw. */
-  handBack(lease: Lease): void;
+  /**
+   * Gives back a slot granted to a client that is gone. With `kept`, the slot
+   * was kept for an id whose client did not come back within its grace: it is
+   * given back only if nobody claimed it in the meantime (its id asking again
+   * through another process). Must not throw.
+   */
+  handBack(lease: Lease, kept?: boolean): void;
   /** At most this many tickets; beyond, `wait()` answers `full`. @default {Infinity} */
   maxWaiters?: number;
   /** How long a ticket keeps its place after its request ended. @default {DEFAULT_TICKET_GRACE_MS} */
@@ -95,6 +107,13 @@ interface Ticket<R> {
   place: number | undefined;
   /** Whether it stands in the shared line now (not while its client is away). */
   inLine: boolean;
+  /**
+   * A slot taken for it while its client was away (its wait ran out, or its
+   * connection was cut, as the slot was being taken): the lease is the id's,
+   * so its next ask, through any process, gets it. Handed back if the client
+   * does not come back within the grace.
+   */
+  kept: Lease | undefined;
 }
 
 /** Clients waiting for a slot; see the module documentation. */
@@ -173,7 +192,13 @@ export class WaitQueue<R extends AcquireRequest = AcquireRequest> {
         ticket.graceTimer = undefined;
         ticket.awayBecause = undefined;
         ticket.request = request;
-        if (!ticket.inLine) this.#join(ticket);
+        // A slot kept for it is the id's lease: the take finds it as such, if it is still held.
+        ticket.kept = undefined;
+        if (!ticket.inLine) {
+          // The shared line knows an id's place now: it may have been served elsewhere since.
+          if (ticket.id !== undefined) ticket.place = undefined;
+          this.#join(ticket);
+        }
       } else {
         const seq = ++this.#seq;
         ticket = {
@@ -184,9 +209,11 @@ export class WaitQueue<R extends AcquireRequest = AcquireRequest> {
           waiter: undefined,
           graceTimer: undefined,
           awayBecause: undefined,
-          key: this.#line && `${this.#line.replica}/${seq}`,
+          key: this.#line &&
+            (request.id === undefined ? `${this.#line.replica}/${seq}` : `#${request.id}`),
           place: undefined,
           inLine: false,
+          kept: undefined,
         };
         this.#tickets.set(ticket.seq, ticket);
         if (request.id !== undefined) this.#byId.set(request.id, ticket);
@@ -277,7 +304,9 @@ export class WaitQueue<R extends AcquireRequest = AcquireRequest> {
     this.#retryTimer = undefined;
     for (const ticket of [...this.#tickets.values()]) {
       if (ticket.waiter) this.#detach(ticket, ticket.waiter, this.#refusal("shutdown"));
+      const kept = ticket.kept;
       this.#remove(ticket, "shutdown");
+      if (kept) this.#options.handBack(kept, true);
     }
   }
 
@@ -289,11 +318,22 @@ export class WaitQueue<R extends AcquireRequest = AcquireRequest> {
     if (!result.existing) ticket.inLine = false;
     const waiter = ticket.waiter;
     if (!waiter || this.#tickets.get(ticket.seq) !== ticket || waiter.signal?.aborted) {
-      // The client went away while the slot was being taken: the slot returns to the pool.
       if (waiter?.signal?.aborted) {
         this.#leave(ticket, waiter, "disconnected", this.#refusal("cancelled"));
       }
-      if (!result.existing) this.#options.handBack(result.lease);
+      if (result.existing) return true;
+      if (this.#tickets.get(ticket.seq) === ticket && ticket.graceTimer !== undefined) {
+        // The client of an id went away as the slot was being taken: its wait ran out at that
+        // moment (a client that asks in chunks asks again at once), or its connection was cut.
+        // The slot is its turn: kept for it, as its place is, through whichever process it asks
+        // next; handing it back would send it behind everyone who came after it.
+        ticket.kept = result.lease;
+        this.#onGrant?.(ticket.request, result.lease, this.#options.clock.now() - ticket.arrivedAt);
+        return true;
+      }
+      // An anonymous client that went away while the slot was being taken: the slot returns to
+      // the pool.
+      this.#options.handBack(result.lease);
       return true;
     }
     const waitedMs = this.#options.clock.now() - ticket.arrivedAt;
@@ -317,11 +357,14 @@ export class WaitQueue<R extends AcquireRequest = AcquireRequest> {
       return;
     }
     ticket.awayBecause = why;
-    // While away, it holds up nobody in the other processes either; it gets its place back.
-    this.#leaveLine(ticket);
+    // While away, it holds up nobody in the other processes either; it gets its place back,
+    // through whichever process its client asks next.
+    this.#leaveLine(ticket, this.#options.graceMs);
     ticket.graceTimer = this.#options.clock.setTimeout(() => {
       ticket.graceTimer = undefined;
+      const kept = ticket.kept;
       this.#remove(ticket, why);
+      if (kept) this.#options.handBack(kept, true);
     }, this.#options.graceMs);
   }
 
@@ -343,6 +386,8 @@ export class WaitQueue<R extends AcquireRequest = AcquireRequest> {
     }
     if (ticket.graceTimer !== undefined) this.#options.clock.clearTimeout(ticket.graceTimer);
     ticket.graceTimer = undefined;
+    // A slot kept for it was claimed (its client got its lock), or is handed back by the caller.
+    ticket.kept = undefined;
     this.#leaveLine(ticket);
     if (why && this.#events?.wants("left_queue")) {
       this.#events.emit({
@@ -365,15 +410,26 @@ export class WaitQueue<R extends AcquireRequest = AcquireRequest> {
     );
   }
 
-  #leaveLine(ticket: Ticket<R>): void {
+  #leaveLine(ticket: Ticket<R>, keepMs = 0): void {
     if (!this.#line || ticket.key === undefined || !ticket.inLine) return;
     ticket.inLine = false;
-    this.#line.leave(ticket.key);
+    this.#line.leave(ticket.key, keepMs);
   }
 
+  /**
+   * The waiting ticket to serve next: the first to arrive here, or with a
+   * shared line, the first in that line (an id may have taken its place
+   * through another process before it came here); one whose place is not
+   * known yet comes after those whose place is.
+   */
   #firstWaiting(): Ticket<R> | undefined {
-    for (const ticket of this.#tickets.values()) if (ticket.waiter) return ticket;
-    return undefined;
+    let first: Ticket<R> | undefined;
+    for (const ticket of this.#tickets.values()) {
+      if (!ticket.waiter) continue;
+      if (!this.#line) return ticket;
+      if (!first || (ticket.place ?? Infinity) < (first.place ?? Infinity)) first = ticket;
+    }
+    return first;
   }
 
   /** 1-based place among the waiting clients. */

@@ -5,7 +5,8 @@
  *
  * Waiting clients are served first come, first served: while anyone waits, a
  * request that does not wait is refused rather than jump ahead (an id that
- * already holds a lock gets it back), and a freed slot goes to the queue.
+ * already holds a lock gets it back, renewed to the duration it asks for), and
+ * a freed slot goes to the queue.
  *
  * Every store call may fail. A failure is an answer (`store` denial, which
  * the HTTP layer turns into `503`), never an unhandled rejection; the queue
@@ -144,7 +145,7 @@ export class LockService {
       // closes before the queue hands out the next slot.
       onGrant: (request, lease, waitedMs) => this.#reportGrant(lease, request, waitedMs),
       isOpen: () => this.#gates.state().open,
-      handBack: (lease) => this.handBack(lease),
+      handBack: (lease, kept) => kept ? this.#handBackKept(lease) : this.handBack(lease),
       clock: this.#clock,
       events: this.events,
       ...(options.maxWaiters === undefined ? {} : { maxWaiters: options.maxWaiters }),
@@ -194,9 +195,20 @@ export class LockService {
     }
     // Someone waits ahead, or a gate is closed: only an id that already holds a lock gets in.
     if (id === undefined) return this.#waitOrDeny(options, request);
-    const then = (lease: Lease | undefined): Awaitable<Outcome> =>
-      lease ? this.#granted(lease, true, request) : this.#waitOrDeny(options, request);
     const failed = (error: unknown) => this.#storeDenial(error, id);
+    // Renewed by its token, in one step: a lease that ran out or was released since the
+    // lookup is not renewed, and the request waits like any other.
+    const renewed = (lease: Lease | undefined): Awaitable<Outcome> =>
+      lease ? this.#regranted(lease, request) : this.#waitOrDeny(options, request);
+    const then = (held: Lease | undefined): Awaitable<Outcome> => {
+      if (!held) return this.#waitOrDeny(options, request);
+      try {
+        const lease = this.#health.call("renew", () => this.store.renew(held.token, durationMs));
+        return lease instanceof Promise ? lease.then(renewed, failed) : renewed(lease);
+      } catch (error) {
+        return failed(error);
+      }
+    };
     try {
       const held = this.#health.call("look up", () => this.store.byId(id));
       return held instanceof Promise ? held.then(then, failed) : then(held);
@@ -228,13 +240,7 @@ export class LockService {
     const requestedMs = durationMs > capped ? durationMs : undefined;
     const renewed = (lease: Lease | undefined): Renewal => {
       if (!lease) return { renewed: false };
-      this.events.emit({
-        type: "renewed",
-        id: lease.id,
-        token: tokenPrefix(lease.token),
-        durationMs: capped,
-        requestedMs,
-      });
+      this.#reportRenewal(lease, capped, requestedMs);
       return { renewed: true, lease, durationMs: capped, requestedMs };
     };
     const lease = this.#health.call("renew", () => this.store.renew(token, capped));
@@ -242,8 +248,10 @@ export class LockService {
   }
 
   /**
-   * Gives back a slot whose client never learned of it. Never throws: while
-   * the store fails, it tries again with growing pauses until the lease has
+   * Gives back a slot whose client never learned of it, unless a client
+   * claimed it since (its id asked again and was answered with it, or its
+   * token renewed it: {@linkcode Lease.claims}). Never throws: while the
+   * store fails, it tries again with growing pauses until the lease has
    * expired anyway.
    */
   handBack(lease: Lease): void {
@@ -261,13 +269,37 @@ export class LockService {
         this.#handBacks.add(timer);
       };
       try {
-        const released = this.#health.call("release", () => this.store.release(lease.token));
+        // Only if nobody claimed it since: a client that asked again with its id, or renewed it,
+        // was answered with it and holds it now.
+        const released = this.#health.call(
+          "release",
+          () => this.store.release(lease.token, lease.claims),
+        );
         if (released instanceof Promise) released.catch(retry);
       } catch {
         retry();
       }
     };
     attempt(STORE_RETRY_MS);
+  }
+
+  /**
+   * Gives back a slot kept for an id whose client did not come back within
+   * its grace, unless the id claimed it through another process meanwhile:
+   * then it is that client's lock, and nothing is handed back (nor said to be).
+   * The release checks the claims again, in the store's own step.
+   */
+  #handBackKept(lease: Lease): void {
+    const then = (now: Lease | undefined) => {
+      if (now && now.claims === lease.claims) this.handBack(lease);
+    };
+    try {
+      const now = this.#health.call("look up", () => this.store.byToken(lease.token));
+      if (now instanceof Promise) now.then(then, () => this.handBack(lease));
+      else then(now);
+    } catch {
+      this.handBack(lease);
+    }
   }
 
   /** The state for `GET /status`. Asks the store for its leases; never rejects. */
@@ -324,17 +356,39 @@ export class LockService {
     request: CappedRequest,
   ): Awaitable<Outcome> {
     if (result.granted) {
-      if (!result.existing) this.#reportGrant(result.lease, request, 0);
-      return this.#granted(result.lease, result.existing, request);
+      if (result.existing) return this.#regranted(result.lease, request);
+      this.#reportGrant(result.lease, request, 0);
+      return this.#granted(result.lease, false, request);
     }
     return this.#waitOrDeny(options, request, result.nextFreeInMs, result.waiting);
   }
 
-  /** The answer to a granted request; reported already (`granted`) when it is new. */
+  /**
+   * The answer to a granted request; reported already (`granted`) when it is
+   * new. Either way the lease runs for the duration asked now: an id's lease
+   * asked for again was renewed to it.
+   */
   #granted(lease: Lease, existing: boolean, request: CappedRequest): Grant {
     if (request.id !== undefined) this.#queue.forget(request.id);
-    const durationMs = existing ? lease.remainingMs : request.durationMs;
-    return { granted: true, lease, existing, durationMs, requestedMs: request.requestedMs };
+    const { durationMs, requestedMs } = request;
+    return { granted: true, lease, existing, durationMs, requestedMs };
+  }
+
+  /** The answer to an id that asked again for the lease it holds: renewed, and reported so. */
+  #regranted(lease: Lease, request: CappedRequest): Grant {
+    this.#reportRenewal(lease, request.durationMs, request.requestedMs);
+    return this.#granted(lease, true, request);
+  }
+
+  #reportRenewal(lease: Lease, durationMs: number, requestedMs: number | undefined): void {
+    if (!this.events.wants("renewed")) return;
+    this.events.emit({
+      type: "renewed",
+      id: lease.id,
+      token: tokenPrefix(lease.token),
+      durationMs,
+      requestedMs,
+    });
   }
 
   #reportGrant(lease: Lease, request: CappedRequest, waitedMs: number): void {
@@ -376,7 +430,8 @@ export class LockService {
         this.handBack(result.lease); // Its client is gone: it would never learn its token.
         return this.#deny(options.id, CANCELLED);
       }
-      return this.#granted(result.lease, result.existing, request);
+      if (result.existing) return this.#regranted(result.lease, request);
+      return this.#granted(result.lease, false, request);
     }
     switch (result.why) {
       case "cancelled":

@@ -21,6 +21,13 @@ export interface Lease {
   expiresAt: number;
   /** Milliseconds until it expires, as the store measures time. */
   remainingMs: number;
+  /**
+   * How many times the lease was handed out again since it was taken: to its
+   * id asking again, or renewed by its token (0 for a new grant). Whoever
+   * claimed it knows its token, so a hand-back must not free it
+   * ({@linkcode LockStore.release}'s `claims`).
+   */
+  claims: number;
 }
 
 /** What a client asks the store for. */
@@ -36,7 +43,12 @@ export interface AcquireRequest {
 
 /** The answer to {@linkcode LockStore.acquire}. */
 export type AcquireResult =
-  | { granted: true; lease: Lease; /** The id already held this lease. */ existing: boolean }
+  | {
+    granted: true;
+    lease: Lease;
+    /** The id already held this lease: it was renewed to the duration asked, not taken anew. */
+    existing: boolean;
+  }
   | {
     granted: false;
     /** When the first slot frees, at the latest. */
@@ -64,15 +76,20 @@ export type Awaitable<T> = T | Promise<T>;
  * A waiting line shared by every process that uses the store (Redis), so a
  * client waiting through one replica is served before a later one waiting
  * through another. A store of one process has none: the queue alone decides.
- * Tickets are named `REPLICA/N`.
+ * Tickets are named `REPLICA/N`, or `#ID` for a client that gave its id: that
+ * place belongs to the id, whichever process its next request reaches.
  */
 export interface SharedLine {
   /** This process's name in the line. */
   readonly replica: string;
   /** Puts a ticket at the end of the line, or back at `place`; resolves to its place. */
   join(ticket: string, id: string | undefined, place?: number): Promise<number>;
-  /** Takes a ticket out of line. Never fails: it retries until the store takes it. */
-  leave(ticket: string): void;
+  /**
+   * Takes a ticket out of line. Never fails: it retries until the store takes
+   * it. With `keepMs`, an id's ticket keeps its place that long, holding up
+   * nobody, for its client to come back through any process.
+   */
+  leave(ticket: string, keepMs?: number): void;
   /**
    * The ids of the clients waiting in every process that can grant now, in
    * order (`undefined` when anonymous): those that a request waits behind.
@@ -92,10 +109,19 @@ export interface LockStore {
   readonly capacity: number;
   /** The line shared with other processes, if the store has one. */
   readonly line?: SharedLine;
-  /** Takes a free slot, or returns the lease `id` already holds. */
+  /**
+   * Takes a free slot; or, when `id` already holds a lease, renews it to
+   * `durationMs` from now in the same atomic step and returns it (`existing`).
+   */
   acquire(request: AcquireRequest): Awaitable<AcquireResult>;
-  /** Frees the slot now; `undefined` when the token is unknown or expired. */
-  release(token: string): Awaitable<Lease | undefined>;
+  /**
+   * Frees the slot now; `undefined` when the token is unknown or expired.
+   * With `claims` (a hand-back: the grant's answer never reached its client),
+   * only if the lease was claimed that many times, checked in the same atomic
+   * step: a lease that a client asked for again by its id, or renewed, since
+   * the grant is held by that client, and stays (`undefined`).
+   */
+  release(token: string, claims?: number): Awaitable<Lease | undefined>;
   /** Moves the expiry to `durationMs` from now; `undefined` when the token is unknown or expired. */
   renew(token: string, durationMs: number): Awaitable<Lease | undefined>;
   /** The lease `id` holds, if any. */

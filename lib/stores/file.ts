@@ -1,7 +1,8 @@
 /**
  * The memory store kept on disk (`--stateFile`): the slots live in memory
- * (`MemoryLockStore`) and every change that takes or extends a slot is on disk
- * before it is answered, so a restart never forgets a holder. Reads answer
+ * (`MemoryLockStore`) and every change that takes or extends a slot (an id
+ * asking again extends its own) is on disk before it is answered, so a
+ * restart never forgets a holder. Reads answer
  * synchronously; changes answer once their write (shared with the changes
  * around them) has reached the disk. A write that fails undoes the grant and
  * answers `StoreUnavailableError`: the client gets `503`, and no lock exists
@@ -62,15 +63,16 @@ export class FileLockStore implements LockStore {
 
   acquire(request: AcquireRequest): Awaitable<AcquireResult> {
     const result = this.#memory.acquire(request);
-    if (!result.granted || result.existing) return result;
+    if (!result.granted) return result;
     return this.#writer.save().then(() => result, (error) => {
-      this.#memory.release(result.lease.token);
+      // A new grant is undone; a renewed one stays renewed here, as after a failed renew().
+      if (!result.existing) this.#memory.release(result.lease.token);
       throw this.#failure("acquire", error);
     });
   }
 
-  release(token: string): Awaitable<Lease | undefined> {
-    const lease = this.#memory.release(token);
+  release(token: string, claims?: number): Awaitable<Lease | undefined> {
+    const lease = this.#memory.release(token, claims);
     if (!lease) return undefined;
     return this.#writer.save().then(() => lease, (error) => {
       // The slot is free here; on disk the lock lingers until its expiry, which is safe.

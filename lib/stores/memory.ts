@@ -21,6 +21,8 @@ interface Slot {
   id: string | undefined;
   acquiredAt: number;
   deadline: number;
+  /** See {@linkcode Lease.claims}. */
+  claims: number;
 }
 
 /** An entry of the expiry queue; stale once its slot is freed or renewed. */
@@ -56,7 +58,14 @@ export class MemoryLockStore implements LockStore {
   acquire({ durationMs, id }: AcquireRequest): AcquireResult {
     if (id !== undefined) {
       const held = this.#byId.get(id);
-      if (held) return { granted: true, lease: this.#view(held), existing: true };
+      if (held) {
+        // Asking again starts the lock afresh: a grant for what is asked now, never the rest of
+        // an older one that may be about to run out.
+        held.deadline = this.#clock.now() + durationMs;
+        held.claims++;
+        this.#schedule(held);
+        return { granted: true, lease: this.#view(held), existing: true };
+      }
     }
     if (this.#slots.size >= this.capacity) {
       return { granted: false, nextFreeInMs: this.#nextFreeInMs() };
@@ -66,6 +75,7 @@ export class MemoryLockStore implements LockStore {
       id,
       acquiredAt: this.#clock.wallNow(),
       deadline: this.#clock.now() + durationMs,
+      claims: 0,
     };
     this.#schedule(slot);
     this.#slots.set(slot.token, slot);
@@ -87,15 +97,17 @@ export class MemoryLockStore implements LockStore {
       id: lock.id,
       acquiredAt: lock.acquiredAt,
       deadline: this.#clock.now() + remaining,
+      // Read back after a restart: nothing of this process can hand it back.
+      claims: 0,
     };
     this.#schedule(slot);
     this.#slots.set(slot.token, slot);
     if (lock.id !== undefined) this.#byId.set(lock.id, slot);
   }
 
-  release(token: string): Lease | undefined {
+  release(token: string, claims?: number): Lease | undefined {
     const slot = this.#slots.get(token);
-    if (!slot) return undefined;
+    if (!slot || (claims !== undefined && slot.claims !== claims)) return undefined;
     const lease = this.#view(slot);
     this.#free(slot);
     this.#notify(NOTHING_EXPIRED);
@@ -106,6 +118,7 @@ export class MemoryLockStore implements LockStore {
     const slot = this.#slots.get(token);
     if (!slot) return undefined;
     slot.deadline = this.#clock.now() + durationMs;
+    slot.claims++;
     this.#schedule(slot);
     return this.#view(slot);
   }
@@ -227,6 +240,7 @@ export class MemoryLockStore implements LockStore {
       acquiredAt: slot.acquiredAt,
       expiresAt: Math.round(toWallTime(this.#clock, slot.deadline)),
       remainingMs: Math.max(0, slot.deadline - this.#clock.now()),
+      claims: slot.claims,
     };
   }
 }

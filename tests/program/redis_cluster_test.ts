@@ -68,7 +68,7 @@ function renew(replica: ProgramServer, token: string, duration: string) {
 }
 
 /** `startup-lock:{NAME}:KEY`, as `lib/stores/redis/scripts.ts` names the semaphore's keys. */
-function key(name: string, what: "leases" | "line"): string {
+function key(name: string, what: "leases" | "line" | "owners"): string {
   return `startup-lock:{${name}}:${what}`;
 }
 
@@ -565,8 +565,14 @@ redisTest(
     );
     const tickets = async () => (await command(shared!, ["ZRANGE", line, "0", "-1"])) as string[];
     await eventually("A's clients stand in line", async () => (await tickets()).length === 3);
-    const ofA = (ticket: string) => ticket.startsWith(`${a.process.pid}-`);
-    assert.ok((await tickets()).every(ofA));
+    // A ticket is REPLICA/N, or #ID for a client with an id, whose replica is in `owners`.
+    const replicaOf = async (ticket: string) =>
+      ticket.startsWith("#")
+        ? String(await command(shared!, ["HGET", key(name, "owners"), ticket]))
+        : ticket.slice(0, ticket.lastIndexOf("/"));
+    const ofA = async (tickets: string[]) =>
+      (await Promise.all(tickets.map(replicaOf))).map((r) => r.startsWith(`${a.process.pid}-`));
+    assert.ok((await ofA(await tickets())).every(Boolean));
     const served: string[] = [];
     const waitingOnB = ["b-1", "b-2"].map(async (id) => {
       const answer = await acquire(b, { id, wait: "1m", duration: "30s" });
@@ -585,7 +591,7 @@ redisTest(
     let lineClearedMs = 0;
     await eventually("A's tickets have left the line", async () => {
       lineClearedMs = performance.now() - killedAt;
-      return !(await tickets()).some(ofA);
+      return !(await ofA(await tickets())).some(Boolean);
     }, 15_000);
     await within(15_000, "B's clients are served", Promise.all(waitingOnB));
     const servedMs = performance.now() - killedAt;

@@ -36,26 +36,6 @@ import {
   type PropertyName,
 } from "../../bench/_nemesis_checks.ts";
 
-/**
- * Whether a lease handed back under a client that claimed it by its id is
- * not fixed yet: a replica whose waiter's chunk ran out at the moment it was
- * granted a slot hands the lease back, while the client, asking again with
- * the same id through any replica, is answered `200` with that lease, which
- * the hand-back then frees (more holders than slots by the clients' records;
- * `NEMESIS_WAIT_MS=20 NEMESIS_FAULTS=kill-pubsub NEMESIS_CLIENTS=60
- * NEMESIS_LOCKS=2` shows it within 30 s; with 2 s chunks it is rare). Set it
- * to `false` with the fix.
- */
-const AWAITING_HAND_BACK_FIX = true;
-
-/** Each property a known defect breaks, with whether that defect is still awaited. */
-const PENDING: ReadonlyMap<PropertyName, { awaited: boolean; why: string }> = new Map([
-  ["safety (clients)", {
-    awaited: AWAITING_HAND_BACK_FIX,
-    why: "a lease handed back under a client that claimed it by its id",
-  }],
-]);
-
 /** The parameters of the run in the suite, from `NEMESIS_*` or these defaults. */
 function params() {
   const env = (name: string) => Deno.env.get(`NEMESIS_${name}`);
@@ -101,12 +81,7 @@ redisTest(
     console.log(`replay with: ${env}`);
     const run = await runNemesis({ ...p, program: programCommand() });
     for (const line of judgementLines(run.judgement)) console.log(line);
-    const failed = run.judgement.verdicts.filter((v) => !v.ok);
-    const pending = failed.filter((v) => PENDING.get(v.property)?.awaited);
-    for (const v of pending) {
-      console.log(`PENDING FAIL ${v.property} (${PENDING.get(v.property)?.why}): ${v.summary}`);
-    }
-    const broken = failed.filter((v) => !pending.includes(v));
+    const broken = run.judgement.verdicts.filter((v) => !v.ok);
     // A run that broke a property is kept, to study: timing is the machine's, and may not recur.
     const dump = Deno.env.get("NEMESIS_HISTORY") ??
       (broken.length > 0 ? await Deno.makeTempFile({ prefix: "nemesis-", suffix: ".json" }) : "");

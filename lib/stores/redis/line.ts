@@ -1,6 +1,7 @@
 /**
  * The waiting line shared by every replica of a semaphore, in Redis: the
- * tickets (`REPLICA/N`) of clients that wait, in arrival order. This side
+ * tickets of clients that wait, in arrival order (`REPLICA/N`, or `#ID` for a
+ * client that gave its id, whichever replica it asks through). This side
  * keeps what the replica must remember about its own tickets:
  *
  * - their places, so that a ticket dropped while the replica could not beat
@@ -8,7 +9,9 @@
  *   arrivals;
  * - the leaves not yet sent: a leave is batched, sent ahead of any command
  *   that reads the line (one connection keeps the order), and retried every
- *   beat until Redis takes it, so no ticket of ours is left behind;
+ *   beat until Redis takes it, so no ticket of ours is left behind; an id's
+ *   ticket may keep its place for a grace, for its client to come back
+ *   through any replica;
  * - whether the replica can grant now, sent with every beat: the tickets of
  *   a replica that cannot hold nobody up.
  *
@@ -30,8 +33,11 @@ export class RedisLine implements SharedLine {
   readonly replica: string;
   readonly #scripts: ScriptRunner;
   readonly #options: RedisLineOptions;
-  /** Tickets to take out of line, each with the number of the call that asked for it. */
-  readonly #leaving = new Map<string, number>();
+  /**
+   * Tickets to take out of line, each with the number of the call that asked
+   * for it and how long an id's ticket keeps its place.
+   */
+  readonly #leaving = new Map<string, { call: number; keepMs: number }>();
   #leaveCalls = 0;
   /** This replica's tickets in line, with their places once known. */
   readonly #mine = new Map<string, number | undefined>();
@@ -65,9 +71,12 @@ export class RedisLine implements SharedLine {
     return joined;
   }
 
-  leave(ticket: string): void {
+  leave(ticket: string, keepMs = 0): void {
     this.#mine.delete(ticket);
-    this.#leaving.set(ticket, ++this.#leaveCalls);
+    this.#leaving.set(ticket, {
+      call: ++this.#leaveCalls,
+      keepMs: Math.max(0, Math.round(keepMs)),
+    });
     this.#timer ??= setTimeout(() => this.#flush(), 0);
   }
 
@@ -125,7 +134,7 @@ export class RedisLine implements SharedLine {
     this.#closed = true;
     clearTimeout(this.#timer);
     if (connected && this.#leaving.size > 0) {
-      await this.#scripts.call("leave", "leave", [...this.#leaving.keys()]).catch(() => {});
+      await this.#scripts.call("leave", "leave", leaveArgs(this.#leaving)).catch(() => {});
     }
   }
 
@@ -133,13 +142,18 @@ export class RedisLine implements SharedLine {
     this.#timer = undefined;
     if (this.#closed || this.#leaving.size === 0) return;
     const batch = [...this.#leaving];
-    this.#scripts.call("leave the line", "leave", batch.map(([ticket]) => ticket)).then(() => {
+    this.#scripts.call("leave the line", "leave", leaveArgs(batch)).then(() => {
       // A ticket that joined and left again since has a newer leave of its own to send.
-      for (const [ticket, call] of batch) {
-        if (this.#leaving.get(ticket) === call) this.#leaving.delete(ticket);
+      for (const [ticket, { call }] of batch) {
+        if (this.#leaving.get(ticket)?.call === call) this.#leaving.delete(ticket);
       }
     }, () => {
       if (!this.#closed) this.#timer ??= setTimeout(() => this.#flush(), this.#options.retryMs);
     });
   }
+}
+
+/** The leave script's arguments: each ticket, then how long an id's ticket keeps its place. */
+function leaveArgs(leaving: Iterable<[string, { keepMs: number }]>): string[] {
+  return [...leaving].flatMap(([ticket, { keepMs }]) => [ticket, String(keepMs)]);
 }

@@ -11,8 +11,11 @@
  * | `leases`   | zset   | token → expiry (server milliseconds)                   |
  * | `info`     | hash   | token → `ACQUIRED_AT` or `ACQUIRED_AT ID`              |
  * | `ids`      | hash   | id → token                                             |
- * | `line`     | zset   | ticket (`REPLICA/N`) → arrival number                  |
+ * | `line`     | zset   | ticket (`REPLICA/N`, or `#ID`) → arrival number        |
  * | `tickets`  | hash   | ticket → the waiting client's id (`""` when anonymous) |
+ * | `owners`   | hash   | `#ID` ticket → the replica its client waits on now     |
+ * | `away`     | zset   | `#ID` ticket → when its kept place ends (server ms)    |
+ * | `claims`   | hash   | token → times handed out again (absent: never)         |
  * | `replicas` | zset   | replica → heartbeat deadline (server milliseconds)     |
  * | `seq`      | string | the last arrival number given out                      |
  * | `config`   | hash   | `capacity` → the number of slots, `epoch` → a random   |
@@ -29,9 +32,18 @@
  * (`LOST rewound` when Redis holds fewer changes than the caller saw) or
  * `CAPACITY <stored capacity>`; it answers `{version, reply}`.
  *
- * A lease comes back as `{token, id or false, acquiredAt, expiresAt}`, with
+ * A lease comes back as `{token, id or false, acquiredAt, expiresAt, claims}`, with
  * the server's `now` beside it. Ids are printable ASCII without spaces
  * (`lib/protocol.ts`), so a space separates them from the time in `info`.
+ *
+ * A client that gives its id has one ticket, `#ID`, whichever replica its
+ * request reaches: the place belongs to the id, cluster-wide. The replica
+ * that joins it last owns it (it holds the waiting request), and the ticket
+ * holds others up only while that replica can grant (not `paused`). While
+ * its client is away between two requests the ticket keeps its place for a
+ * grace (`away`), holding up nobody; a request through any replica takes it
+ * back. Anonymous tickets are named after their replica (`REPLICA/N`);
+ * replica names never begin with `#`.
  *
  * @module
  */
@@ -47,6 +59,9 @@ export const KEY_NAMES = [
   "seq",
   "config",
   "paused",
+  "owners",
+  "away",
+  "claims",
 ] as const;
 
 /**
@@ -77,8 +92,9 @@ export const CAPACITY = "CAPACITY";
 export const SILENCE_MS = 2_000;
 
 const PRELUDE = `
-local leases, info, ids, line, tickets, replicas, seq, config, paused =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local leases, info, ids, line, tickets, replicas, seq, config, paused, owners, away, claims =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10],
+  KEYS[11], KEYS[12]
 local channel, self, epoch, capacity, seen =
   ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local args = {select(6, unpack(ARGV))}
@@ -93,15 +109,22 @@ local function publish()
   redis.pcall('PUBLISH', channel, self)
 end
 
+-- How many times a lease was handed out again since its grant: to its id asking again, or
+-- renewed by its token. Whoever claimed it knows its token: a hand-back must not free it.
+local function claimsOf(token)
+  return tonumber(redis.call('HGET', claims, token)) or 0
+end
+
 local function lease(token)
   local expires = redis.call('ZSCORE', leases, token)
   if not expires then return false end
   local v = redis.call('HGET', info, token) or '0'
+  local n = claimsOf(token)
   local sep = string.find(v, ' ', 1, true)
   if sep then
-    return {token, string.sub(v, sep + 1), tonumber(string.sub(v, 1, sep - 1)), tonumber(expires)}
+    return {token, string.sub(v, sep + 1), tonumber(string.sub(v, 1, sep - 1)), tonumber(expires), n}
   end
-  return {token, false, tonumber(v), tonumber(expires)}
+  return {token, false, tonumber(v), tonumber(expires), n}
 end
 
 -- Counts a change of the leases: a replica that saw a count Redis no longer has knows that Redis
@@ -115,6 +138,7 @@ local function drop(token)
   if l then changed() end
   redis.call('ZREM', leases, token)
   redis.call('HDEL', info, token)
+  redis.call('HDEL', claims, token)
   if l and l[2] and redis.call('HGET', ids, l[2]) == token then redis.call('HDEL', ids, l[2]) end
   return l
 end
@@ -135,8 +159,35 @@ local function soonest()
   return -1
 end
 
+-- Whether a ticket is an id's (\`#ID\`), which any replica may take over.
+local function byId(ticket)
+  return string.sub(ticket, 1, 1) == '#'
+end
+
+-- The replica that holds the ticket's client: named in an anonymous ticket, kept for an id's.
 local function owner(ticket)
+  if byId(ticket) then return redis.call('HGET', owners, ticket) end
   return string.match(ticket, '^(.*)/[^/]*$')
+end
+
+-- Takes a ticket out of line for good.
+local function remove(ticket)
+  redis.call('ZREM', line, ticket)
+  redis.call('HDEL', tickets, ticket)
+  if byId(ticket) then
+    redis.call('HDEL', owners, ticket)
+    redis.call('ZREM', away, ticket)
+  end
+end
+
+-- Whether an id's client is away: its place is kept, but it holds up nobody. A kept place
+-- whose grace ran out is dropped on the way.
+local function isAway(ticket)
+  if not byId(ticket) then return false end
+  local ends = redis.call('ZSCORE', away, ticket)
+  if not ends then return false end
+  if tonumber(ends) <= now then remove(ticket) end
+  return true
 end
 
 local function alive(ticket)
@@ -147,7 +198,8 @@ end
 
 -- Whether the ticket's replica can grant it now: a ticket that cannot be served holds nobody up.
 local function eligible(ticket)
-  return redis.call('SISMEMBER', paused, owner(ticket)) == 0
+  local replica = owner(ticket)
+  return replica and redis.call('SISMEMBER', paused, replica) == 0
 end
 
 -- After a silence of every replica (Redis stopped, frozen or out of reach), nobody could beat:
@@ -164,36 +216,49 @@ end
 
 -- How many live tickets of other replicas wait ahead of this replica's first ticket in line
 -- (ahead of any ticket when ticket is ''), counting up to limit; drops the tickets of replicas
--- that stopped beating on the way, and counts none of a replica that cannot grant now. A replica serves its own waiters in its own order, so its
--- first ticket is its place, whichever of its waiters asks. Returns the count and that ticket.
+-- that stopped beating on the way, and counts none of a replica that cannot grant now nor an
+-- id's kept while its client is away. A replica serves its own waiters in the line's order, so
+-- its first ticket is its place, whichever of its waiters asks. Returns the count and that
+-- ticket.
 local function ahead(ticket, limit)
   local count, start = 0, 0
   while count < limit do
     local batch = redis.call('ZRANGE', line, start, start + 63)
     if #batch == 0 then return count, false end
-    local dead = {}
+    local gone = {}
     for _, m in ipairs(batch) do
-      if ticket ~= '' and (m == ticket or owner(m) == self) then
-        for _, d in ipairs(dead) do redis.call('ZREM', line, d); redis.call('HDEL', tickets, d) end
+      if isAway(m) then
+        -- Kept for its client, or dropped just now: it holds up nobody.
+        if not redis.call('ZSCORE', line, m) then gone[#gone + 1] = m end
+      elseif ticket ~= '' and (m == ticket or owner(m) == self) then
+        for _, d in ipairs(gone) do remove(d) end
         return count, m
-      end
-      if alive(m) then
+      elseif alive(m) then
         if eligible(m) then
           count = count + 1
           if count >= limit then break end
         end
       else
-        dead[#dead + 1] = m
+        gone[#gone + 1] = m
       end
     end
-    for _, d in ipairs(dead) do redis.call('ZREM', line, d); redis.call('HDEL', tickets, d) end
-    start = start + #batch - #dead
+    for _, d in ipairs(gone) do remove(d) end
+    start = start + #batch - #gone
   end
   return count, false
 end
 
+-- Puts a ticket in line, or back at its old place (score: a ticket dropped while its replica
+-- could not beat). An id's ticket keeps the place it first took, whichever replica joins it:
+-- that replica owns it now.
 local function join(ticket, id, score)
-  if redis.call('ZSCORE', line, ticket) then return tonumber(redis.call('ZSCORE', line, ticket)) end
+  local placed = redis.call('ZSCORE', line, ticket)
+  if byId(ticket) then
+    if placed and isAway(ticket) then placed = redis.call('ZSCORE', line, ticket) end
+    redis.call('HSET', owners, ticket, self)
+    redis.call('ZREM', away, ticket)
+  end
+  if placed then return tonumber(placed) end
   local s = tonumber(score)
   if not s then s = redis.call('INCR', seq) end
   redis.call('ZADD', line, s, ticket)
@@ -252,8 +317,13 @@ local duration, id, ticket, token, place = tonumber(args[1]), args[2], args[3], 
 local expired = sweep()
 if id ~= '' then
   local heldBy = redis.call('HGET', ids, id)
-  local l = heldBy and lease(heldBy)
-  if l then return {1, now, soonest(), l, 1, expired} end
+  if heldBy and redis.call('ZSCORE', leases, heldBy) then
+    -- Asking again starts the lock afresh, for what is asked now.
+    changed()
+    redis.call('ZADD', leases, 'XX', now + duration, heldBy)
+    redis.call('HINCRBY', claims, heldBy, 1)
+    return {1, now, soonest(), lease(heldBy), 1, expired}
+  end
 end
 if ticket ~= '' then join(ticket, id, place) end
 local held = redis.call('ZCARD', leases)
@@ -282,22 +352,27 @@ else
 end
 if ticket ~= '' then
   -- The replica's first place goes with the grant; its ticket there takes this one's place.
-  if first and first ~= ticket then
+  -- An id's ticket keeps its own place: it is the id's, not the replica's.
+  if first and first ~= ticket and not byId(first) then
     redis.call('ZADD', line, redis.call('ZSCORE', line, ticket), first)
   end
-  redis.call('ZREM', line, ticket)
-  redis.call('HDEL', tickets, ticket)
+  remove(ticket)
   -- Slots are still free and others wait: let them ask.
   if free > 1 and redis.call('ZCARD', line) > 0 then publish() end
 end
 return {1, now, soonest(), lease(token), 0, expired}
 `);
 
-/** `release`: token. Returns `{now, soonest, lease or false, expired}`. */
+/**
+ * `release`: token, claims (`""`, or for a hand-back the claims its grant
+ * saw: a lease claimed since stays). Returns `{now, soonest, lease or false,
+ * expired}`.
+ */
 export const RELEASE = checked(`
 local expired = sweep()
 local l = false
-if redis.call('ZSCORE', leases, args[1]) then
+local expected = tonumber(args[2])
+if redis.call('ZSCORE', leases, args[1]) and (not expected or claimsOf(args[1]) == expected) then
   l = drop(args[1])
   publish()
 end
@@ -311,6 +386,7 @@ local l = false
 if redis.call('ZSCORE', leases, args[1]) then
   changed()
   redis.call('ZADD', leases, 'XX', now + tonumber(args[2]), args[1])
+  redis.call('HINCRBY', claims, args[1], 1)
   l = lease(args[1])
 end
 return {now, soonest(), l, expired}
@@ -342,12 +418,25 @@ export const JOIN = checked(`
 return join(args[1], args[2], args[3])
 `);
 
-/** `leave`: tickets…. Takes them out of line; those behind may ask. */
+/**
+ * `leave`: pairs of ticket and keepMs. Takes the tickets out of line; those
+ * behind may ask. An id's ticket with a keepMs keeps its place that long for
+ * its client to come back through any replica; one another replica owns now
+ * is left alone.
+ */
 export const LEAVE = checked(`
 local removed = 0
-for i = 1, #args do
-  removed = removed + redis.call('ZREM', line, args[i])
-  redis.call('HDEL', tickets, args[i])
+for i = 1, #args - 1, 2 do
+  local ticket, keep = args[i], tonumber(args[i + 1])
+  if redis.call('ZSCORE', line, ticket) then
+    if not byId(ticket) then
+      remove(ticket)
+      removed = removed + 1
+    elseif redis.call('HGET', owners, ticket) == self then
+      if keep > 0 then redis.call('ZADD', away, now + keep, ticket) else remove(ticket) end
+      removed = removed + 1
+    end
+  end
 end
 if removed > 0 then publish() end
 return removed
@@ -356,12 +445,14 @@ return removed
 /**
  * `abandon`: tokens…. Drops the leases of acquires
  * whose answer never came back (Redis ran them after the caller gave up), so
- * no slot stays held by a token nobody knows. Returns how many were held.
+ * no slot stays held by a token nobody knows; but not one that its id asked
+ * for again since, through any replica: that client knows it. Returns how
+ * many were dropped.
  */
 export const ABANDON = checked(`
 local dropped = 0
 for i = 1, #args do
-  if redis.call('ZSCORE', leases, args[i]) then
+  if redis.call('ZSCORE', leases, args[i]) and claimsOf(args[i]) == 0 then
     drop(args[i])
     dropped = dropped + 1
   end
@@ -395,14 +486,17 @@ return {now, soonest(), expired, capacity - redis.call('ZCARD', leases)}
 
 /**
  * `line`: no arguments. The tickets that hold others up, in order (those of
- * live replicas that can grant now), as `{ticket, id}` pairs (id `""` when
+ * live replicas that can grant now, and no id's kept while its client is
+ * away), as `{ticket, id}` pairs (id `""` when
  * anonymous).
  */
 export const LINE = checked(`
 catchUp()
 local out = {}
 for _, m in ipairs(redis.call('ZRANGE', line, 0, -1)) do
-  if alive(m) and eligible(m) then out[#out + 1] = {m, redis.call('HGET', tickets, m) or ''} end
+  if not isAway(m) and alive(m) and eligible(m) then
+    out[#out + 1] = {m, redis.call('HGET', tickets, m) or ''}
+  end
 end
 return out
 `);

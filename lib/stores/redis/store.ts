@@ -8,8 +8,11 @@
  *   channel; every replica hears it on a second connection and serves its
  *   waiters at once.
  * - Waiting clients hold tickets in a line shared by all replicas, in arrival
- *   order. A replica serves its own waiters in its own order, so its first
- *   ticket in line is its place. A replica beats every
+ *   order. A client with an id has one ticket whichever replica it asks
+ *   through (`#ID`): it keeps the place it first took, also while away
+ *   between two requests for a short grace, and the replica that holds its
+ *   request now takes the slot for it. A replica serves its own waiters in
+ *   the line's order, so its first ticket in line is its place. A replica beats every
  *   {@linkcode BEAT_INTERVAL_MS}; the tickets of a replica that stopped beating
  *   for {@linkcode TICKET_TTL_MS} are dropped, so a dead replica holds the line
  *   up for no longer than that. A silence of every replica at once (Redis
@@ -68,7 +71,7 @@ const IDLE_SWEEP_GAP_MS = 20;
 /** When a waiter is held up only by another replica's tickets, ask again this soon. */
 const LINE_RECHECK_MS = 500;
 
-type RawLease = [string, string | null, number, number];
+type RawLease = [string, string | null, number, number, number];
 
 /** See the module documentation. */
 export class RedisLockStore implements LockStore, SharedStore {
@@ -108,7 +111,9 @@ export class RedisLockStore implements LockStore, SharedStore {
     this.capacity = capacity;
     this.#target = target;
     this.#options = options;
-    this.#replica = options.replica ?? `${Deno.pid}-${newToken().slice(0, 8)}`.replaceAll("/", "_");
+    // No "/" (a ticket is REPLICA/N) and no leading "#" (an id's ticket is #ID).
+    this.#replica = (options.replica ?? `${Deno.pid}-${newToken().slice(0, 8)}`)
+      .replaceAll("/", "_").replace(/^#/, "_");
     this.#timeoutMs = options.timeoutMs ?? REDIS_TIMEOUT_MS;
     this.#recoveryMs = options.recoveryMs ?? DEFAULT_MAX_DURATION_MS;
     this.#now = options.now ?? (() => performance.now());
@@ -220,8 +225,11 @@ export class RedisLockStore implements LockStore, SharedStore {
     return { granted: false, nextFreeInMs: lease as number };
   }
 
-  async release(token: string): Promise<Lease | undefined> {
-    const reply = await lostAs(this.#scripts.run("release", "release", [token]), undefined);
+  async release(token: string, claims?: number): Promise<Lease | undefined> {
+    const reply = await lostAs(
+      this.#scripts.run("release", "release", [token, claims?.toString() ?? ""]),
+      undefined,
+    );
     if (reply === undefined) return undefined; // The semaphore was lost, and the lease with it.
     const [now, soonest, lease, expired] = reply as [number, number, RawLease | null, RawLease[]];
     this.#afterReply(now, soonest, expired);
@@ -542,12 +550,13 @@ function lostAs<T, L>(promise: Promise<T>, lost: L): Promise<T | L> {
   });
 }
 
-function toLease([token, id, acquiredAt, expiresAt]: RawLease, now: number): Lease {
+function toLease([token, id, acquiredAt, expiresAt, claims]: RawLease, now: number): Lease {
   return {
     token,
     id: id ?? undefined,
     acquiredAt: Number(acquiredAt),
     expiresAt: Number(expiresAt),
     remainingMs: Math.max(0, Number(expiresAt) - now),
+    claims: Number(claims ?? 0),
   };
 }

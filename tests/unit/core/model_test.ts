@@ -171,8 +171,8 @@ async function run(faulty: boolean, operations: number): Promise<Counts> {
 
   // The store's own releases, whoever asked: how handed-back slots come back.
   const release = inner.release.bind(inner);
-  inner.release = (token) => {
-    const lease = release(token);
+  inner.release = (token, claims) => {
+    const lease = release(token, claims);
     if (lease) handedBack.delete(token);
     return lease;
   };

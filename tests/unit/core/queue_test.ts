@@ -234,22 +234,56 @@ Deno.test("WaitQueue refuses a request whose client is already gone", async () =
   assert.equal(queue.size, 0);
 });
 
-Deno.test("WaitQueue hands back a slot granted as its client went away", async () => {
+Deno.test("WaitQueue hands back a slot granted as its anonymous client went away", async () => {
   const { queue, store, hold, handedBack } = setup();
   const holder = hold();
   const gone = new AbortController();
-  const leaving = queue.wait({ durationMs: 1_000, id: "leaver" }, 60_000, gone.signal);
+  const leaving = queue.wait({ durationMs: 1_000 }, 60_000, gone.signal);
   const staying = track(queue.wait({ durationMs: 1_000, id: "stayer" }, 60_000));
   // The abort lands as the slot frees: the signal says aborted, its event is not handled yet.
   Object.defineProperty(gone.signal, "aborted", { value: true });
   store.release(holder);
   await flush();
   assert.equal(handedBack.length, 1);
-  assert.equal(handedBack[0]!.id, "leaver");
+  assert.equal(handedBack[0]!.id, undefined);
   assert.ok(staying.result()?.granted, "the slot went on to the next client");
   assert.equal(store.held, 1);
   queue.close();
   assert.ok(!(await leaving).granted);
+});
+
+Deno.test("WaitQueue keeps a slot granted as an id's client went away for the id, for its grace", async (t) => {
+  for (const comesBack of [true, false]) {
+    await t.step(comesBack ? "it comes back: the lease is its own" : "it does not", async () => {
+      const { clock, queue, store, hold, handedBack } = setup();
+      const holder = hold();
+      const gone = new AbortController();
+      const leaving = queue.wait({ durationMs: 1_000, id: "leaver" }, 60_000, gone.signal);
+      const staying = track(queue.wait({ durationMs: 1_000, id: "stayer" }, 60_000));
+      Object.defineProperty(gone.signal, "aborted", { value: true });
+      store.release(holder);
+      await flush();
+      assert.ok(!(await leaving).granted);
+      assert.equal(store.byId("leaver")?.claims, 0, "the slot is the leaver's, unclaimed");
+      assert.equal(staying.result(), undefined, "the next client still waits");
+      if (comesBack) {
+        // Its id asks again, here or elsewhere: the store gives it its lease.
+        const again = store.acquire({ durationMs: 1_000, id: "leaver" });
+        assert.ok(again.granted && again.existing);
+        queue.forget("leaver");
+        clock.advance(GRACE_MS);
+        assert.equal(handedBack.length, 0, "nothing is handed back");
+      } else {
+        clock.advance(GRACE_MS - 1);
+        assert.equal(handedBack.length, 0);
+        clock.advance(1);
+        assert.deepEqual(handedBack.map((l) => [l.id, l.claims]), [["leaver", 0]]);
+        await flush();
+        assert.ok(staying.result()?.granted, "then the slot goes on to the next client");
+      }
+      queue.close();
+    });
+  }
 });
 
 Deno.test("WaitQueue bounds the places with maxWaiters", async () => {

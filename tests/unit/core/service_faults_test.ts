@@ -319,6 +319,69 @@ Deno.test("LockService hands back a waiter's grant while the store fails to rele
   assert.deepEqual(t.storeEvents(), ["down", "up"]);
 });
 
+/**
+ * A client with an id whose wait (a chunk of `?wait=`) runs out while the
+ * slot it is due is being taken: holder frees the only slot, the take for x
+ * is slow, x's wait runs out under way. Returns x's answer and y, who waits
+ * behind x.
+ */
+async function grantWhileAway(t: ReturnType<typeof setup>) {
+  const holder = await granted(t.service.acquire({ durationMs: 10_000 }));
+  const x = watch(
+    Promise.resolve(t.service.acquire({ durationMs: 30_000, id: "x", waitMs: 2_000 })),
+  );
+  await flush();
+  const y = watch(
+    Promise.resolve(t.service.acquire({ durationMs: 30_000, id: "y", waitMs: 60_000 })),
+  );
+  await flush();
+  t.clock.advance(1_950);
+  t.store.failNext("acquire", { kind: "delay", ms: 100 });
+  t.inner.release(holder.lease.token); // Freed: the queue takes the slot for x, slowly.
+  await flush();
+  t.clock.advance(50); // x's wait runs out while the take is under way…
+  await flush();
+  assert.ok(x.done && x.value && !x.value.granted, "x is answered: its wait ran out");
+  t.clock.advance(50); // …and the slot is taken for it.
+  await flush();
+  return { x: x.value, y };
+}
+
+Deno.test("LockService keeps a slot taken for an id whose wait ran out under way for the id's next ask, ahead of later waiters", async () => {
+  await using t = setup();
+  const { y } = await grantWhileAway(t);
+  assert.equal(t.inner.held, 1);
+  assert.ok(!y.done, "y, behind x, still waits: the slot is x's turn");
+  assert.equal(t.events.filter((e) => e.type === "handed_back").length, 0);
+  // x asks again at once, as a client that asks in chunks does: it gets the slot taken for it,
+  // for the duration it asks now.
+  const again = await granted(t.service.acquire({ durationMs: 20_000, id: "x", waitMs: 2_000 }));
+  assert.equal(again.existing, true);
+  assert.equal(again.durationMs, 20_000);
+  await t.service.release(again.lease.token);
+  await flush();
+  assert.ok(y.done && y.value?.granted, "then y");
+  // x's place was dropped when it got its lock: nothing is handed back when its grace ends.
+  t.clock.advance(5_000);
+  await flush();
+  assert.equal(t.inner.held, 1, "y holds");
+  assert.equal(t.events.filter((e) => e.type === "handed_back").length, 0);
+  await t.service.release(y.value.lease.token);
+});
+
+Deno.test("LockService hands back a slot kept for an id that does not ask again within its grace", async () => {
+  await using t = setup();
+  const { y } = await grantWhileAway(t);
+  t.clock.advance(5_000 - 50 - 1); // x's wait ran out 50 ms ago: its grace is 5 s.
+  await flush();
+  assert.ok(!y.done, "kept for x until its grace ends");
+  t.clock.advance(1);
+  await flush();
+  assert.equal(t.events.filter((e) => e.type === "handed_back").length, 1);
+  assert.ok(y.done && y.value?.granted, "then the slot goes to y");
+  await t.service.release(y.value.lease.token);
+});
+
 Deno.test("handler hands back a grant whose answer was never delivered, retrying a hung release", async () => {
   await using t = setup();
   let fail = (_: Error) => {};
@@ -385,7 +448,8 @@ Deno.test("a grant lost on its way back from the store is not lost for good", as
     const again = await s.request("/?id=pod-a");
     assert.equal(again.status, 200);
     assert.equal(again.headers.get("Lock-Token"), s.inner.byId("pod-a")?.token);
-    assert.equal(again.headers.get("Lock-Duration"), "3", "what is left of it");
+    assert.equal(again.headers.get("Lock-Duration"), "10", "renewed to what it asks now");
+    assert.equal(s.inner.byId("pod-a")?.remainingMs, 10_000);
   });
   await t.step("a waiter gets it once it expires", async () => {
     await using s = setup();

@@ -172,16 +172,20 @@ function serviceSuite(variant: Variant): void {
     const holder = await s.take(10 * U, "web-1");
     const waiter = s.service.acquire({ durationMs: U, id: "web-2", waitMs: 30 * U });
     await s.queued(1);
-    await t.step("while another client waits", async () => {
+    await t.step("while another client waits, renewed to the duration asked", async () => {
       const again = await s.service.acquire({ durationMs: 5 * U, id: "web-1" });
       assert.ok(again.granted && again.existing);
       assert.equal(again.lease.token, holder.lease.token);
+      assert.equal(again.durationMs, 5 * U);
+      s.near(again.lease.remainingMs, 5 * U, "remainingMs of the renewed lease");
       assert.equal(await s.held(), 1);
     });
     await t.step("while a gate is closed", async () => {
       gate.close({ reason: "starting", retryAfterMs: 1_000 });
-      const again = await s.service.acquire({ durationMs: 5 * U, id: "web-1" });
+      const again = await s.service.acquire({ durationMs: 20 * U, id: "web-1" });
       assert.ok(again.granted && again.existing);
+      assert.equal(again.durationMs, 20 * U);
+      s.near(again.lease.remainingMs, 20 * U, "remainingMs of the renewed lease");
       const other = await s.service.acquire({ durationMs: 5 * U, id: "web-3" });
       assert.ok(!other.granted && other.denial.reason === "starting");
     });
@@ -385,6 +389,45 @@ function serviceSuite(variant: Variant): void {
     const direct = await s.service.acquire({ durationMs: U, id: "web-1" });
     assert.ok(direct.granted);
     assert.deepEqual((await s.service.status()).returning, [], "no stale place is left behind");
+  });
+
+  test("LockService's hand-back never frees a lease claimed since its grant: by its id asking again, or by its token", async (t) => {
+    await using s = await setup({ locks: 2 });
+    // Each grant's answer is taken never to have reached its client (its chunk ran out, its
+    // connection broke): the service hands the lease back. The store runs the calls of one
+    // replica in order, so the lookups below see the hand-back done.
+    await t.step("unclaimed: the slot returns to the pool", async () => {
+      const lost = await s.take(10 * U, "web-1");
+      s.service.handBack(lost.lease);
+      assert.equal(await s.store.byToken(lost.lease.token), undefined);
+    });
+    await t.step("its id asked again and was answered with it: it stays", async () => {
+      const lost = await s.take(10 * U, "web-2");
+      const again = await s.service.acquire({ durationMs: 10 * U, id: "web-2" });
+      assert.ok(again.granted && again.existing && again.lease.token === lost.lease.token);
+      s.service.handBack(lost.lease);
+      assert.equal((await s.store.byId("web-2"))?.token, lost.lease.token, "still held");
+    });
+    await t.step("its id asked again while others wait: it stays", async () => {
+      const lost = await s.take(10 * U, "web-3");
+      const waiter = s.service.acquire({ durationMs: U, id: "web-4", waitMs: 30 * U });
+      await s.queued(1);
+      const again = await s.service.acquire({ durationMs: 10 * U, id: "web-3" });
+      assert.ok(again.granted && again.existing && again.lease.token === lost.lease.token);
+      s.service.handBack(lost.lease);
+      assert.equal((await s.store.byId("web-3"))?.token, lost.lease.token, "still held");
+      assert.equal(await s.held(), 2, "nobody else got its slot");
+      await s.service.release(lost.lease.token);
+      assert.ok((await waiter).granted);
+    });
+    await t.step("renewed by its token: it stays", async () => {
+      const lost = (await s.store.byId("web-2"))!;
+      await s.service.release(lost.token);
+      const fresh = await s.take(10 * U, "web-5");
+      assert.ok((await s.service.renew(fresh.lease.token, 10 * U)).renewed);
+      s.service.handBack(fresh.lease);
+      assert.equal((await s.store.byId("web-5"))?.token, fresh.lease.token, "still held");
+    });
   });
 }
 

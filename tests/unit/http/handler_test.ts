@@ -12,6 +12,8 @@ import { DependencyChecker } from "../../../lib/gates/dependencies.ts";
 import { createHandler, type RequestInfo } from "../../../lib/http/handler.ts";
 import type { StatusBody as Status } from "../../../lib/http/render.ts";
 import { parseCheckTarget } from "../../../lib/probes.ts";
+import type { LockStore } from "../../../lib/core/store.ts";
+import { FileLockStore } from "../../../lib/stores/file.ts";
 import { MemoryLockStore } from "../../../lib/stores/memory.ts";
 import { ManualClock } from "../../_clock.ts";
 import { ManualGate } from "../../_gate.ts";
@@ -28,12 +30,17 @@ interface SetupOptions {
   maxWaiters?: number;
   maxWaitMs?: number;
   gate?: ManualGate | DependencyChecker;
+  /** The store, on the test's clock. @default {a memory store} */
+  store?:
+    | ((locks: number, clock: ManualClock) => LockStore & { readonly held: number })
+    | undefined;
 }
 
 /** A handler on a manual clock, with shortcuts; `using` closes the service and store. */
 function setup(options: SetupOptions = {}) {
   const clock = new ManualClock();
-  const store = new MemoryLockStore(options.locks ?? 1, { clock });
+  const store = options.store?.(options.locks ?? 1, clock) ??
+    new MemoryLockStore(options.locks ?? 1, { clock });
   const service = new LockService({
     store,
     clock,
@@ -409,6 +416,57 @@ Deno.test("?id= gives the same id its own token back and no second slot", async 
   assert.equal(api.store.held, 2);
   await api.release(first);
   assert.notEqual(await api.take("/?id=web-1"), first, "a released id gets a new token");
+});
+
+/** The stores that keep the slots in this process, each on a manual clock. */
+const LOCAL_STORES: [string, (dir: string) => SetupOptions["store"]][] = [
+  ["memory store", () => undefined],
+  [
+    "state file",
+    (dir) => (locks, clock) => new FileLockStore(locks, `${dir}/locks.json`, { clock }),
+  ],
+];
+
+Deno.test("?id= asking again starts the holder's lock afresh: the same token, for the duration asked", async (t) => {
+  const grantToken = (res: Response): string => {
+    assert.equal(res.status, 200);
+    return res.headers.get("Lock-Token") ?? "";
+  };
+  for (const [name, store] of LOCAL_STORES) {
+    await t.step(name, async (t) => {
+      const dir = await Deno.makeTempDir();
+      using api = setup({ locks: 1, store: store(dir) });
+      const first = await api.get("/?id=x&duration=3");
+      const token = grantToken(first);
+      assert.equal(first.headers.get("Lock-Duration"), "3");
+      await first.body?.cancel();
+      // Asked again 200 ms before it runs out: a grant like any other, not the 200 ms left.
+      api.clock.advance(2_800);
+      const again = await api.get("/?id=x&duration=60", { headers: JSON_ACCEPT });
+      assert.equal(grantToken(again), token);
+      assert.equal(again.headers.get("Lock-Duration"), "60");
+      const body = await again.json();
+      assert.equal(body.expiresAt, iso(api.clock.wallNow() + 60_000));
+      api.clock.advance(1_000); // Past the first lease's end: still held.
+      await assertRefused(await api.get("/?id=y", { headers: JSON_ACCEPT }), 423, "busy");
+      await t.step("cut to maxDuration, and says so", async () => {
+        const cut = await api.get("/?id=x&duration=2m");
+        assert.equal(grantToken(cut), token);
+        assert.equal(cut.headers.get("Lock-Duration"), String(MAX_DURATION_MS / 1000));
+        assert.equal(cut.headers.get("Lock-Duration-Requested"), "120");
+        await cut.body?.cancel();
+        api.clock.advance(MAX_DURATION_MS - 1);
+        await assertRefused(await api.get("/?id=y", { headers: JSON_ACCEPT }), 423, "busy");
+        api.clock.advance(1);
+        const next = await api.get("/?id=y");
+        assert.notEqual(grantToken(next), token, "freed at the renewed expiry");
+        await next.body?.cancel();
+      });
+      assert.equal(api.store.held, 1);
+      await api.store.close();
+      await Deno.remove(dir, { recursive: true });
+    });
+  }
 });
 
 Deno.test("?id= refuses an invalid id with 400 naming id and takes no slot", async (t) => {

@@ -199,6 +199,39 @@ redisTest(
 );
 
 redisTest(
+  "RedisLockStore: an id keeps its place in line when its next request reaches another replica",
+  async () => {
+    await using r = await twoReplicas(1);
+    const holder = await r.a.acquire({ durationMs: 60_000, id: "holder" });
+    assert.ok(holder.granted);
+    // x waits through A, then y through B.
+    const place = await r.a.line.join("#x", "x");
+    await r.b.line.join("B/1", "y");
+    // x's wait through A runs out: its place is kept for the grace, holding up nobody…
+    r.a.line.leave("#x", 5_000);
+    await eventually("x is away", async () => (await r.a.line.waiting()).length === 1);
+    assert.deepEqual(await r.b.line.waiting(), ["y"]);
+    // …and its next request, through B, takes it back: ahead of y, who came later.
+    assert.equal(await r.b.line.join("#x", "x"), place);
+    assert.deepEqual(await r.a.line.waiting(), ["x", "y"]);
+    // A's late leave of the ticket B holds now changes nothing.
+    r.a.line.leave("#x", 5_000);
+    await r.a.line.waiting();
+    assert.deepEqual(await r.b.line.waiting(), ["x", "y"]);
+    await r.a.release(holder.lease.token);
+    await r.a.line.join("A/1", "z");
+    assert.equal(
+      (await r.a.acquire({ durationMs: 60_000, id: "z", ticket: "A/1" })).granted,
+      false,
+      "a later arrival through A waits behind x",
+    );
+    const x = await r.b.acquire({ durationMs: 60_000, id: "x", ticket: "#x" });
+    assert.ok(x.granted, "the freed slot goes to x, through the replica that holds its request");
+    assert.deepEqual(await r.line(), ["B/1", "A/1"], "a grant ends the id's place");
+  },
+);
+
+redisTest(
   "RedisLockStore: a semaphore gone from Redis, or made anew, is reported and made anew only after the recovery",
   async () => {
     const recoveries: string[] = [];
@@ -291,6 +324,43 @@ redisTest(
 );
 
 redisTest(
+  "RedisLockStore: an id's ticket holds nobody up while the replica that holds its request cannot grant, and counts again through one that can",
+  async () => {
+    await using r = await twoReplicas(1);
+    const place = await r.a.line.join("#x", "x");
+    r.a.line.eligible(false);
+    await eventually(
+      "A's pause reached Redis",
+      async () => (await r.direct.sIsMember(r.key("paused"), "A")) === 1,
+    );
+    assert.deepEqual(await r.b.line.waiting(), [], "x, waiting through A, holds nobody up");
+    // x asks again through B, which can grant: its ticket is B's now, at the place it took.
+    assert.equal(await r.b.line.join("#x", "x"), place);
+    assert.deepEqual(await r.b.line.waiting(), ["x"]);
+    const y = await r.b.acquire({ durationMs: 60_000, id: "y" });
+    assert.equal(y.granted, false, "a later client waits behind x");
+    const x = await r.b.acquire({ durationMs: 60_000, id: "x", ticket: "#x" });
+    assert.ok(x.granted, "x takes the free slot through B");
+    r.a.line.eligible(true);
+  },
+);
+
+redisTest(
+  "RedisLockStore: an id's kept place ends with its grace",
+  async () => {
+    await using r = await twoReplicas(1);
+    const holder = await r.a.acquire({ durationMs: 60_000, id: "holder" });
+    assert.ok(holder.granted);
+    const place = await r.a.line.join("#x", "x");
+    r.a.line.leave("#x", 100);
+    await r.b.line.join("B/1", "y");
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.ok(await r.b.line.join("#x", "x") > place, "back at the end after the grace");
+    assert.deepEqual(await r.b.line.waiting(), ["y", "x"]);
+  },
+);
+
+redisTest(
   "RedisLockStore warns once a connection for each setting of Redis that breaks a guarantee, and when CONFIG is refused",
   async () => {
     await using own = await RedisServer.start({ appendfsync: "everysec" });
@@ -377,6 +447,29 @@ redisTest(
     await r.b.release(holder.lease.token);
     assert.equal((await r.b.acquire({ durationMs: 60_000, ticket: "B/1" })).granted, false);
     assert.ok((await r.a.acquire({ durationMs: 60_000, ticket: "A/1" })).granted);
+  },
+);
+
+redisTest(
+  "RedisLockStore: a replica paused past the ticket limit gets its waiting ids' places back too",
+  async () => {
+    await using r = await twoReplicas(1);
+    const holder = await r.b.acquire({ durationMs: 60_000, id: "holder" });
+    assert.ok(holder.granted);
+    await r.a.line.join("#x", "x");
+    await r.b.line.join("B/1", "b1");
+    // B's scripts dropped A's ticket as dead while A was stopped.
+    for (const [key, field] of [["line", "ZREM"], ["tickets", "HDEL"], ["owners", "HDEL"]]) {
+      await r.direct.sendCommand([field!, r.key(key!), "#x"]);
+    }
+    assert.equal(
+      (await r.a.acquire({ durationMs: 60_000, id: "x", ticket: "#x" })).granted,
+      false,
+    );
+    assert.deepEqual(await r.line(), ["#x", "B/1"], "x is back at its place, ahead of b1");
+    await r.b.release(holder.lease.token);
+    assert.equal((await r.b.acquire({ durationMs: 60_000, ticket: "B/1" })).granted, false);
+    assert.ok((await r.a.acquire({ durationMs: 60_000, id: "x", ticket: "#x" })).granted);
   },
 );
 

@@ -138,6 +138,33 @@ Deno.test("FileLockStore answers a grant only once it is on disk, and undoes it 
   await store.close();
 });
 
+Deno.test("FileLockStore answers an id asking again only once its renewed expiry is on disk", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/locks.json`;
+  const clock = new ManualClock();
+  const store = new FileLockStore(1, path, { clock });
+  const first = await store.acquire({ durationMs: 3_000, id: "web-1" });
+  assert.ok(first.granted);
+  clock.advance(2_800);
+  const again = await store.acquire({ durationMs: 60_000, id: "web-1" });
+  assert.ok(again.granted && again.existing);
+  assert.equal(again.lease.expiresAt, clock.wallNow() + 60_000);
+  // A restart now must keep the holder for the whole renewed lease, not the 200 ms left.
+  assert.deepEqual(parseState(await Deno.readTextFile(path)), [{
+    token: first.lease.token,
+    id: "web-1",
+    acquiredAt: first.lease.acquiredAt,
+    expiresAt: again.lease.expiresAt,
+  }]);
+  await Deno.remove(dir, { recursive: true }); // The next write fails.
+  await assert.rejects(
+    Promise.resolve(store.acquire({ durationMs: 60_000, id: "web-1" })),
+    StoreUnavailableError,
+  );
+  assert.equal(store.held, 1, "a renewal that is not on disk takes nothing away");
+  await store.close();
+});
+
 Deno.test("FileLockStore writes the state file when a lock expires, so a restart counts only what expired while stopped", async () => {
   const dir = await Deno.makeTempDir();
   try {
