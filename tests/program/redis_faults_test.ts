@@ -96,6 +96,8 @@ async function lostStateIsNoticed(lose: (redis: RedisServer) => Promise<void>): 
   assert.equal(status.locking.reason, "recovering");
   const metrics = (await send(`${server.url}/metrics`)).text;
   assert.match(metrics, /^startup_lock_gate_open\{gate="recovery"\} 0$/m);
+  // The line may reach the log's pipe a little after the answer.
+  await server.waitForLog(/no longer holds the semaphore/);
   const warnings = server.log.filter((l) => /no longer holds the semaphore/.test(l));
   assert.equal(warnings.length, 1, server.log.join("\n"));
   assert.match(warnings[0]!, /WARN/);
