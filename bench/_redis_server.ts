@@ -1,7 +1,7 @@
 /**
  * A real `redis-server` (Debian's package) for the tests and the benchmark
  * (`tests/_redis.ts` adds what only tests need): started on a free port
- * in a temporary directory, with the persistence the README recommends
+ * in a temporary directory, with the persistence docs/redis.md recommends
  * (`appendonly yes`, `appendfsync always`), and stopped, killed, paused or
  * restarted on the same port and data as a test needs.
  *

@@ -1,6 +1,6 @@
 /**
  * Figures of the handoff, rollout and memory benchmarks: percentiles, targets
- * and the markdown table for the README.
+ * and the markdown table for docs/performance.md.
  *
  * @module
  */
@@ -69,7 +69,7 @@ export function targetLines(figures: readonly Figure[]): string[] {
   );
 }
 
-/** A markdown table of `figures` for the README. */
+/** A markdown table of `figures` for docs/performance.md. */
 export function figuresMarkdown(figures: readonly Figure[]): string {
   const lines = [
     "| Benchmark | Measure | Result | Target |",

@@ -299,7 +299,7 @@ export function printResults(results: HttpResults): void {
     console.log("\nScrapes of /metrics during the scraped rounds:");
     for (const line of scrapeLines) console.log(`  ${line}`);
   }
-  console.log("\nFor the README:\n");
+  console.log("\nFor docs/performance.md:\n");
   console.log(markdownTable(rows));
 }
 

@@ -259,7 +259,7 @@ async function shell(script: string): Promise<string> {
 function printFigures(figures: readonly Figure[], programs: readonly Program[]): void {
   console.log("\nTargets (start-up, handoff, rollout, memory):");
   for (const line of figureTargetLines(figures)) console.log(`  ${line}`);
-  console.log("\nFor the README:\n");
+  console.log("\nFor docs/performance.md:\n");
   console.log(
     programs.length === 1
       ? figuresMarkdown(figures)

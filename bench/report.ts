@@ -78,7 +78,7 @@ export function textTable(rows: readonly Summary[]): string {
   return [line(header), ...body.map(line)].join("\n");
 }
 
-/** A markdown table for the README. */
+/** A markdown table for docs/performance.md. */
 export function markdownTable(rows: readonly Summary[]): string {
   const lines = [
     "| Server | Connections | Requests/s | p50 | p99 | vs bare |",

@@ -1,6 +1,6 @@
 /**
  * Reading the Prometheus text exposition and PromQL, for tests that check
- * what the README and the alert rules say about the metrics against what the
+ * what docs/operations.md and the alert rules say about the metrics against what the
  * server exports.
  *
  * @module

@@ -59,7 +59,7 @@ export const PROBE_FAILURE_THRESHOLD = 3600;
 
 /**
  * The injected container's resources: the client is about 45 MB resident
- * while it waits (README, hold's memory), and needs no CPU to speak of.
+ * while it waits (docs/performance.md, "What each command costs"), and needs no CPU to speak of.
  */
 export const RESOURCES = {
   requests: { cpu: "10m", memory: "48Mi" },

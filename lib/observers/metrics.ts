@@ -156,7 +156,7 @@ interface ProbeResult {
 
 /**
  * Counts the events of a bus and renders every metric on demand; see the
- * module documentation and the README's "Metrics" section for the list.
+ * module documentation and docs/operations.md, "Metrics", for the list.
  */
 export class Metrics {
   readonly #options: Required<Omit<MetricsOptions, "cores">> & Pick<MetricsOptions, "cores">;

@@ -1,5 +1,5 @@
 /**
- * `deploy/install.sh` and the README's download snippets, run against a local
+ * `deploy/install.sh` and the docs' download snippets, run against a local
  * HTTP server that serves a fake release: a tiny sh script per target that
  * prints a version, and a SHA256SUMS written by `scripts/release.ts`.
  */
@@ -243,7 +243,7 @@ Deno.test("install.sh defaults to the placeholder release URL of this version", 
 });
 
 Deno.test({
-  name: "the README's download snippets install the executable from a release",
+  name: "the docs' download snippets install the executable from a release",
   ignore: skip,
   async fn(t) {
     await using release = await tempDir();

@@ -79,7 +79,7 @@ const STATE_DIR_CAPABILITIES = ["CHOWN", "FOWNER"];
 
 /**
  * The server's resident memory: idle, and per waiting client, as measured by
- * `deno task bench` (README, "Release on ready, the queue, and memory").
+ * `deno task bench` (docs/performance.md, "Release on ready, the queue, and memory").
  */
 const IDLE_BYTES = 44e6;
 const WAITER_BYTES = 25 * 1024;

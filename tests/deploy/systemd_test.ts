@@ -411,7 +411,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "systemd-analyze verify accepts the README's credential drop-in for the server unit",
+  name: "systemd-analyze verify accepts the docs' credential drop-in for the server unit",
   ignore: !SYSTEMD_ANALYZE,
   fn: async (t) => {
     const dropIn = readmeBlock("auth-systemd");
@@ -433,7 +433,7 @@ Deno.test({
       assert.equal(output, "", `systemd-analyze verify warned:\n${output}`);
       assert.equal(code, 0);
 
-      await t.step("and with the credential encrypted, as the README describes", async () => {
+      await t.step("and with the credential encrypted, as docs/systemd.md describes", async () => {
         const encrypted = dropIn.replace(
           /^LoadCredential=(\S+?):\S+$/m,
           "LoadCredentialEncrypted=$1:/etc/credstore.encrypted/startup-lock-token",
