@@ -114,7 +114,8 @@ function render(s) {
   $("holders").replaceChildren(table(["Holder", "Remaining", ""], s.holders.map((h) => {
     const start = Date.parse(h.acquiredAt);
     const end = Date.parse(h.expiresAt);
-    const left = Math.max(0, end - now);
+    // The clock offset comes from a Date header of whole seconds: never show more than the lease.
+    const left = Math.max(0, Math.min(end - start, end - now));
     const fraction = end > start ? Math.min(1, left / (end - start)) : 0;
     const bar = el("div", undefined, "bar");
     const fill = el("div", undefined, "fill");
