@@ -21,6 +21,7 @@
  * @module
  */
 import { RedisServer } from "./_redis_server.ts";
+import { type ProgramLauncher, spawnReplica } from "./_replica.ts";
 
 /** A fault the run can throw in. */
 export type Fault = "redis kill -9" | "redis SIGSTOP" | "replica SIGSTOP" | "pub/sub killed";
@@ -56,11 +57,7 @@ const UNSERVED_BOUND_MS = 60_000;
 
 type Range = readonly [number, number];
 
-/** How to start the program: a command and its leading arguments (flags follow). */
-export interface ProgramLauncher {
-  command: string;
-  args: readonly string[];
-}
+export type { ProgramLauncher } from "./_replica.ts";
 
 /** Options of {@linkcode fairRun}. */
 export interface FairRunOptions {
@@ -448,33 +445,13 @@ interface Replica {
 
 /** Starts a replica on a free port of 127.0.0.1 and resolves once it listens. */
 async function startReplica(program: ProgramLauncher, flags: string[]): Promise<Replica> {
-  const env = Object.fromEntries(
-    Object.entries(Deno.env.toObject()).filter(([k]) => !k.startsWith("STARTUP_LOCK_")),
-  );
-  const process = new Deno.Command(program.command, {
-    args: [...program.args, "--host", "127.0.0.1", "--port", "0", ...flags],
-    env: { ...env, NO_COLOR: "1" },
-    clearEnv: true,
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
   const log: string[] = [];
-  const listening = Promise.withResolvers<string>();
-  const reading = (async () => {
-    let buffer = "";
-    for await (const chunk of process.stderr.pipeThrough(new TextDecoderStream())) {
-      buffer += chunk;
-      const lines = buffer.split("\n");
-      buffer = lines.pop() ?? "";
-      for (const line of lines) {
-        log.push(line);
-        const port = /Listening on http:\/\/[^:]+:(\d+)/.exec(line)?.[1];
-        if (port) listening.resolve(port);
-      }
-    }
-    listening.reject(new Error(`a replica exited before listening:\n${log.join("\n")}`));
-  })();
+  const { url, process, reading } = await spawnReplica(
+    program,
+    flags,
+    "a replica",
+    (line) => log.push(line),
+  );
   const signal = (name: Deno.Signal) => {
     try {
       process.kill(name);
@@ -488,17 +465,5 @@ async function startReplica(program: ProgramLauncher, flags: string[]): Promise<
     await process.status;
     await reading;
   };
-  const timer = setTimeout(
-    () => listening.reject(new Error(`a replica did not listen:\n${log.join("\n")}`)),
-    30_000,
-  );
-  try {
-    const port = await listening.promise;
-    return { url: `http://127.0.0.1:${port}`, log, signal, kill };
-  } catch (error) {
-    await kill();
-    throw error;
-  } finally {
-    clearTimeout(timer);
-  }
+  return { url, log, signal, kill };
 }

@@ -38,12 +38,9 @@ import {
 } from "./_nemesis_checks.ts";
 import { RedisServer } from "./_redis_server.ts";
 import { freePort } from "./process.ts";
+import { type ProgramLauncher, spawnReplica } from "./_replica.ts";
 
-/** How to start the program: a command and its leading arguments (flags follow). */
-export interface ProgramLauncher {
-  command: string;
-  args: readonly string[];
-}
+export type { ProgramLauncher } from "./_replica.ts";
 
 /** The parameters of a run; every one is printed at its start. */
 export interface NemesisParams {
@@ -572,53 +569,16 @@ class Replica {
   }
 
   static async start(program: ProgramLauncher, index: number, flags: string[]): Promise<Replica> {
-    const env = Object.fromEntries(
-      Object.entries(Deno.env.toObject()).filter(([k]) => !k.startsWith("STARTUP_LOCK_")),
-    );
-    const process = new Deno.Command(program.command, {
-      args: [...program.args, "--host", "127.0.0.1", "--port", "0", ...flags],
-      env: { ...env, NO_COLOR: "1" },
-      clearEnv: true,
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
     const errorLines: string[] = [];
-    const first: string[] = [];
-    const listening = Promise.withResolvers<string>();
-    const reading = (async () => {
-      let buffer = "";
-      for await (const chunk of process.stderr.pipeThrough(new TextDecoderStream())) {
-        buffer += chunk;
-        const lines = buffer.split("\n");
-        buffer = lines.pop() ?? "";
-        for (const line of lines) {
-          if (first.length < 50) first.push(line);
-          if (ERROR_LINE.test(line) && errorLines.length < 100) errorLines.push(line);
-          const port = /Listening on http:\/\/[^:]+:(\d+)/.exec(line)?.[1];
-          if (port) listening.resolve(port);
-        }
-      }
-      listening.reject(new Error(`replica ${index} exited before listening:\n${first.join("\n")}`));
-    })();
-    const timer = setTimeout(
-      () => listening.reject(new Error(`replica ${index} did not listen:\n${first.join("\n")}`)),
-      30_000,
+    const { url, process, reading } = await spawnReplica(
+      program,
+      flags,
+      `replica ${index}`,
+      (line) => {
+        if (ERROR_LINE.test(line) && errorLines.length < 100) errorLines.push(line);
+      },
     );
-    try {
-      const port = await listening.promise;
-      return new Replica(index, `http://127.0.0.1:${port}`, process, errorLines, reading);
-    } catch (error) {
-      try {
-        process.kill("SIGKILL");
-      } catch {
-        // Exited already.
-      }
-      await process.status;
-      throw error;
-    } finally {
-      clearTimeout(timer);
-    }
+    return new Replica(index, url, process, errorLines, reading);
   }
 
   signal(signal: Deno.Signal): void {
