@@ -256,15 +256,22 @@ export class WaitQueue<R extends AcquireRequest = AcquireRequest> {
    * A slot the store handed to one of this queue's tickets in the shared line
    * by itself (`key`: the ticket's name there), its lease written already: it
    * goes to the waiting client, or is kept for an id whose client is away,
-   * or is given back when the ticket is gone. Returns `false` when the lease
-   * is shorter than what the waiting client asks now (the offer in line was
-   * older): a take with the ticket then claims it for that duration.
+   * or is given back when the ticket is gone. Returns `false` when it was
+   * not passed on: the lease is shorter than what the waiting client asks
+   * now (the offer in line was older), and a take with the ticket claims it
+   * for that duration; or a gate closed since this process last told the
+   * line, and the slot is given back (the ticket takes its place in line
+   * again at its next take, once the gates open).
    */
   handed(key: string, lease: Lease): boolean {
     const ticket = this.#byKey(key);
     if (!ticket) {
       this.#options.handBack(lease);
       return true;
+    }
+    if (!this.#options.isOpen()) {
+      this.#options.handBack(lease);
+      return false;
     }
     const waiter = ticket.waiter;
     const grantedMs = lease.expiresAt - lease.acquiredAt;

@@ -148,8 +148,9 @@ export interface LockStore {
    * With a shared line: calls `listener` when the store handed a freed slot to
    * a ticket of this process by itself (its lease is written already). The
    * listener returns `true` when it took care of the lease (passed it to its
-   * client, kept it for an id, or gave it back), `false` when it will claim it
-   * by an acquire with the ticket instead (which answers with that lease).
+   * client, kept it for an id, or gave it back because the ticket is gone),
+   * `false` when it did not pass it on: the ticket keeps its place for its
+   * next acquire, which answers with that lease if it is still held for it.
    * One listener; returns a function that removes it.
    */
   onHandoff?(listener: (ticket: string, lease: Lease) => boolean): () => void;

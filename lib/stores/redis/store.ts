@@ -456,13 +456,15 @@ export class RedisLockStore implements LockStore, SharedStore {
 
   /**
    * Passes a slot that a script handed to a ticket of ours on to the service,
-   * once. Without a service listening, or when it declines, the slot waits
-   * for a take with the ticket, which answers with it (or runs out).
+   * once. Without a service listening, or when it did not pass it on, the
+   * ticket keeps its place for its next take (which answers with the slot,
+   * if it is still held for it).
    */
   #handedOver(ticket: string, lease: Lease): void {
     if (this.#closed || this.#passedOn.has(lease.token)) return;
+    if (!this.#handoffListener?.(ticket, lease)) return;
     this.#line.granted(ticket);
-    if (this.#handoffListener?.(ticket, lease)) this.#remember(lease);
+    this.#remember(lease);
   }
 
   /** Records a handed slot as passed on, until its lease ends; forgets those that ended. */

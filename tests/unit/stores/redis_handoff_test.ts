@@ -7,11 +7,13 @@
  * heartbeat and gates are exactly what a test says.
  */
 import assert from "node:assert/strict";
+import { Gates } from "../../../lib/core/gates.ts";
 import { LockService } from "../../../lib/core/service.ts";
 import type { AcquireRequest } from "../../../lib/core/store.ts";
 import { HANDOFF_MIN_LEFT_MS } from "../../../lib/stores/redis/scripts.ts";
 import { RedisLockStore } from "../../../lib/stores/redis/store.ts";
 import { parseStore, type RedisTarget } from "../../../lib/stores/settings.ts";
+import { ManualGate } from "../../_gate.ts";
 import { RedisServer, SKIP_REDIS } from "../../_redis.ts";
 import { eventually } from "../../_wait.ts";
 
@@ -32,7 +34,7 @@ const redisTest = (name: string, fn: () => Promise<void>) =>
 /** Replicas A and B of one fresh semaphore, each with a service, and a direct client. */
 async function cluster(
   capacity: number,
-  auth: { b?: { username: string; password: string } } = {},
+  options: { b?: { username: string; password: string }; gateB?: ManualGate } = {},
 ) {
   const name = `handoff-${++semaphores}`;
   const open = async (replica: string, credentials = {}) => {
@@ -40,8 +42,14 @@ async function cluster(
     await store.connect(5_000);
     return store;
   };
-  const [a, b] = await Promise.all([open("A"), open("B", auth.b)]);
-  const services = [a, b].map((store) => new LockService({ store, maxDurationMs: 3_600_000 }));
+  const [a, b] = await Promise.all([open("A"), open("B", options.b)]);
+  const services = [a, b].map((store) =>
+    new LockService({
+      store,
+      maxDurationMs: 3_600_000,
+      ...(store === b && options.gateB ? { gates: new Gates([options.gateB]) } : {}),
+    })
+  );
   const direct = await redis!.client();
   const key = (what: string) => `startup-lock:{${name}}:${what}`;
   /** Redis's clock, in milliseconds. */
@@ -225,5 +233,49 @@ redisTest(
       await admin.sendCommand(["ACL", "DELUSER", "deaf"]);
       admin.destroy();
     }
+  },
+);
+
+redisTest(
+  "RedisLockStore: a slot handed to a replica whose gate closed since it last told the line goes back to the line, and its waiter keeps its place",
+  async () => {
+    const gate = new ManualGate();
+    gate.open();
+    await using r = await cluster(1, { gateB: gate });
+    const holder = await r.serviceA.acquire({ durationMs: 60_000, id: "holder" });
+    assert.ok(holder.granted);
+    const first = r.serviceB.acquire({ durationMs: 20_000, id: "first", waitMs: 30_000 });
+    await eventually(
+      "B's waiter is in line",
+      async () => (await r.direct.sendCommand(["HGET", r.key("offers"), "#first"])) !== null,
+    );
+    const second = r.serviceA.acquire({ durationMs: 20_000, id: "second", waitMs: 30_000 });
+    await eventually(
+      "A's waiter is in line behind it",
+      async () => Number(await r.direct.sendCommand(["ZCARD", r.key("line")])) === 2,
+    );
+    gate.close({ reason: "starting", retryAfterMs: 1_000 });
+    await eventually(
+      "B told the line that it cannot grant",
+      async () => Number(await r.direct.sendCommand(["SISMEMBER", r.key("paused"), "B"])) === 1,
+    );
+    // As if B's word had not reached Redis yet (its beat failed): the release hands B the slot.
+    await r.direct.sendCommand(["SREM", r.key("paused"), "B"]);
+    assert.ok(await r.serviceA.release(holder.lease.token));
+    const served = await second;
+    assert.ok(served.granted, "B gave the slot back, and the next in line got it");
+    assert.equal(r.serviceB.waiting, 1, "B's waiter still waits");
+    // Once B's gate opens, its waiter takes its old place again: first in line.
+    gate.open();
+    await eventually(
+      "B's waiter is back in line",
+      async () =>
+        (await r.direct.sendCommand(["ZRANGE", r.key("line"), "0", "-1"]) as string[])
+          .includes("#first"),
+    );
+    assert.ok(await r.serviceA.release(served.lease.token));
+    const got = await first;
+    assert.ok(got.granted, JSON.stringify(got));
+    assert.equal(got.lease.id, "first");
   },
 );
