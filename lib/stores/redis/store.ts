@@ -125,6 +125,8 @@ export class RedisLockStore implements LockStore, SharedStore {
   readonly #now: () => number;
   #lastError: string | undefined;
   #closed = false;
+  /** Set once the service stopped listening for handoffs, or the store closed. */
+  #stopping = false;
 
   constructor(capacity: number, target: RedisTarget, options: RedisLockStoreOptions = {}) {
     this.capacity = capacity;
@@ -301,13 +303,17 @@ export class RedisLockStore implements LockStore, SharedStore {
   onHandoff(listener: (ticket: string, lease: Lease) => boolean): () => void {
     this.#handoffListener = listener;
     return () => {
-      if (this.#handoffListener === listener) this.#handoffListener = undefined;
+      if (this.#handoffListener !== listener) return;
+      this.#handoffListener = undefined;
+      // The service stopped: a slot handed to one of its tickets from now on is given back.
+      this.#stopping = true;
     };
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#stopping = true;
     this.#scripts.close();
     this.#listeners.clear();
     this.#handoffListener = undefined;
@@ -461,7 +467,14 @@ export class RedisLockStore implements LockStore, SharedStore {
    * if it is still held for it).
    */
   #handedOver(ticket: string, lease: Lease): void {
-    if (this.#closed || this.#passedOn.has(lease.token)) return;
+    if (this.#passedOn.has(lease.token)) return;
+    if (this.#stopping) {
+      // Handed over as this replica stops (its tickets' leaves not in yet): nobody here takes it.
+      this.#remember(lease);
+      this.#scripts.call("give back", "release", [lease.token, String(lease.claims)])
+        .catch(() => {});
+      return;
+    }
     if (!this.#handoffListener?.(ticket, lease)) return;
     this.#line.granted(ticket);
     this.#remember(lease);

@@ -279,3 +279,25 @@ redisTest(
     assert.equal(got.lease.id, "first");
   },
 );
+
+redisTest(
+  "RedisLockStore: a slot handed to a replica whose service has stopped is given back, and goes to the next in line",
+  async () => {
+    await using r = await cluster(1);
+    const holder = await r.serviceA.acquire({ durationMs: 60_000, id: "holder" });
+    assert.ok(holder.granted);
+    // B's service stops (its store goes on until the server's shutdown ends); a ticket of B's is
+    // still first in line, as when its leave has not reached Redis yet.
+    r.serviceB.close();
+    await r.ghost("B/55", "B", 2_900, "20000 b-token");
+    const waiting = r.serviceA.acquire({ durationMs: 5_000, id: "second", waitMs: 30_000 });
+    await eventually(
+      "A's waiter is in line behind it",
+      async () => Number(await r.direct.sendCommand(["ZCARD", r.key("line")])) === 2,
+    );
+    assert.ok(await r.serviceA.release(holder.lease.token));
+    const second = await waiting;
+    assert.ok(second.granted, JSON.stringify(second));
+    assert.equal(await r.direct.sendCommand(["ZSCORE", r.key("leases"), "b-token"]), null);
+  },
+);
