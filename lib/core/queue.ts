@@ -191,12 +191,16 @@ export class WaitQueue<R extends AcquireRequest = AcquireRequest> {
         if (ticket.graceTimer !== undefined) clock.clearTimeout(ticket.graceTimer);
         ticket.graceTimer = undefined;
         ticket.awayBecause = undefined;
+        const offered = ticket.request.durationMs;
         ticket.request = request;
         // A slot kept for it is the id's lease: the take finds it as such, if it is still held.
         ticket.kept = undefined;
         if (!ticket.inLine) {
           // The shared line knows an id's place now: it may have been served elsewhere since.
           if (ticket.id !== undefined) ticket.place = undefined;
+          this.#join(ticket);
+        } else if (request.durationMs !== offered) {
+          // Its place stays; what a release may hand it at once is what it asks now.
           this.#join(ticket);
         }
       } else {
@@ -246,6 +250,37 @@ export class WaitQueue<R extends AcquireRequest = AcquireRequest> {
       // serves them (a slot freed, a gate opened, a store retry) serves this one in turn.
       if (this.#present === 1 || !isLast) this.pump();
     });
+  }
+
+  /**
+   * A slot the store handed to one of this queue's tickets in the shared line
+   * by itself (`key`: the ticket's name there), its lease written already: it
+   * goes to the waiting client, or is kept for an id whose client is away,
+   * or is given back when the ticket is gone. Returns `false` when it was
+   * not passed on: the lease is shorter than what the waiting client asks
+   * now (the offer in line was older), and a take with the ticket claims it
+   * for that duration; or a gate closed since this process last told the
+   * line, and the slot is given back (the ticket takes its place in line
+   * again at its next take, once the gates open).
+   */
+  handed(key: string, lease: Lease): boolean {
+    const ticket = this.#byKey(key);
+    if (!ticket) {
+      this.#options.handBack(lease);
+      return true;
+    }
+    if (!this.#options.isOpen()) {
+      this.#options.handBack(lease);
+      return false;
+    }
+    const waiter = ticket.waiter;
+    const grantedMs = lease.expiresAt - lease.acquiredAt;
+    if (waiter && !waiter.signal?.aborted && grantedMs < Math.round(ticket.request.durationMs)) {
+      this.pump();
+      return false;
+    }
+    this.#handOver(ticket, { granted: true, lease, existing: false });
+    return true;
   }
 
   /** Drops the place `id` holds, if its client is away: it got a lock another way. */
@@ -399,11 +434,19 @@ export class WaitQueue<R extends AcquireRequest = AcquireRequest> {
     }
   }
 
-  /** Puts a ticket in the shared line (at its old place, if it had one). */
+  /** The ticket named `key` in the shared line, if it is still here. */
+  #byKey(key: string): Ticket<R> | undefined {
+    const ticket = key.startsWith("#")
+      ? this.#byId.get(key.slice(1))
+      : this.#tickets.get(Number(key.slice(key.lastIndexOf("/") + 1)));
+    return ticket?.key === key ? ticket : undefined;
+  }
+
+  /** Puts a ticket in the shared line (at its old place, if it had one), with its offer. */
   #join(ticket: Ticket<R>): void {
     if (!this.#line || ticket.key === undefined) return;
     ticket.inLine = true;
-    this.#line.join(ticket.key, ticket.id, ticket.place).then(
+    this.#line.join(ticket.key, ticket.id, ticket.place, ticket.request.durationMs).then(
       (place) => ticket.place = place,
       // The store is down: the next take puts the ticket in line, at the end if it was not yet.
       () => {},

@@ -151,6 +151,11 @@ export class LockService {
       ...(options.maxWaiters === undefined ? {} : { maxWaiters: options.maxWaiters }),
       ...(options.ticketGraceMs === undefined ? {} : { graceMs: options.ticketGraceMs }),
     });
+    if (this.store.onHandoff) {
+      this.#unsubscribe.push(
+        this.store.onHandoff((ticket, lease) => this.#queue.handed(ticket, lease)),
+      );
+    }
     this.#unsubscribe.push(
       this.store.onFree((freed) => this.#onFree(freed)),
       this.#gates.onChange(() => {

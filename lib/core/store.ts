@@ -82,8 +82,17 @@ export type Awaitable<T> = T | Promise<T>;
 export interface SharedLine {
   /** This process's name in the line. */
   readonly replica: string;
-  /** Puts a ticket at the end of the line, or back at `place`; resolves to its place. */
-  join(ticket: string, id: string | undefined, place?: number): Promise<number>;
+  /**
+   * Puts a ticket at the end of the line, or back at `place`; resolves to its
+   * place. With `durationMs` (what its client asks), a slot freed elsewhere
+   * may be handed to it at once ({@linkcode LockStore.onHandoff}).
+   */
+  join(
+    ticket: string,
+    id: string | undefined,
+    place?: number,
+    durationMs?: number,
+  ): Promise<number>;
   /**
    * Takes a ticket out of line. Never fails: it retries until the store takes
    * it. With `keepMs`, an id's ticket keeps its place that long, holding up
@@ -135,6 +144,16 @@ export interface LockStore {
    * another process sharing the store. Returns an unsubscribe function.
    */
   onFree(listener: (freed: SlotsFreed) => void): () => void;
+  /**
+   * With a shared line: calls `listener` when the store handed a freed slot to
+   * a ticket of this process by itself (its lease is written already). The
+   * listener returns `true` when it took care of the lease (passed it to its
+   * client, kept it for an id, or gave it back because the ticket is gone),
+   * `false` when it did not pass it on: the ticket keeps its place for its
+   * next acquire, which answers with that lease if it is still held for it.
+   * One listener; returns a function that removes it.
+   */
+  onHandoff?(listener: (ticket: string, lease: Lease) => boolean): () => void;
   /**
    * What clears "store down" after a failure (`lib/core/store_health.ts`):
    * any call that works (`any_answer`, the default), or, after a failed

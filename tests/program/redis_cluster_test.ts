@@ -13,6 +13,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { type ProgramServer, runProgram, startProgram } from "../_program.ts";
 import { RedisServer, SKIP_REDIS } from "../_redis.ts";
 import { eventually } from "../_wait.ts";
+import { ACQUIRE } from "../../lib/stores/redis/scripts.ts";
 
 /** The longest any single HTTP request of these tests may take before it counts as hung. */
 const REQUEST_BOUND_MS = 60_000;
@@ -814,5 +815,48 @@ redisTest(
     const everything = seen.join("\n");
     assert.ok(!everything.includes(right), "the right password shows");
     assert.ok(!everything.includes(wrong), "the wrong password shows");
+  },
+);
+
+redisTest(
+  "A release through one replica hands the slot to a client waiting through another: one script, no take after it",
+  async () => {
+    const name = "one-script";
+    await using cluster = await Cluster.start(shared!, { name, locks: 1, count: 2 });
+    const [a, b] = cluster.replicas as [ProgramServer, ProgramServer];
+    const holder = await acquire(a, { id: "holder" });
+    assert.equal(holder.status, 200);
+    const waiting = acquire(b, { id: "next", wait: "30s", duration: "20" });
+    await eventually(
+      "the waiter stands in line",
+      async () =>
+        (await command(shared!, ["ZRANGE", key(name, "line"), "0", "-1"]) as string[])
+          .includes("#next"),
+    );
+    // Every script Redis runs from now on, by its SHA-1, in Redis's own log.
+    const acquireSha = new Uint8Array(
+      await crypto.subtle.digest("SHA-1", new TextEncoder().encode(ACQUIRE)),
+    ).toHex();
+    await command(shared!, ["CONFIG", "SET", "slowlog-log-slower-than", "0"]);
+    try {
+      await command(shared!, ["SLOWLOG", "RESET"]);
+      const released = await release(a, String(holder.body.token));
+      assert.equal(released.status, 204);
+      const next = await waiting;
+      assert.equal(next.status, 200, next.text);
+      assert.equal(next.headers.get("lock-duration"), "20");
+      const log = await command(shared!, ["SLOWLOG", "GET", "1000"]) as [
+        unknown,
+        unknown,
+        unknown,
+        string[],
+      ][];
+      // B ran its takes before (refused): it knows the take's SHA-1, and would call it so.
+      const scripts = log.map((entry) => entry[3]).filter((args) => /^EVAL/i.test(args[0]!));
+      assert.ok(scripts.length > 0, "Redis logged the release");
+      assert.equal(scripts.filter((args) => args[1] === acquireSha).length, 0, "no take ran");
+    } finally {
+      await command(shared!, ["CONFIG", "SET", "slowlog-log-slower-than", "10000"]);
+    }
   },
 );

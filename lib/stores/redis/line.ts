@@ -18,6 +18,7 @@
  * @module
  */
 import type { SharedLine } from "../../core/store.ts";
+import { newToken } from "../../token.ts";
 import { type ScriptRunner, SemaphoreLostError } from "./runner.ts";
 
 /** Options of {@linkcode RedisLine}. */
@@ -61,11 +62,25 @@ export class RedisLine implements SharedLine {
     return this.#mine.size > 0;
   }
 
-  async join(ticket: string, id: string | undefined, place?: number): Promise<number> {
+  async join(
+    ticket: string,
+    id: string | undefined,
+    place?: number,
+    durationMs?: number,
+  ): Promise<number> {
     this.#leaving.delete(ticket);
     this.#mine.set(ticket, place ?? this.#mine.get(ticket));
+    // The offer: what a release hands this ticket at once, if it is first in line.
+    const offer = durationMs === undefined
+      ? ["", ""]
+      : [String(Math.max(1, Math.round(durationMs))), newToken()];
     const joined = Number(
-      await this.#scripts.run("join the line", "join", [ticket, id ?? "", place?.toString() ?? ""]),
+      await this.#scripts.run("join the line", "join", [
+        ticket,
+        id ?? "",
+        place?.toString() ?? "",
+        ...offer,
+      ]),
     );
     if (this.#mine.has(ticket)) this.#mine.set(ticket, joined);
     return joined;

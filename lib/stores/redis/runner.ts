@@ -40,7 +40,15 @@ export interface ScriptRunnerOptions {
   onLost: (error: SemaphoreLostError) => void;
   /** Told when a script found another capacity in Redis. */
   onConflict: (stored: number) => void;
+  /**
+   * Told of each slot a script handed to a ticket of the caller's own, after
+   * the caller has read the script's reply.
+   */
+  onHanded: (ticket: string, lease: RawLease, now: number) => void;
 }
+
+/** A lease as a script answers it: token, id (`null` when anonymous), acquiredAt, expiresAt, claims. */
+export type RawLease = [string, string | null, number, number, number];
 
 /**
  * Redis no longer holds the semaphore this replica knows: it is gone, or was
@@ -223,8 +231,16 @@ export class ScriptRunner {
   /** A checked script's reply beside the count of changes, which is kept; `init` answers bare. */
   #unwrap(name: ScriptName, reply: Raw): Raw {
     if (name === "init") return reply;
-    const [version, result] = reply as [number, Raw];
+    const [version, result, here] = reply as [number, Raw, [number, ...[string, RawLease][]]];
     if (Number(version) > this.#seen) this.#seen = Number(version);
+    const [now, ...handed] = here;
+    if (handed.length > 0) {
+      // A timer, not a microtask: the caller's reading of the reply (a lease that ran out,
+      // which freed the slot) comes first.
+      setTimeout(() => {
+        for (const [ticket, lease] of handed) this.#options.onHanded(ticket, lease, now);
+      }, 0);
+    }
     return result;
   }
 }

@@ -23,6 +23,10 @@
  * |            |        | changes of the leases, `beat` → the last heartbeat of  |
  * |            |        | any replica (server milliseconds)                      |
  * | `paused`   | set    | replicas that cannot grant now (a gate closed)         |
+ * | `offers`   | hash   | ticket → `DURATION TOKEN`: the lease its client would  |
+ * |            |        | take, for a release to hand it over at once            |
+ * | `handed`   | hash   | ticket → `REPLICA TOKEN`: a slot a script handed to it |
+ * |            |        | by itself, which that replica passes on                |
  *
  * and begins its arguments (`ARGV`) with the channel, the calling replica's
  * name, the semaphore's epoch as the caller knows it, the caller's capacity
@@ -45,6 +49,16 @@
  * back. Anonymous tickets are named after their replica (`REPLICA/N`);
  * replica names never begin with `#`.
  *
+ * A freed slot is handed over in the step that frees it (`settle`): the
+ * first ticket in line that can take it, whose replica beat lately and which
+ * left an offer (the duration its client asks, a token), gets a lease for
+ * that whole duration at once, and its replica hears it on the channel
+ * (`/` and JSON: `{to, ticket, lease, now}`) and answers its client without
+ * another call: a handoff costs one script, not two. A replica that misses
+ * the message learns it at its next beat or take; one that never passes the
+ * slot on (it died that instant) leaves it held until the lease runs out,
+ * which wastes a slot but never lets two clients in.
+ *
  * @module
  */
 
@@ -62,6 +76,8 @@ export const KEY_NAMES = [
   "owners",
   "away",
   "claims",
+  "offers",
+  "handed",
 ] as const;
 
 /**
@@ -91,14 +107,28 @@ export const CAPACITY = "CAPACITY";
  */
 export const SILENCE_MS = 2_000;
 
+/**
+ * A slot is handed over only to a ticket whose replica has this long left
+ * of its heartbeat (`TICKET_TTL_MS`, 3 s, from its last beat): one that beat
+ * within the last 1.5 s. A replica silent longer may be gone, and a slot
+ * handed to it would stay held until its lease ran out; its tickets are
+ * asked for instead, as any replica asks, and dropped if it stays silent.
+ */
+export const HANDOFF_MIN_LEFT_MS = 1_500;
+
+/** Begins a message on the channel that hands a slot to a ticket; a replica name has no `/`. */
+export const HANDOFF_PREFIX = "/";
+
 const PRELUDE = `
 local leases, info, ids, line, tickets, replicas, seq, config, paused, owners, away, claims =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10],
   KEYS[11], KEYS[12]
+local offers, handed = KEYS[13], KEYS[14]
 local channel, self, epoch, capacity, seen =
   ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local args = {select(6, unpack(ARGV))}
 local SILENCE_MS = ${SILENCE_MS}
+local HANDOFF_MIN_LEFT_MS = ${HANDOFF_MIN_LEFT_MS}
 local SEMAPHORE_TTL_MS = ${SEMAPHORE_TTL_MS}
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -143,12 +173,15 @@ local function drop(token)
   return l
 end
 
--- Drops the leases that have run out; tells every replica.
+-- Defined below: hands freed slots over, and tells every replica of those still free.
+local settle
+
+-- Drops the leases that have run out; hands their slots over.
 local function sweep()
   local gone = redis.call('ZRANGEBYSCORE', leases, '-inf', now)
   local expired = {}
   for i, token in ipairs(gone) do expired[i] = drop(token) end
-  if #gone > 0 then publish() end
+  if #gone > 0 then settle(true) end
   return expired
 end
 
@@ -174,6 +207,7 @@ end
 local function remove(ticket)
   redis.call('ZREM', line, ticket)
   redis.call('HDEL', tickets, ticket)
+  redis.call('HDEL', offers, ticket)
   if byId(ticket) then
     redis.call('HDEL', owners, ticket)
     redis.call('ZREM', away, ticket)
@@ -250,20 +284,107 @@ end
 
 -- Puts a ticket in line, or back at its old place (score: a ticket dropped while its replica
 -- could not beat). An id's ticket keeps the place it first took, whichever replica joins it:
--- that replica owns it now.
-local function join(ticket, id, score)
+-- that replica owns it now. With an offer (duration and token), a release can hand it a slot.
+local function join(ticket, id, score, duration, token)
   local placed = redis.call('ZSCORE', line, ticket)
   if byId(ticket) then
     if placed and isAway(ticket) then placed = redis.call('ZSCORE', line, ticket) end
     redis.call('HSET', owners, ticket, self)
     redis.call('ZREM', away, ticket)
   end
+  if token and token ~= '' then redis.call('HSET', offers, ticket, duration .. ' ' .. token) end
   if placed then return tonumber(placed) end
   local s = tonumber(score)
   if not s then s = redis.call('INCR', seq) end
   redis.call('ZADD', line, s, ticket)
   redis.call('HSET', tickets, ticket, id)
   return s
+end
+
+-- Takes a slot: a lease of duration for token, held by id ('' when anonymous).
+local function grant(token, duration, id)
+  changed()
+  redis.call('ZADD', leases, now + duration, token)
+  if id ~= '' then
+    redis.call('HSET', info, token, now .. ' ' .. id)
+    redis.call('HSET', ids, id, token)
+  else
+    redis.call('HSET', info, token, now)
+  end
+end
+
+-- The token of the slot handed to a ticket that its replica has not passed on yet, if any: the
+-- lease is still held and nobody claimed it since.
+local function handedTo(ticket)
+  local h = redis.call('HGET', handed, ticket)
+  local token = h and string.match(h, ' (%S+)$')
+  if token and redis.call('ZSCORE', leases, token) and claimsOf(token) == 0 then return token end
+  return false
+end
+
+-- The slots this step handed to the caller's own tickets, as {ticket, lease} pairs: answered
+-- with the reply, after what the reply says (a lease that ran out before the grant it allowed).
+local handedHere = {}
+
+-- Hands a free slot to the first ticket in line that can take it, in this step: a lease for
+-- the duration of its offer, under its token and id, written before anyone hears of it. Skips,
+-- as ahead() does, the kept places of clients away and the tickets of replicas that cannot
+-- grant, and drops those of dead replicas. Hands nothing (its replica asks, as any does) when
+-- that ticket left no offer or its replica did not beat lately. Returns whether it handed one.
+local function handOff()
+  if redis.call('ZCARD', leases) >= capacity then return false end
+  local start = 0
+  while true do
+    local batch = redis.call('ZRANGE', line, start, start + 63)
+    if #batch == 0 then return false end
+    local gone, target = {}, false
+    for _, m in ipairs(batch) do
+      if isAway(m) then
+        if not redis.call('ZSCORE', line, m) then gone[#gone + 1] = m end
+      elseif not alive(m) then
+        gone[#gone + 1] = m
+      elseif eligible(m) then
+        target = m
+        break
+      end
+    end
+    for _, d in ipairs(gone) do remove(d) end
+    if target then
+      local replica = owner(target)
+      local offer = redis.call('HGET', offers, target)
+      if not offer then return false end
+      if tonumber(redis.call('ZSCORE', replicas, replica)) - now < HANDOFF_MIN_LEFT_MS then
+        return false
+      end
+      local id = redis.call('HGET', tickets, target) or ''
+      local heldBy = id ~= '' and redis.call('HGET', ids, id)
+      -- An id that holds a slot already is answered with it by its replica.
+      if heldBy and redis.call('ZSCORE', leases, heldBy) then return false end
+      local duration, token = string.match(offer, '^(%d+) (%S+)$')
+      grant(token, tonumber(duration), id)
+      remove(target)
+      redis.call('HSET', handed, target, replica .. ' ' .. token)
+      if replica == self then
+        handedHere[#handedHere + 1] = {target, lease(token)}
+      else
+        redis.pcall('PUBLISH', channel, '${HANDOFF_PREFIX}' .. cjson.encode({
+          to = replica, ticket = target, lease = lease(token), now = now,
+        }))
+      end
+      return true
+    end
+    start = start + #batch - #gone
+  end
+end
+
+-- After slots freed: hands them to the tickets first in line, then tells every replica of any
+-- still free (always, or only while tickets wait), so that their waiters ask.
+settle = function(always)
+  catchUp()
+  while handOff() do end
+  if redis.call('ZCARD', leases) < capacity and (always or redis.call('ZCARD', line) > 0) then
+    publish()
+  end
 end
 `;
 
@@ -291,30 +412,42 @@ end
 
 /**
  * A script's body after {@linkcode CHECKED}, its reply beside the count of
- * changes (`{version, reply}`), which the caller keeps to pass back as `seen`.
+ * changes, which the caller keeps to pass back as `seen`, and the slots it
+ * handed to the caller's own tickets: `{version, reply, {now, {ticket, lease}…}}`.
  */
 function checked(body: string): string {
   return CHECKED + `local function run()
 ${body}
 end
 local reply = run()
-return {tonumber(redis.call('HGET', config, 'version')) or 0, reply}
+return {tonumber(redis.call('HGET', config, 'version')) or 0, reply, {now, unpack(handedHere)}}
 `;
 }
 
 /**
  * `acquire`: durationMs, id, ticket, token, place (the ticket's place in line
  * when it had one, `""` if not: a ticket dropped while its replica could not
- * beat gets its place back).
- * Returns `{1, now, soonest, lease, existing, expired}` for a grant, or
- * `{0, now, soonest, nextFreeInMs, waitingAhead, expired}`.
- * A ticket (`""` for none) is put in line if it is not there yet, and counts
- * as waiting at its replica's first place; without one, any live ticket waits
- * ahead.
+ * beat gets its place back), offer (a token for the ticket's offer, `""` for
+ * none).
+ * Returns `{1, now, soonest, lease, how, expired}` for a grant (how: `0` a
+ * new lease, `1` the id's lease asked for again, `2` the slot a release handed
+ * to the ticket), or `{0, now, soonest, nextFreeInMs, waitingAhead, expired}`.
+ * A ticket (`""` for none) is put in line if it is not there yet, with its
+ * offer, and counts as waiting at its replica's first place; without one, any
+ * live ticket waits ahead.
  */
 export const ACQUIRE = checked(`
-local duration, id, ticket, token, place = tonumber(args[1]), args[2], args[3], args[4], args[5]
+local duration, id, ticket, token, place, offer =
+  tonumber(args[1]), args[2], args[3], args[4], args[5], args[6]
 local expired = sweep()
+local given = ticket ~= '' and handedTo(ticket)
+if given and (id == '' or redis.call('HGET', ids, id) == given) then
+  -- Handed to this ticket by a release, and nobody claimed it since: it is this request's, for
+  -- the duration asked now (its offer may be older than this request).
+  changed()
+  redis.call('ZADD', leases, 'XX', now + duration, given)
+  return {1, now, soonest(), lease(given), 2, expired}
+end
 if id ~= '' then
   local heldBy = redis.call('HGET', ids, id)
   if heldBy and redis.call('ZSCORE', leases, heldBy) then
@@ -325,7 +458,7 @@ if id ~= '' then
     return {1, now, soonest(), lease(heldBy), 1, expired}
   end
 end
-if ticket ~= '' then join(ticket, id, place) end
+if ticket ~= '' then join(ticket, id, place, duration, offer) end
 local held = redis.call('ZCARD', leases)
 local free = capacity - held
 local waiting, first = 0, false
@@ -341,15 +474,7 @@ if free <= 0 or waiting >= free then
   end
   return {0, now, soonest(), nextFree, waiting, expired}
 end
-local expires = now + duration
-changed()
-redis.call('ZADD', leases, expires, token)
-if id ~= '' then
-  redis.call('HSET', info, token, now .. ' ' .. id)
-  redis.call('HSET', ids, id, token)
-else
-  redis.call('HSET', info, token, now)
-end
+grant(token, duration, id)
 if ticket ~= '' then
   -- The replica's first place goes with the grant; its ticket there takes this one's place.
   -- An id's ticket keeps its own place: it is the id's, not the replica's.
@@ -357,8 +482,8 @@ if ticket ~= '' then
     redis.call('ZADD', line, redis.call('ZSCORE', line, ticket), first)
   end
   remove(ticket)
-  -- Slots are still free and others wait: let them ask.
-  if free > 1 and redis.call('ZCARD', line) > 0 then publish() end
+  -- Slots are still free and others wait: hand them over, or let them ask.
+  if free > 1 then settle(false) end
 end
 return {1, now, soonest(), lease(token), 0, expired}
 `);
@@ -374,7 +499,7 @@ local l = false
 local expected = tonumber(args[2])
 if redis.call('ZSCORE', leases, args[1]) and (not expected or claimsOf(args[1]) == expected) then
   l = drop(args[1])
-  publish()
+  settle(true)
 end
 return {now, soonest(), l, expired}
 `);
@@ -411,11 +536,14 @@ return {now, soonest(), out, expired}
 `);
 
 /**
- * `join`: ticket, id, score (`""` for a new arrival
- * number). Puts the ticket in line, or back at its old place; returns its place.
+ * `join`: ticket, id, score (`""` for a new arrival number), durationMs and
+ * token of its offer (`""` for none). Puts the ticket in line, or back at its
+ * old place; returns its place, or 0 for a ticket a release handed a slot
+ * already (its replica passes it on; the ticket must not stand in line again).
  */
 export const JOIN = checked(`
-return join(args[1], args[2], args[3])
+if handedTo(args[1]) then return 0 end
+return join(args[1], args[2], args[3], args[4], args[5])
 `);
 
 /**
@@ -438,7 +566,7 @@ for i = 1, #args - 1, 2 do
     end
   end
 end
-if removed > 0 then publish() end
+if removed > 0 then settle(true) end
 return removed
 `);
 
@@ -457,7 +585,7 @@ for i = 1, #args do
     dropped = dropped + 1
   end
 end
-if dropped > 0 then publish() end
+if dropped > 0 then settle(true) end
 return dropped
 `);
 
@@ -466,8 +594,12 @@ return dropped
  * Keeps the replica's tickets alive
  * for ttlMs, forgets replicas silent for a minute, drops run-out leases, and
  * keeps every key of the semaphore for {@linkcode SEMAPHORE_TTL_MS} more.
- * Returns `{now, soonest, expired, free}`: free, the slots free now, tells
- * a replica with waiters to ask for them even if no message came.
+ * Hands free slots to the tickets first in line, as a release does. Returns
+ * `{now, soonest, expired, free, mine}`: free, the slots free now, tells a
+ * replica with waiters to ask for them even if no message came; mine, the
+ * slots handed to this replica's tickets that nobody claimed yet, as
+ * `{ticket, lease}` pairs, for the messages it may have missed. Forgets the
+ * handed slots that were claimed or ended.
  */
 export const BEAT = checked(`
 catchUp()
@@ -479,9 +611,20 @@ for _, r in ipairs(redis.call('ZRANGEBYSCORE', replicas, '-inf', now - 60000)) d
 end
 redis.call('ZREMRANGEBYSCORE', replicas, '-inf', now - 60000)
 local expired = sweep()
+while handOff() do end
+local mine = {}
+local h = redis.call('HGETALL', handed)
+for i = 1, #h, 2 do
+  local replica, token = string.match(h[i + 1], '^(.*) (%S+)$')
+  if not handedTo(h[i]) then
+    redis.call('HDEL', handed, h[i])
+  elseif replica == self then
+    mine[#mine + 1] = {h[i], lease(token)}
+  end
+end
 -- The semaphore's keys outlive its last replica by ttl: a retired --name leaves nothing behind.
 for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, SEMAPHORE_TTL_MS) end
-return {now, soonest(), expired, capacity - redis.call('ZCARD', leases)}
+return {now, soonest(), expired, capacity - redis.call('ZCARD', leases), mine}
 `);
 
 /**

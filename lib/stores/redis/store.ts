@@ -4,9 +4,12 @@
  *
  * - Every change is one Lua script (`scripts.ts`), atomic on the server,
  *   timed by the server's clock. An acquire is one round trip.
- * - A release, an expiry or a waiter leaving is published on the semaphore's
- *   channel; every replica hears it on a second connection and serves its
- *   waiters at once.
+ * - A release, an expiry or a waiter leaving hands the freed slot, in the
+ *   same script, to the first ticket in line that can take it, and the
+ *   replica of that ticket hears it on the semaphore's channel (a second
+ *   connection) and answers its client at once, without another call; a
+ *   slot that stays free is published too, and every replica's waiters ask.
+ *   A replica that missed the message learns it at its next beat.
  * - Waiting clients hold tickets in a line shared by all replicas, in arrival
  *   order. A client with an id has one ticket whichever replica it asks
  *   through (`#ID`): it keeps the place it first took, also while away
@@ -46,9 +49,9 @@ import type {
 import { DEFAULT_MAX_DURATION_MS } from "../../config.ts";
 import { ClockWatch } from "./clock_watch.ts";
 import { RedisLine } from "./line.ts";
-import { REWOUND } from "./scripts.ts";
+import { HANDOFF_PREFIX, REWOUND } from "./scripts.ts";
 import { SETTING_NAMES, settingProblems } from "./server_settings.ts";
-import { ScriptRunner, SemaphoreLostError } from "./runner.ts";
+import { type RawLease, ScriptRunner, SemaphoreLostError } from "./runner.ts";
 import type { RedisLockStoreOptions, RedisTarget, SharedStore } from "../settings.ts";
 
 /** An operation that takes longer than this fails: a stalled Redis is a down Redis. */
@@ -68,10 +71,19 @@ export const MAX_RECONNECT_MS = 1_000;
 export const RECONNECT_JITTER_MS = 50;
 /** Without waiters here, expiries are swept no more often than this. */
 const IDLE_SWEEP_GAP_MS = 20;
+/** How the acquire script says that it answers with the slot a release handed to the ticket. */
+const HANDED = 2;
 /** When a waiter is held up only by another replica's tickets, ask again this soon. */
 const LINE_RECHECK_MS = 500;
 
-type RawLease = [string, string | null, number, number, number];
+/** A handoff message on the channel, after {@linkcode HANDOFF_PREFIX}. */
+interface HandoffMessage {
+  to: string;
+  ticket: string;
+  /** `false` in place of an anonymous lease's id (Lua's JSON). */
+  lease: [string, string | false, number, number, number];
+  now: number;
+}
 
 /** See the module documentation. */
 export class RedisLockStore implements LockStore, SharedStore {
@@ -85,6 +97,13 @@ export class RedisLockStore implements LockStore, SharedStore {
   readonly #client: ReturnType<typeof createClient>;
   readonly #subscriber: ReturnType<typeof createClient>;
   readonly #listeners = new Set<(freed: SlotsFreed) => void>();
+  #handoffListener: ((ticket: string, lease: Lease) => boolean) | undefined;
+  /**
+   * The tokens of slots handed to tickets here that were passed on, with when
+   * their lease ends (this process's clock): the message, the beat and a take
+   * may each bring the same one, and it is passed on once.
+   */
+  readonly #passedOn = new Map<string, number>();
   readonly #heartbeatListeners = new Set<(failure: StoreUnavailableError | undefined) => void>();
   readonly #options: RedisLockStoreOptions;
   /** Tokens of acquires that failed but that Redis may have run, with when their lease would end. */
@@ -106,6 +125,8 @@ export class RedisLockStore implements LockStore, SharedStore {
   readonly #now: () => number;
   #lastError: string | undefined;
   #closed = false;
+  /** Set once the service stopped listening for handoffs, or the store closed. */
+  #stopping = false;
 
   constructor(capacity: number, target: RedisTarget, options: RedisLockStoreOptions = {}) {
     this.capacity = capacity;
@@ -140,6 +161,7 @@ export class RedisLockStore implements LockStore, SharedStore {
       lastError: () => this.#lastError,
       onLost: (error) => this.#lost(error),
       onConflict: (stored) => this.#options.onConflict?.(stored),
+      onHanded: (ticket, lease, now) => this.#handedOver(ticket, toLease(lease, now)),
     });
     this.#subscriber = this.#client.duplicate();
     for (const client of [this.#client, this.#subscriber]) {
@@ -164,7 +186,8 @@ export class RedisLockStore implements LockStore, SharedStore {
   async connect(waitMs: number): Promise<void> {
     const subscribed = this.#subscriber.connect().then(() =>
       this.#subscriber.subscribe(this.#scripts.channel, (message: string) => {
-        if (message !== this.#replica) this.#notify({ expired: [] });
+        if (message.startsWith(HANDOFF_PREFIX)) this.#handoffMessage(message);
+        else if (message !== this.#replica) this.#notify({ expired: [] });
       }).catch((error: unknown) => this.#cannotSubscribe(error))
     );
     const ready = this.#client.connect().then(() => this.#init());
@@ -185,6 +208,7 @@ export class RedisLockStore implements LockStore, SharedStore {
     const token = newToken();
     const durationMs = Math.max(1, Math.round(request.durationMs));
     const sent = this.#scripts.ready;
+    const { ticket } = request;
     let reply: [number, number, number, RawLease | number, number, RawLease[]];
     try {
       reply = await this.#scripts.run("acquire", "acquire", [
@@ -194,9 +218,10 @@ export class RedisLockStore implements LockStore, SharedStore {
         token,
         // A ticket of ours dropped from the line (this replica was paused past TICKET_TTL_MS)
         // joins again at its old place, not behind those who came after it.
-        (request.ticket === undefined ? undefined : this.#line.placeOf(request.ticket))
-          ?.toString() ??
-          "",
+        (ticket === undefined ? undefined : this.#line.placeOf(ticket))?.toString() ?? "",
+        // Another token than the take's: a take that timed out gives its token back, and a slot
+        // handed over must never be given back by that.
+        ticket === undefined ? "" : newToken(),
       ]) as typeof reply;
     } catch (error) {
       // Nothing is granted until the semaphore is made anew: the recovery gate says when.
@@ -210,12 +235,16 @@ export class RedisLockStore implements LockStore, SharedStore {
       throw error;
     }
     const [granted, now, soonest, lease, extra, expired] = reply;
-    if (granted === 1 && request.ticket !== undefined && extra !== 1) {
-      this.#line.granted(request.ticket);
-    }
+    if (granted === 1 && ticket !== undefined && extra !== 1) this.#line.granted(ticket);
     this.#afterReply(now, soonest, expired);
     if (granted === 1) {
-      return { granted: true, lease: toLease(lease as RawLease, now), existing: extra === 1 };
+      const held = toLease(lease as RawLease, now);
+      if (extra === HANDED) {
+        // A release handed the slot to this ticket: passed on by its message already, or now.
+        if (this.#passedOn.has(held.token)) return { granted: true, lease: held, existing: true };
+        this.#remember(held);
+      }
+      return { granted: true, lease: held, existing: extra === 1 };
     }
     if (extra > 0) {
       // Held up by tickets of other replicas while slots are free: one may have died.
@@ -271,11 +300,23 @@ export class RedisLockStore implements LockStore, SharedStore {
     return () => this.#listeners.delete(listener);
   }
 
+  onHandoff(listener: (ticket: string, lease: Lease) => boolean): () => void {
+    this.#handoffListener = listener;
+    return () => {
+      if (this.#handoffListener !== listener) return;
+      this.#handoffListener = undefined;
+      // The service stopped: a slot handed to one of its tickets from now on is given back.
+      this.#stopping = true;
+    };
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#stopping = true;
     this.#scripts.close();
     this.#listeners.clear();
+    this.#handoffListener = undefined;
     this.#heartbeatListeners.clear();
     clearInterval(this.#beatTimer);
     clearTimeout(this.#expiryTimer);
@@ -334,7 +375,13 @@ export class RedisLockStore implements LockStore, SharedStore {
     this.#scripts.call("beat", "beat", [String(TICKET_TTL_MS), this.#line.canGrant ? "1" : "0"])
       .then(
         (reply) => {
-          const [now, soonest, expired, free] = reply as [number, number, RawLease[], number];
+          const [now, soonest, expired, free, mine] = reply as [
+            number,
+            number,
+            RawLease[],
+            number,
+            [string, RawLease][],
+          ];
           const jump = this.#redisClock.observe({
             sentAt,
             answeredAt: this.#now(),
@@ -348,6 +395,8 @@ export class RedisLockStore implements LockStore, SharedStore {
           if (free > 0 && this.#line.hasWaiters && expired.length === 0) {
             this.#notify({ expired: [] });
           }
+          // Slots handed to tickets here whose message was lost.
+          for (const [ticket, lease] of mine) this.#handedOver(ticket, toLease(lease, now));
           for (const listener of this.#heartbeatListeners) listener(undefined);
         },
         (error) => {
@@ -393,6 +442,49 @@ export class RedisLockStore implements LockStore, SharedStore {
 
   #notify(freed: SlotsFreed): void {
     for (const listener of this.#listeners) listener(freed);
+  }
+
+  /** A message that a script handed a slot to a ticket: passed on if the ticket is ours. */
+  #handoffMessage(message: string): void {
+    let handoff: HandoffMessage;
+    try {
+      handoff = JSON.parse(message.slice(HANDOFF_PREFIX.length));
+    } catch {
+      return; // Not ours: the scripts write nothing else after the prefix.
+    }
+    if (handoff.to !== this.#replica || !Array.isArray(handoff.lease)) return;
+    const [token, id, acquiredAt, expiresAt, claims] = handoff.lease;
+    this.#handedOver(
+      handoff.ticket,
+      toLease([token, id === false ? null : id, acquiredAt, expiresAt, claims], handoff.now),
+    );
+  }
+
+  /**
+   * Passes a slot that a script handed to a ticket of ours on to the service,
+   * once. Without a service listening, or when it did not pass it on, the
+   * ticket keeps its place for its next take (which answers with the slot,
+   * if it is still held for it).
+   */
+  #handedOver(ticket: string, lease: Lease): void {
+    if (this.#passedOn.has(lease.token)) return;
+    if (this.#stopping) {
+      // Handed over as this replica stops (its tickets' leaves not in yet): nobody here takes it.
+      this.#remember(lease);
+      this.#scripts.call("give back", "release", [lease.token, String(lease.claims)])
+        .catch(() => {});
+      return;
+    }
+    if (!this.#handoffListener?.(ticket, lease)) return;
+    this.#line.granted(ticket);
+    this.#remember(lease);
+  }
+
+  /** Records a handed slot as passed on, until its lease ends; forgets those that ended. */
+  #remember(lease: Lease): void {
+    const now = performance.now();
+    for (const [token, until] of this.#passedOn) if (until <= now) this.#passedOn.delete(token);
+    this.#passedOn.set(lease.token, now + lease.remainingMs + BEAT_INTERVAL_MS);
   }
 
   #ready(): void {
