@@ -28,9 +28,9 @@ export interface CommandEntry {
  * The module of each command, in a variable rather than in `import("…")`:
  * Deno follows an `import()` of a literal ahead of time, reading, hashing and
  * keeping every module behind it before the first line runs, so every start
- * paid for every command's code (the `hold` sidecar idled 0.5 MB higher, the
- * server answered about 1.5 ms later). `deno compile` is told to include them
- * (`scripts/compile.ts`).
+ * would pay for reading every command's code (measured alternating, the gain is
+ * small: about 0.4 ms on the server's first answer). `deno compile` is told to
+ * include them (`scripts/compile.ts`).
  */
 export const COMMAND_MODULES = {
   serve: "./lib/commands/serve.ts",
