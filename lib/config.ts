@@ -38,8 +38,8 @@ export const DEFAULT_MAX_WAIT_MS = 300_000;
 export const DEFAULT_MAX_WAITERS = 10_000;
 /** Grants, expiries and dependency changes, not every request. */
 export const DEFAULT_LOG_LEVEL: LogLevel = "info";
-/** Text lines for people; `json` for log collectors. */
-export const DEFAULT_LOG_FORMAT: LogFormat = "text";
+/** The log format of the server and of the client's notes (kept with the formats, which the client loads). */
+export { DEFAULT_LOG_FORMAT } from "./log.ts";
 /** The most slots a server may have: far above any node's real need, small enough to stay cheap. */
 export const MAX_LOCKS = 1_000_000;
 

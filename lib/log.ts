@@ -18,6 +18,9 @@ export const LOG_FORMATS = ["text", "json"] as const;
 /** A log format. */
 export type LogFormat = typeof LOG_FORMATS[number];
 
+/** Text lines for people; `json` for log collectors. */
+export const DEFAULT_LOG_FORMAT: LogFormat = "text";
+
 /**
  * Structured fields of a line, such as `event`, `id`, `token` (a short prefix,
  * never a whole token), `durationMs`. The text format leaves them out: its

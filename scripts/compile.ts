@@ -11,6 +11,19 @@
  */
 import { PERMISSION_FLAGS } from "../lib/commands/permissions.ts";
 import { REDIS_STORE_MODULE } from "../lib/server.ts";
+import { COMMAND_MODULES } from "../main.ts";
+
+/**
+ * The modules the program loads by a path Deno does not follow ahead of time,
+ * which the executable must carry: each command's (`main.ts`), and the Redis
+ * store's with the Redis client (`lib/server.ts`, only for --store redis://…).
+ */
+export function includedModules(): string[] {
+  return [
+    ...Object.values(COMMAND_MODULES).map((path) => new URL(`../${path}`, import.meta.url)),
+    new URL(`../lib/${REDIS_STORE_MODULE.replace(/^\.\//, "")}`, import.meta.url),
+  ].map((url) => url.pathname);
+}
 
 /** The arguments of `deno compile` that build the program into `output`. */
 export function compileArgs(output: string, target?: string): string[] {
@@ -26,10 +39,7 @@ export function compileArgs(output: string, target?: string): string[] {
     // writes nothing, so it behaves the same on a read-only root filesystem. The program is
     // small, so compiling it at every start costs little.
     "--no-code-cache",
-    // The server loads the Redis store only for --store redis://…, by a path Deno does not follow
-    // ahead of time (lib/server.ts): the executable must carry it, and the Redis client with it.
-    "--include",
-    new URL(`../lib/${REDIS_STORE_MODULE.replace(/^\.\//, "")}`, import.meta.url).pathname,
+    ...includedModules().flatMap((path) => ["--include", path]),
     ...(target ? ["--target", target] : []),
     "--output",
     output,

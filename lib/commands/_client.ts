@@ -8,7 +8,7 @@ import { type FlagSpec, Reader } from "../args.ts";
 import { formatDuration, parseDuration } from "../duration.ts";
 import { UsageError } from "../errors.ts";
 import type { ReadyOptions } from "../client/ready.ts";
-import { parseCheckTarget } from "../probes.ts";
+import { parseCheckTarget } from "../check_target.ts";
 
 /** How often `run` and `hold` ask the app's ready URL: frees the lock soon after the app is ready, at no real cost. */
 export const DEFAULT_READY_INTERVAL_MS = 250;

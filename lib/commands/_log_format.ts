@@ -6,8 +6,7 @@
  */
 import type { FlagSpec, Reader } from "../args.ts";
 import { setNoteFormat } from "../client/output.ts";
-import { DEFAULT_LOG_FORMAT } from "../config.ts";
-import { LOG_FORMATS, parseLogFormat } from "../log.ts";
+import { DEFAULT_LOG_FORMAT, LOG_FORMATS, parseLogFormat } from "../log.ts";
 
 export { parseLogFormat };
 

@@ -23,7 +23,7 @@ import { UsageError } from "../errors.ts";
 import { EXIT } from "../exit.ts";
 import { LOG_LEVELS, parseLogLevel } from "../log.ts";
 import { PRESSURE_DIR, pressureAvailable } from "../gates/host.ts";
-import { parseCheckTarget } from "../probes.ts";
+import { parseCheckTarget } from "../check_target.ts";
 import { runServer } from "../server.ts";
 import { MEMORY_STORE, parseStore, redactUrl, type StoreSetting } from "../stores/settings.ts";
 import { VERSION } from "../version.ts";

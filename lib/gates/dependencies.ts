@@ -17,7 +17,16 @@ import type { EventBus } from "../core/events.ts";
 import { type Gate, type GateState, OPEN } from "../core/gates.ts";
 import { formatDuration } from "../duration.ts";
 import { describeError } from "../errors.ts";
-import { type CheckTarget, probe as realProbe } from "../probes.ts";
+import type { CheckTarget } from "../check_target.ts";
+
+/**
+ * `probe` of `probes.ts`, whose module (and its socket-level HTTP client) is
+ * loaded at the first probe: a server without `--check` never loads it.
+ */
+async function realProbe(target: CheckTarget, signal: AbortSignal): Promise<void> {
+  const { probe } = await import("../probes.ts");
+  await probe(target, signal);
+}
 
 /** What is known of one endpoint. */
 export interface DependencyState {
@@ -41,7 +50,7 @@ export interface DependencyCheckerOptions {
   timeoutMs: number;
   /** @default {realClock} */
   clock?: Clock;
-  /** Probes one endpoint; rejects when it is down. @default {probe} from `probes.ts` */
+  /** Probes one endpoint; rejects when it is down. @default {probe} from `probes.ts`, loaded at the first probe */
   probe?: (target: CheckTarget, signal: AbortSignal) => Promise<void>;
   /** Where each probe's result is reported, as a `dependency` event. */
   events?: EventBus;

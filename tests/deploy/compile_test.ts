@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import { REDIS_STORE_MODULE } from "../../lib/server.ts";
 import type { RedisStoreModule } from "../../lib/stores/settings.ts";
-import { compileArgs } from "../../scripts/compile.ts";
+import { COMMAND_MODULES } from "../../main.ts";
+import { compileArgs, includedModules } from "../../scripts/compile.ts";
 
 /** The module `lib/server.ts` loads for a Redis `--store`, by a path only it knows. */
 const REDIS_MODULE = new URL(REDIS_STORE_MODULE, new URL("../../lib/server.ts", import.meta.url));
@@ -19,7 +20,8 @@ Deno.test("REDIS_STORE_MODULE names the Redis store's module, which exports the 
 
 Deno.test("deno compile includes the Redis store's module, which the program's static graph leaves out", async () => {
   const args = compileArgs("out");
-  assert.equal(args[args.indexOf("--include") + 1], REDIS_MODULE.pathname);
+  const included = args.flatMap((arg, i) => args[i - 1] === "--include" ? [arg] : []);
+  assert.ok(included.includes(REDIS_MODULE.pathname), included.join("\n"));
   const out = await new Deno.Command(Deno.execPath(), {
     args: [
       "info",
@@ -36,6 +38,43 @@ Deno.test("deno compile includes the Redis store's module, which the program's s
   // Without --include the executable could not load it; with it in the graph, every server would.
   assert.ok(!modules.includes(REDIS_MODULE.href), "the Redis store is not imported ahead of time");
   assert.deepEqual(modules.filter((m) => m.startsWith("npm:")), [], "nor any npm package");
+});
+
+Deno.test("deno compile includes every command's module, which main.ts loads by a path Deno does not follow", async () => {
+  const args = compileArgs("out");
+  const included = args.flatMap((arg, i) => args[i - 1] === "--include" ? [arg] : []);
+  const root = new URL("../../", import.meta.url);
+  const modules: string[] = JSON.parse(
+    new TextDecoder().decode(
+      (await new Deno.Command(Deno.execPath(), {
+        args: [
+          "info",
+          "--json",
+          "--lock=" + new URL("../deno.lock", import.meta.url).pathname,
+          "main.ts",
+        ],
+        cwd: root.pathname,
+        env: { NO_COLOR: "1" },
+      }).output()).stdout,
+    ),
+  ).modules.flatMap((
+    m: { specifier: string; dependencies?: { code?: unknown; specifier: string }[] },
+  ) =>
+    m.specifier === new URL("main.ts", root).href
+      ? (m.dependencies ?? []).filter((d) => d.code).map((d) => d.specifier)
+      : []
+  );
+  for (const [name, path] of Object.entries(COMMAND_MODULES)) {
+    const file = new URL(path, root);
+    assert.ok(Deno.statSync(file).isFile, `${name}: ${file.pathname} exists`);
+    assert.ok(included.includes(file.pathname), `${name}: --include ${file.pathname}`);
+    // In main.ts's code graph, every start would read it, whichever command runs.
+    assert.ok(
+      !modules.some((m) => m.endsWith(path.slice(1))),
+      `${name} is not followed ahead of time`,
+    );
+  }
+  assert.deepEqual(includedModules(), included);
 });
 
 const dir = await Deno.makeTempDir({ prefix: "startup-lock-compile-" });

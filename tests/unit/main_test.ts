@@ -61,6 +61,15 @@ Deno.test("the client commands load nothing of the server, and no node: built-in
   }
 });
 
+Deno.test("the server loads the probing code only for --check, and the client never", async () => {
+  // Every module loaded before the first answer delays it: the probes wait for a --check.
+  for (const path of ["lib/commands/serve.ts", "lib/commands/hold.ts", "lib/commands/run.ts"]) {
+    const loaded = await loadedModules(path);
+    const probing = loaded.filter((m) => m === "lib/probes.ts" || m === "lib/_http_head.ts");
+    assert.deepEqual(probing, [], `${path} loads:\n${loaded.join("\n")}`);
+  }
+});
+
 Deno.test("selectCommand() reads help, help COMMAND and COMMAND help as asking for help", () => {
   const acquire = COMMANDS.find((c) => c.name === "acquire");
   const serve = COMMANDS.find((c) => c.name === "serve");
