@@ -475,6 +475,10 @@ export class RedisLockStore implements LockStore, SharedStore {
         .catch(() => {});
       return;
     }
+    // The subscriber may be back before the commands' connection (each reconnects on its own):
+    // a client answered now would get 503 for its release. The next beat, once this replica can
+    // call Redis again, brings the slot back (`mine`), and it is passed on then.
+    if (!this.#scripts.ready) return;
     if (!this.#handoffListener?.(ticket, lease)) return;
     this.#line.granted(ticket);
     this.#remember(lease);

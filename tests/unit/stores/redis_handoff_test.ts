@@ -301,3 +301,49 @@ redisTest(
     assert.equal(await r.direct.sendCommand(["ZSCORE", r.key("leases"), "b-token"]), null);
   },
 );
+
+redisTest(
+  "RedisLockStore: a replica whose subscriber is back before its commands' connection passes a handed slot on only once it can call Redis again",
+  async () => {
+    const admin = await redis!.client();
+    try {
+      await admin.sendCommand(["ACL", "SETUSER", "half", "on", ">pw", "~*", "&*", "+@all"]);
+      await using r = await cluster(1, { b: { username: "half", password: "pw" } });
+      const holder = await r.serviceA.acquire({ durationMs: 60_000, id: "holder" });
+      assert.ok(holder.granted);
+      let answered = false;
+      const waiting = Promise.resolve(
+        r.serviceB.acquire({ durationMs: 20_000, id: "half-1", waitMs: 30_000 }),
+      ).then((outcome) => {
+        answered = true;
+        return outcome;
+      });
+      await eventually(
+        "the waiter's offer is in line",
+        async () => (await r.direct.sendCommand(["HGET", r.key("offers"), "#half-1"])) !== null,
+      );
+      // B's commands' connection drops and cannot come back (its password changed); its
+      // subscriber, connected already, stays.
+      await admin.sendCommand(["ACL", "SETUSER", "half", "resetpass", ">other"]);
+      const clients = String(await admin.sendCommand(["CLIENT", "LIST"])).split("\n");
+      const commands = clients.find((c) => / user=half /.test(c) && !/ flags=P /.test(c));
+      assert.ok(commands, clients.join("\n"));
+      await admin.sendCommand(["CLIENT", "KILL", "ID", commands.match(/^id=(\d+)/)![1]!]);
+      assert.ok(await r.serviceA.release(holder.lease.token));
+      await eventually(
+        "the slot was handed to B's waiter",
+        async () => (await r.direct.sendCommand(["HGET", r.key("handed"), "#half-1"])) !== null,
+      );
+      // The message reached B's subscriber at once; half a second more, and still no answer.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      assert.equal(answered, false, "answered while B could not call Redis");
+      await admin.sendCommand(["ACL", "SETUSER", "half", "resetpass", ">pw"]);
+      const next = await waiting;
+      assert.ok(next.granted, JSON.stringify(next));
+      assert.ok(await r.serviceB.release(next.lease.token), "its release through B works");
+    } finally {
+      await admin.sendCommand(["ACL", "DELUSER", "half"]);
+      admin.destroy();
+    }
+  },
+);
