@@ -446,13 +446,14 @@ export class RedisLockStore implements LockStore, SharedStore {
 
   /** A message that a script handed a slot to a ticket: passed on if the ticket is ours. */
   #handoffMessage(message: string): void {
-    let handoff: HandoffMessage;
+    let handoff: unknown;
     try {
       handoff = JSON.parse(message.slice(HANDOFF_PREFIX.length));
     } catch {
       return; // Not ours: the scripts write nothing else after the prefix.
     }
-    if (handoff.to !== this.#replica || !Array.isArray(handoff.lease)) return;
+    // Anyone with the channel right can publish on it: only a well-formed handoff is read.
+    if (!isHandoff(handoff) || handoff.to !== this.#replica) return;
     const [token, id, acquiredAt, expiresAt, claims] = handoff.lease;
     this.#handedOver(
       handoff.ticket,
@@ -644,6 +645,16 @@ function lostAs<T, L>(promise: Promise<T>, lost: L): Promise<T | L> {
     if (error instanceof SemaphoreLostError) return lost;
     throw error;
   });
+}
+
+/** Whether `value` has the shape of a {@linkcode HandoffMessage}, as the scripts write it. */
+function isHandoff(value: unknown): value is HandoffMessage {
+  const m = value as Partial<HandoffMessage> | null;
+  const lease = m?.lease;
+  return typeof m?.to === "string" && typeof m.ticket === "string" &&
+    Number.isFinite(m.now) && Array.isArray(lease) && lease.length === 5 &&
+    typeof lease[0] === "string" && (lease[1] === false || typeof lease[1] === "string") &&
+    lease.slice(2).every(Number.isFinite);
 }
 
 function toLease([token, id, acquiredAt, expiresAt, claims]: RawLease, now: number): Lease {

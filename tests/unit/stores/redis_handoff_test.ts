@@ -347,3 +347,42 @@ redisTest(
     }
   },
 );
+
+redisTest(
+  "RedisLockStore ignores a malformed handoff on the channel: its waiter is served by the real one",
+  async () => {
+    await using r = await cluster(1);
+    const holder = await r.serviceA.acquire({ durationMs: 60_000, id: "holder" });
+    assert.ok(holder.granted);
+    let answered = false;
+    const waiting = Promise.resolve(
+      r.serviceB.acquire({ durationMs: 20_000, id: "m-1", waitMs: 30_000 }),
+    ).then((outcome) => {
+      answered = true;
+      return outcome;
+    });
+    await eventually(
+      "the waiter's offer is in line",
+      async () => (await r.direct.sendCommand(["HGET", r.key("offers"), "#m-1"])) !== null,
+    );
+    const channel = r.key("freed");
+    for (
+      const message of [
+        "/not json",
+        "/[]",
+        '/{"to":"B","ticket":"#m-1"}',
+        '/{"to":"B","ticket":"#m-1","lease":["forged",false,"then","later",0],"now":1}',
+        '/{"to":"B","ticket":7,"lease":["forged",false,1,2,0],"now":1}',
+      ]
+    ) {
+      await r.direct.sendCommand(["PUBLISH", channel, message]);
+    }
+    // Messages reach a subscriber within a millisecond here: 200 ms is long past them.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(answered, false, "answered from a malformed message");
+    assert.ok(await r.serviceA.release(holder.lease.token));
+    const next = await waiting;
+    assert.ok(next.granted, JSON.stringify(next));
+    assert.notEqual(next.lease.token, "forged");
+  },
+);
