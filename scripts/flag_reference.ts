@@ -17,6 +17,7 @@ import { injectCommand } from "../lib/commands/inject.ts";
 import { releaseCommand } from "../lib/commands/release.ts";
 import { runCommand } from "../lib/commands/run.ts";
 import { serveCommand } from "../lib/commands/serve.ts";
+import { runWithInput } from "./_with_input.ts";
 
 /** The page the tables are written into. */
 export const COMMAND_LINE_PAGE = new URL("../docs/command-line.md", import.meta.url);
@@ -83,16 +84,11 @@ function reference(): string {
 
 /** `text` as `deno fmt` writes it in a markdown file. */
 async function formatMarkdown(text: string): Promise<string> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["fmt", "--ext=md", "--line-width=100", "--prose-wrap=preserve", "-"],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(text));
-  await writer.close();
-  const { code, stdout, stderr } = await child.output();
+  const { code, stdout, stderr } = await runWithInput(
+    Deno.execPath(),
+    ["fmt", "--ext=md", "--line-width=100", "--prose-wrap=preserve", "-"],
+    text,
+  );
   if (code !== 0) throw new Error(`deno fmt failed: ${new TextDecoder().decode(stderr)}`);
   return new TextDecoder().decode(stdout);
 }

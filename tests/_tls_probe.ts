@@ -6,18 +6,10 @@
  * @module
  */
 import { findExecutable } from "./_image_root.ts";
+import { runWithInput } from "../scripts/_with_input.ts";
 
 async function openssl(args: string[], stdin = ""): Promise<string> {
-  const child = new Deno.Command(findExecutable("openssl")!, {
-    args,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(stdin));
-  await writer.close();
-  const out = await child.output();
+  const out = await runWithInput(findExecutable("openssl")!, args, stdin);
   const stdout = new TextDecoder().decode(out.stdout);
   if (out.code !== 0 && !stdout.includes("BEGIN CERTIFICATE")) {
     throw new Error(`openssl ${args[0]} failed: ${new TextDecoder().decode(out.stderr)}`);

@@ -25,6 +25,7 @@ import { ManualClock } from "../../_clock.ts";
 import { metricFamilies, unknownMetrics } from "../../_exposition.ts";
 import { startProgram } from "../../_program.ts";
 import { which } from "../../_which.ts";
+import { runWithInput } from "../../../scripts/_with_input.ts";
 
 const ALERTS = new URL("../../../deploy/prometheus/alerts.yaml", import.meta.url).pathname;
 
@@ -38,16 +39,7 @@ if (!PROMTOOL && !IN_CI) {
 /** Runs promtool with `input` on stdin; its exit code and everything it wrote. */
 async function promtool(args: string[], input = ""): Promise<{ code: number; output: string }> {
   assert.ok(PROMTOOL, "promtool not found: .ci/run installs it (apt-get install -y prometheus)");
-  const child = new Deno.Command(PROMTOOL, {
-    args,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(input));
-  await writer.close();
-  const out = await child.output();
+  const out = await runWithInput(PROMTOOL, args, input);
   const decode = (b: Uint8Array) => new TextDecoder().decode(b);
   return { code: out.code, output: (decode(out.stdout) + decode(out.stderr)).trim() };
 }
