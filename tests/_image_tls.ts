@@ -1,6 +1,7 @@
 /**
  * A throwaway certificate authority and a server certificate it signed, made
- * with `openssl`, for the image's https check in tests/image_test.ts.
+ * with `openssl`, for the image's https check (tests/deploy/image_test.ts) and the webhook's
+ * certificate rotation (tests/unit/inject/, tests/program/inject_test.ts).
  *
  * @module
  */
@@ -75,4 +76,42 @@ async function openssl(cwd: string, args: string[]): Promise<void> {
   if (out.code !== 0) {
     throw new Error(`openssl ${args[0]} failed: ${new TextDecoder().decode(out.stderr)}`);
   }
+}
+
+/** Two certificate pairs and the files a TLS server reads, for certificate-rotation tests. */
+export interface RotatingCertificates extends AsyncDisposable {
+  one: TestCertificates;
+  two: TestCertificates;
+  certFile: string;
+  keyFile: string;
+  /** Writes `pair` to the files, as a rotation does. */
+  install(pair: TestCertificates): Promise<void>;
+}
+
+/**
+ * Two certificates for localhost, each from its own CA, in a temporary
+ * directory (named with `prefix`, removed on dispose); the first is installed
+ * at `certFile` and `keyFile`.
+ */
+export async function rotatingCertificates(prefix: string): Promise<RotatingCertificates> {
+  const dir = await Deno.makeTempDir({ prefix });
+  await Deno.mkdir(`${dir}/one`);
+  await Deno.mkdir(`${dir}/two`);
+  const certFile = `${dir}/tls.crt`;
+  const keyFile = `${dir}/tls.key`;
+  const install = async (pair: TestCertificates) => {
+    await Deno.writeTextFile(certFile, pair.cert);
+    await Deno.writeTextFile(keyFile, pair.key);
+  };
+  const one = await makeTestCertificates(`${dir}/one`);
+  const two = await makeTestCertificates(`${dir}/two`);
+  await install(one);
+  return {
+    one,
+    two,
+    certFile,
+    keyFile,
+    install,
+    [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
+  };
 }

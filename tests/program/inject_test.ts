@@ -11,7 +11,7 @@ import {
   deploymentPod,
   readAnswer,
 } from "../_admission.ts";
-import { hasOpenssl, makeTestCertificates, type TestCertificates } from "../_image_tls.ts";
+import { hasOpenssl, type RotatingCertificates, rotatingCertificates } from "../_image_tls.ts";
 import { runProgram, startProgram } from "../_program.ts";
 import { fingerprint, servedFingerprint } from "../_tls_probe.ts";
 
@@ -92,25 +92,9 @@ Deno.test("startup-lock inject exits 1 with one line when it cannot read its cer
   );
 });
 
-async function withCertificates(
-  fn: (
-    files: { certFile: string; keyFile: string; one: TestCertificates; two: TestCertificates },
-  ) => Promise<void>,
-) {
-  const dir = await Deno.makeTempDir({ prefix: "startup-lock-inject-" });
-  try {
-    await Deno.mkdir(`${dir}/one`);
-    await Deno.mkdir(`${dir}/two`);
-    const one = await makeTestCertificates(`${dir}/one`);
-    const two = await makeTestCertificates(`${dir}/two`);
-    const certFile = `${dir}/tls.crt`;
-    const keyFile = `${dir}/tls.key`;
-    await Deno.writeTextFile(certFile, one.cert);
-    await Deno.writeTextFile(keyFile, one.key);
-    await fn({ certFile, keyFile, one, two });
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+async function withCertificates(fn: (files: RotatingCertificates) => Promise<void>) {
+  await using files = await rotatingCertificates("startup-lock-inject-");
+  await fn(files);
 }
 
 Deno.test({

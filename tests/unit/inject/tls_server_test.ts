@@ -1,33 +1,9 @@
 import assert from "node:assert/strict";
 import { serveTlsReloading } from "../../../lib/inject/tls_server.ts";
-import { hasOpenssl, makeTestCertificates, type TestCertificates } from "../../_image_tls.ts";
+import { hasOpenssl, type RotatingCertificates, rotatingCertificates } from "../../_image_tls.ts";
 import { fingerprint, servedFingerprint } from "../../_tls_probe.ts";
 
 const ignore = !hasOpenssl();
-
-/** Two certificates for localhost, each from its own CA, and a directory to serve them from. */
-async function setUp() {
-  const dir = await Deno.makeTempDir({ prefix: "startup-lock-tls-reload-" });
-  await Deno.mkdir(`${dir}/one`);
-  await Deno.mkdir(`${dir}/two`);
-  const one = await makeTestCertificates(`${dir}/one`);
-  const two = await makeTestCertificates(`${dir}/two`);
-  const certFile = `${dir}/tls.crt`;
-  const keyFile = `${dir}/tls.key`;
-  await install(one, certFile, keyFile);
-  return {
-    one,
-    two,
-    certFile,
-    keyFile,
-    [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
-  };
-}
-
-async function install(pair: TestCertificates, certFile: string, keyFile: string) {
-  await Deno.writeTextFile(certFile, pair.cert);
-  await Deno.writeTextFile(keyFile, pair.key);
-}
 
 /** GET /healthz on a new connection that trusts only `ca`: its status, or the error. */
 async function healthz(port: number, ca: string): Promise<number | string> {
@@ -43,21 +19,31 @@ async function healthz(port: number, ca: string): Promise<number | string> {
 
 const handler = () => new Response("OK\n");
 
+const setUp = () => rotatingCertificates("startup-lock-tls-reload-");
+
+/** The server under test on the files of `files`; `options` add to or change its defaults. */
+function serve(
+  files: RotatingCertificates,
+  options: Partial<Parameters<typeof serveTlsReloading>[0]> = {},
+) {
+  return serveTlsReloading({
+    hostname: "127.0.0.1",
+    port: 0,
+    certFile: files.certFile,
+    keyFile: files.keyFile,
+    checkIntervalMs: 3_600_000,
+    handler,
+    ...options,
+  });
+}
+
 Deno.test({
   name: "serveTlsReloading() serves a rotated certificate to new connections without a restart",
   ignore,
   fn: async () => {
     await using files = await setUp();
     const errors: unknown[] = [];
-    await using server = await serveTlsReloading({
-      hostname: "127.0.0.1",
-      port: 0,
-      certFile: files.certFile,
-      keyFile: files.keyFile,
-      checkIntervalMs: 3_600_000,
-      handler,
-      onReloadError: (e) => errors.push(e),
-    });
+    await using server = await serve(files, { onReloadError: (e) => errors.push(e) });
     const { port } = server.addr;
     assert.equal(await servedFingerprint(port), await fingerprint(files.one.cert));
     assert.equal(await healthz(port, files.one.ca), 200);
@@ -86,16 +72,11 @@ Deno.test({
   fn: async () => {
     await using files = await setUp();
     const reloaded = Promise.withResolvers<void>();
-    await using server = await serveTlsReloading({
-      hostname: "127.0.0.1",
-      port: 0,
-      certFile: files.certFile,
-      keyFile: files.keyFile,
+    await using server = await serve(files, {
       checkIntervalMs: 50,
-      handler,
       onReload: () => reloaded.resolve(),
     });
-    await install(files.two, files.certFile, files.keyFile);
+    await files.install(files.two);
     await reloaded.promise;
     assert.equal(await servedFingerprint(server.addr.port), await fingerprint(files.two.cert));
   },
@@ -107,15 +88,7 @@ Deno.test({
   fn: async () => {
     await using files = await setUp();
     const errors: string[] = [];
-    await using server = await serveTlsReloading({
-      hostname: "127.0.0.1",
-      port: 0,
-      certFile: files.certFile,
-      keyFile: files.keyFile,
-      checkIntervalMs: 3_600_000,
-      handler,
-      onReloadError: (e) => errors.push(String(e)),
-    });
+    await using server = await serve(files, { onReloadError: (e) => errors.push(String(e)) });
     await Deno.remove(files.keyFile);
     assert.equal(await server.check(), false);
     assert.match(errors[0]!, /NotFound/);
@@ -133,14 +106,7 @@ Deno.test({
     await using files = await setUp();
     await Deno.writeTextFile(files.keyFile, files.two.key);
     await assert.rejects(
-      serveTlsReloading({
-        hostname: "127.0.0.1",
-        port: 0,
-        certFile: files.certFile,
-        keyFile: files.keyFile,
-        checkIntervalMs: 3_600_000,
-        handler,
-      }),
+      serve(files),
       /KeyMismatch|not be consistent/,
     );
   },
