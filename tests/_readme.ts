@@ -98,25 +98,32 @@ export interface DocHeading {
   line: number;
 }
 
-/** Every heading of a file, in order, skipping lines inside fenced code blocks. */
-export function docHeadings(file: string): DocHeading[] {
-  const lines = docText(file).split("\n");
-  const headings: DocHeading[] = [];
+/**
+ * The lines of `text` outside fenced code blocks, each with its 1-based
+ * number: where headings and links of the prose are.
+ */
+export function proseLines(text: string): { text: string; line: number }[] {
+  const prose: { text: string; line: number }[] = [];
   let fence: string | undefined;
-  lines.forEach((line, i) => {
+  text.split("\n").forEach((line, i) => {
     const opening = /^(`{3,})/.exec(line);
     if (fence !== undefined) {
       if (line.startsWith(fence)) fence = undefined;
-      return;
-    }
-    if (opening) {
+    } else if (opening) {
       fence = opening[1]!;
-      return;
+    } else {
+      prose.push({ text: line, line: i + 1 });
     }
-    const heading = /^(#{1,6}) (.+)$/.exec(line);
-    if (heading) headings.push({ level: heading[1]!.length, text: heading[2]!, line: i + 1 });
   });
-  return headings;
+  return prose;
+}
+
+/** Every heading of a file, in order, skipping lines inside fenced code blocks. */
+export function docHeadings(file: string): DocHeading[] {
+  return proseLines(docText(file)).flatMap(({ text, line }) => {
+    const heading = /^(#{1,6}) (.+)$/.exec(text);
+    return heading ? [{ level: heading[1]!.length, text: heading[2]!, line }] : [];
+  });
 }
 
 /**

@@ -4,7 +4,7 @@
  * every docs page is one click from the README.
  */
 import assert from "node:assert/strict";
-import { docAnchors, docFiles, docText } from "../_readme.ts";
+import { docAnchors, docFiles, docText, proseLines } from "../_readme.ts";
 
 const ROOT = new URL("../../", import.meta.url);
 
@@ -19,24 +19,10 @@ interface Link {
 
 /** The inline links and images of `text`, outside fenced blocks and code spans. */
 function links(text: string): Link[] {
-  const found: Link[] = [];
-  let fence: string | undefined;
-  text.split("\n").forEach((line, i) => {
-    const opening = /^(`{3,})/.exec(line);
-    if (fence !== undefined) {
-      if (line.startsWith(fence)) fence = undefined;
-      return;
-    }
-    if (opening) {
-      fence = opening[1]!;
-      return;
-    }
-    const prose = line.replace(/`[^`]*`/g, "");
-    for (const m of prose.matchAll(/\]\(([^)\s]+)(?:\s+"[^"]*")?\)/g)) {
-      found.push({ target: m[1]!, line: i + 1 });
-    }
-  });
-  return found;
+  return proseLines(text).flatMap(({ text: line, line: number }) =>
+    [...line.replace(/`[^`]*`/g, "").matchAll(/\]\(([^)\s]+)(?:\s+"[^"]*")?\)/g)]
+      .map((m) => ({ target: m[1]!, line: number }))
+  );
 }
 
 /** Whether `url` names a file or directory that exists. */

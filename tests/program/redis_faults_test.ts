@@ -52,6 +52,18 @@ function replica(redis: RedisServer, name: string, args: string[]): Promise<Prog
   return startProgram(["--store", redis.url, "--name", name, ...args]);
 }
 
+/** Waits until the one client `who` stands in the shared line of semaphore `name`. */
+function inLine(redis: RedisServer, name: string, who: string): Promise<void> {
+  return eventually(`${who} waits in the shared line`, async () => {
+    const client = await redis.client();
+    try {
+      return (await client.zCard(`startup-lock:{${name}}:line`)) === 1;
+    } finally {
+      client.destroy();
+    }
+  });
+}
+
 const redisTest = (name: string, fn: () => Promise<void>) =>
   SKIP_REDIS
     ? Deno.test.ignore(`${name} (skipped: redis-server is not installed)`, () => {})
@@ -166,14 +178,7 @@ redisTest(
     await using b = await replica(redis, name, ["--locks", "1"]);
     // Its client is cut off when A is killed at the end.
     const waiting = acquire(a, { id: "a1", wait: "20s" }).catch(() => undefined);
-    await eventually("a1 waits in the shared line", async () => {
-      const client = await redis.client();
-      try {
-        return (await client.zCard(`startup-lock:{${name}}:line`)) === 1;
-      } finally {
-        client.destroy();
-      }
-    });
+    await inLine(redis, name, "a1");
     const status = (await send(`${b.url}/status`)).body as { locking: { allowed: boolean } };
     assert.equal(status.locking.allowed, true);
     const b1 = await acquire(b, { id: "b1" });
@@ -203,14 +208,7 @@ redisTest(
     const x = await acquire(a, { id: "x" });
     assert.equal(x.status, 200);
     const b1 = acquire(b, { id: "b1", wait: "20s" });
-    await eventually("b1 waits in the shared line", async () => {
-      const client = await redis.client();
-      try {
-        return (await client.zCard(`startup-lock:{${name}}:line`)) === 1;
-      } finally {
-        client.destroy();
-      }
-    });
+    await inLine(redis, name, "b1");
     const released = await send(`${a.url}/locks/${x.body.token}`, "DELETE");
     assert.equal(released.status, 204, released.text);
     const served = await b1;
@@ -271,14 +269,7 @@ redisTest(
     assert.equal(x.status, 200, x.text);
     const b1 = acquire(b, { id: "b1", wait: "20s" });
     b1.catch(() => {}); // Cut off if an assertion below fails first.
-    await eventually("b1 waits in the shared line", async () => {
-      const client = await redis.client();
-      try {
-        return (await client.zCard(`startup-lock:{${name}}:line`)) === 1;
-      } finally {
-        client.destroy();
-      }
-    });
+    await inLine(redis, name, "b1");
     assert.equal((await send(`${a.url}/locks/${x.body.token}`, "DELETE")).status, 204);
     assert.equal((await b1).status, 200);
     for (const server of [a, b]) {
