@@ -303,3 +303,31 @@ Deno.test("server refuses to start when the state file's directory takes no file
   );
   assert.doesNotMatch(stderr, /Listening/);
 });
+
+Deno.test("loadState() refuses a path that is not a regular file, and never moves it", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // `--stateFile /tmp` once moved /tmp aside as a "corrupt" state file.
+    const path = `${dir}/state`;
+    await Deno.mkdir(path);
+    await Deno.writeTextFile(`${path}/keep.txt`, "kept");
+    await assert.rejects(loadState(path), /^Error: it is a directory, not a file$/);
+    assert.equal(await Deno.readTextFile(`${path}/keep.txt`), "kept");
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["state"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("server refuses to start when --stateFile names a directory, and leaves it in place", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const { code, stderr } = await runProgram(["--stateFile", dir]);
+    assert.equal(code, 2);
+    assert.match(stderr, /Cannot use --stateFile ".*": it is a directory, not a file/);
+    assert.doesNotMatch(stderr, /Listening|corrupt/);
+    assert.ok((await Deno.stat(dir)).isDirectory);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
