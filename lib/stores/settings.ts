@@ -126,9 +126,10 @@ export function parseStore(text: string): StoreSetting {
 
 /** Replaces a password in `text` (a URL typed by the user) with `***`, for error messages. */
 export function redactUrl(text: string): string {
-  // Greedy up to the last "@", as URL parsers read it.
+  // Greedy up to the last "@", as URL parsers read it. Any scheme: `http://:pw@host` is refused
+  // as not a Redis URL, and quoted in the refusal.
   return text.replace(
-    /^(rediss?:\/\/)(.*)@/i,
+    /^([a-z][a-z0-9+.-]*:\/\/)(.*)@/i,
     (_, scheme: string, credentials: string) =>
       `${scheme}${credentials.includes(":") ? credentials.split(":")[0] + ":" : ""}***@`,
   );
