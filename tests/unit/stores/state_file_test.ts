@@ -331,3 +331,20 @@ Deno.test("server refuses to start when --stateFile names a directory, and leave
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test({
+  name:
+    "server refuses a --stateFile under /dev with one line that names the user's path and no flag of Deno's",
+  // Deno lets a program write to device paths (/dev/shm included) only with every permission.
+  ignore: Deno.build.os !== "linux",
+  fn: async () => {
+    const path = "/dev/shm/startup-lock-test-locks.json";
+    const { code, stderr } = await runProgram(["--stateFile", path]);
+    assert.equal(code, 2);
+    const [line = "", ...rest] = stderr.trim().split("\n");
+    assert.deepEqual(rest, []);
+    assert.match(line, /Cannot use --stateFile "\/dev\/shm\/startup-lock-test-locks\.json": /);
+    assert.doesNotMatch(line, /probe|--allow-all/);
+    assert.match(line, /choose another directory/);
+  },
+});
