@@ -154,14 +154,6 @@ export async function checkWritable(path: string): Promise<void> {
     await Deno.writeTextFile(probe, "");
     await Deno.remove(probe);
   } catch (error) {
-    if (error instanceof Deno.errors.NotCapable) {
-      // Deno's message names the probe file and asks for --allow-all, which the program must
-      // not be given: say what the user can do instead.
-      throw new Error(
-        "cannot write in its directory: Deno lets only a program with every permission write " +
-          "under /dev (/dev/shm included); choose another directory, such as /var/lib/startup-lock",
-      );
-    }
     throw new Error(`cannot write in its directory: ${withoutPath(error)}`);
   }
 }
