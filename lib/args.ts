@@ -15,6 +15,7 @@
  */
 import { parseArgs } from "./_parse_args.ts";
 import { UsageError } from "./errors.ts";
+import { redactPasswords, redactValue } from "./redact.ts";
 
 /** The prefix of every environment variable the program reads. */
 export const ENV_PREFIX = "STARTUP_LOCK_";
@@ -284,7 +285,8 @@ function explainParseError(
 
 /**
  * Reads raw flag values through parsers, turning a parser's `RangeError` into a
- * {@linkcode UsageError} that names the flag (or variable) and the value.
+ * {@linkcode UsageError} that names the flag (or variable) and the value (the
+ * password of a URL in it replaced by `***`).
  */
 export class Reader {
   readonly #raw: RawArgs;
@@ -338,7 +340,9 @@ export class Reader {
       return parse(text);
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);
-      throw new UsageError(`Invalid ${this.source(name)} "${text}": ${reason}`);
+      throw new UsageError(
+        `Invalid ${this.source(name)} "${redactValue(text)}": ${redactPasswords(reason)}`,
+      );
     }
   }
 }
