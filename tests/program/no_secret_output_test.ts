@@ -117,13 +117,20 @@ Deno.test("a client's notes never show the password of its --server or --url", a
   }
 });
 
-Deno.test("the server never logs the password of a --check URL", async () => {
+Deno.test("the server never shows the password of a --check URL: log, refusal, status, metrics", async () => {
   const check = `http://u:${PASSWORD}@127.0.0.1:${freePort()}/health`;
   await using server = await startProgram(["--check", check, "--failHc", "1"]);
   await server.waitForLog(/Dependency .* is down/);
   const body = await (await fetch(`${server.url}/?wait=0`)).text();
+  const status = await (await fetch(`${server.url}/status`, {
+    headers: { Accept: "application/json" },
+  })).text();
+  const page = await (await fetch(`${server.url}/status`, { headers: { Accept: "text/html" } }))
+    .text();
+  const metrics = await (await fetch(`${server.url}/metrics`)).text();
   const log = server.log.join("\n");
   assert.match(log, /Dependency http:\/\/u:\*\*\*@127\.0\.0\.1:\d+\/health is down/);
-  assertNoSecret(log, PASSWORD);
-  assertNoSecret(body, PASSWORD);
+  assert.match(status, /"url":"http:\/\/u:\*\*\*@127\.0\.0\.1:\d+\/health"/);
+  assert.match(metrics, /endpoint="http:\/\/u:\*\*\*@127\.0\.0\.1:\d+\/health"/);
+  for (const output of [log, body, status, page, metrics]) assertNoSecret(output, PASSWORD);
 });
