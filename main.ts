@@ -13,6 +13,7 @@
 import type { Command, Env } from "./lib/args.ts";
 import { UsageError } from "./lib/errors.ts";
 import { EXIT } from "./lib/exit.ts";
+import { redactPasswords } from "./lib/redact.ts";
 
 /** A command as the dispatcher knows it before loading it: its name, its `--help` line, its module. */
 export interface CommandEntry {
@@ -165,7 +166,8 @@ export async function main(args: readonly string[]): Promise<number> {
     return await command.run(parsed.options);
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
-    console.error(`startup-lock: ${error.message}`);
+    // A value quoted in the message may be a URL with a password in it.
+    console.error(`startup-lock: ${redactPasswords(error.message)}`);
     return EXIT.USAGE;
   }
 }

@@ -15,6 +15,7 @@
  */
 import { parseArgs } from "./_parse_args.ts";
 import { UsageError } from "./errors.ts";
+import { redactPasswords, redactValue } from "./redact.ts";
 
 /** The prefix of every environment variable the program reads. */
 export const ENV_PREFIX = "STARTUP_LOCK_";
@@ -100,8 +101,13 @@ function ownFlag(token: string, specs: readonly FlagSpec[]): OwnFlag | undefined
     if (!spec) return undefined;
     return { spec, token: `--${name}${long[2] ?? ""}`, inline: long[2] !== undefined };
   }
-  const spec = /^-[A-Za-z]$/.test(token) ? specs.find((s) => s.short === token[1]) : undefined;
-  return spec && { spec, token, inline: false };
+  const short = /^-([A-Za-z])(=.*)?$/s.exec(token);
+  const spec = short ? specs.find((s) => s.short === short[1]) : undefined;
+  if (!spec || !short) return undefined;
+  // `-h=1` is `--help=1`, which is refused for its value rather than as an unknown flag.
+  return short[2] === undefined
+    ? { spec, token, inline: false }
+    : { spec, token: `--${spec.name}${short[2]}`, inline: true };
 }
 
 /** The longest edit distance at which an unknown flag is taken for a misspelling. */
@@ -166,15 +172,26 @@ function unknownFlag(token: string, specs: readonly FlagSpec[]): UsageError {
  * turned camelCase and given two dashes; values are left as typed.
  *
  * @throws {UsageError} for an argument that starts with a dash but is none of
- *   the command's flags (nor a flag's value), with the nearest flag's name
+ *   the command's flags (nor a flag's value), with the nearest flag's name; or,
+ *   when a positional argument came before it, `unexpected` of that argument
  */
-function joinValues(tokens: readonly string[], specs: readonly FlagSpec[]): string[] {
+function joinValues(
+  tokens: readonly string[],
+  specs: readonly FlagSpec[],
+  unexpected?: (argument: string) => UsageError,
+): string[] {
   const out: string[] = [];
+  let firstArgument: string | undefined;
   for (let i = 0; i < tokens.length; i++) {
     const token = tokens[i]!;
     const flag = ownFlag(token, specs);
     if (!flag) {
-      if (token.length > 1 && token.startsWith("-")) throw unknownFlag(token, specs);
+      if (token.length > 1 && token.startsWith("-")) {
+        // `run --server URL sh -c …` without "--": "sh" is the mistake, not "-c".
+        if (firstArgument !== undefined && unexpected) throw unexpected(firstArgument);
+        throw unknownFlag(token, specs);
+      }
+      firstArgument ??= token;
       out.push(token);
       continue;
     }
@@ -198,19 +215,29 @@ function joinValues(tokens: readonly string[], specs: readonly FlagSpec[]): stri
  * one of the command's own flags.
  *
  * @throws {UsageError} for an unknown flag, a missing value, a value given to a
- *   boolean flag, a positional argument when `positionals` is false, or a `--`
- *   terminator when `rest` is false
+ *   boolean flag, a positional argument (with `unexpected`'s message when
+ *   given), or a `--` terminator when `rest` is false
  */
 export function parseFlags(
   argv: readonly string[],
   specs: readonly FlagSpec[],
   env: Env,
-  options: { positionals?: boolean; rest?: boolean } = {},
+  options: {
+    /** Whether `--` and the arguments after it are allowed, as `rest`. */
+    rest?: boolean;
+    /** The message for a positional argument. @default {"this command takes only flags"} */
+    unexpected?: (argument: string) => string;
+  } = {},
 ): RawArgs {
   const terminator = argv.indexOf("--");
   const typed = terminator === -1 ? argv : argv.slice(0, terminator);
   const rest = terminator === -1 ? [] : argv.slice(terminator + 1);
-  const flagPart = joinValues(typed, specs);
+  const unexpected = (argument: string) =>
+    new UsageError(
+      options.unexpected?.(argument) ??
+        `Unexpected argument "${argument}": this command takes only flags (see --help)`,
+    );
+  const flagPart = joinValues(typed, specs, unexpected);
 
   let parsed;
   try {
@@ -233,11 +260,7 @@ export function parseFlags(
       `Unexpected "--": this command takes no command to run (see --help)`,
     );
   }
-  if (!options.positionals && parsed.positionals.length > 0) {
-    throw new UsageError(
-      `Unexpected argument "${parsed.positionals[0]}": this command takes only flags (see --help)`,
-    );
-  }
+  if (parsed.positionals.length > 0) throw unexpected(parsed.positionals[0]!);
 
   const values = new Map<string, string | string[] | true>();
   const sources = new Map<string, string>();
@@ -284,7 +307,8 @@ function explainParseError(
 
 /**
  * Reads raw flag values through parsers, turning a parser's `RangeError` into a
- * {@linkcode UsageError} that names the flag (or variable) and the value.
+ * {@linkcode UsageError} that names the flag (or variable) and the value (the
+ * password of a URL in it replaced by `***`).
  */
 export class Reader {
   readonly #raw: RawArgs;
@@ -338,7 +362,9 @@ export class Reader {
       return parse(text);
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);
-      throw new UsageError(`Invalid ${this.source(name)} "${text}": ${reason}`);
+      throw new UsageError(
+        `Invalid ${this.source(name)} "${redactValue(text)}": ${redactPasswords(reason)}`,
+      );
     }
   }
 }

@@ -7,10 +7,14 @@
  * @module
  */
 
-/** A dependency endpoint to check. */
+/**
+ * A dependency endpoint to check. `url` is what logs, metrics, the status page
+ * and refusals show: a password in it is replaced by `***`, and only the probe
+ * asks `requestUrl`, which keeps it.
+ */
 export type CheckTarget =
   | { kind: "tcp"; url: string; hostname: string; port: number }
-  | { kind: "http"; url: string };
+  | { kind: "http"; url: string; requestUrl?: string };
 
 const TCP_HINT = "expected tcp://HOST:PORT with a port from 1 to 65535";
 
@@ -34,7 +38,10 @@ export function parseCheckTarget(text: string): CheckTarget {
   if (url.protocol === "http:" || url.protocol === "https:") {
     // Port 0 means "any port" to a listener; nothing can be reached there.
     if (url.port === "0") throw new RangeError("expected a port from 1 to 65535");
-    return { kind: "http", url: url.href };
+    if (url.password === "") return { kind: "http", url: url.href };
+    const requestUrl = url.href;
+    url.password = "***";
+    return { kind: "http", url: url.href, requestUrl };
   }
   if (url.protocol === "tcp:") {
     // Special-scheme parsing does not apply to tcp:, so host and port are read by hand.

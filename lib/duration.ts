@@ -75,10 +75,19 @@ export function isZeroDuration(text: string): boolean {
  * Parses a wait: a duration as {@linkcode parseDuration} reads it, or zero,
  * which means one try without waiting.
  *
- * @throws {RangeError} as {@linkcode parseDuration} does, except for zero
+ * @throws {RangeError} as {@linkcode parseDuration} does, except for zero,
+ *   which its message then names too
  */
 export function parseWait(text: string): number {
-  return isZeroDuration(text) ? 0 : parseDuration(text);
+  if (isZeroDuration(text)) return 0;
+  try {
+    return parseDuration(text);
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    // "expected a positive number…" would say that 0 is refused too.
+    if (!message.startsWith("expected a positive")) throw error;
+    throw new RangeError(`${message}; or 0 for one try`);
+  }
 }
 
 /** Formats milliseconds for people: `750ms`, `10s`, `1.5s`, `2m`, `1h30m`. */

@@ -29,7 +29,7 @@ export async function probe(target: CheckTarget, signal: AbortSignal): Promise<v
     conn.close();
     return;
   }
-  let url = new URL(target.url);
+  let url = new URL(target.requestUrl ?? target.url);
   for (let redirects = 0;; redirects++) {
     const head = FETCH_BLOCKED_PORTS.has(urlPort(url))
       ? await getResponseHead(url, signal)

@@ -6,6 +6,7 @@
  * @module
  */
 import { formatLine, type LogFormat, type LogLevel } from "../log.ts";
+import { redactPasswords } from "../redact.ts";
 
 /** The signals `run` forwards and `hold` stops on, with their numbers for `128 + n` exit codes. */
 export const STOP_SIGNALS = { SIGINT: 2, SIGTERM: 15 } as const;
@@ -49,13 +50,13 @@ export type NoteEvent =
 /**
  * Writes `startup-lock: <message>` to stderr, or with `--logFormat json` a
  * line `{"time","level","msg","event"}`. Synchronous: a client writes a few
- * lines, and they must be out before it exits.
+ * lines, and they must be out before it exits. The password of a URL in the
+ * message (`--server https://user:PASSWORD@proxy`) is replaced by `***`.
  */
 export function note(message: string, event: NoteEvent, level: LogLevel = "info"): void {
+  const text = redactPasswords(message);
   console.error(
-    noteFormat === "text"
-      ? `startup-lock: ${message}`
-      : formatLine("json", level, message, { event }),
+    noteFormat === "text" ? `startup-lock: ${text}` : formatLine("json", level, text, { event }),
   );
 }
 

@@ -68,6 +68,30 @@ export function parseToken(text: string): string {
 }
 
 /**
+ * What is wrong with a malformed token, without showing it: a token with one
+ * character too many is a real one, whoever reads the error could release it.
+ */
+export function describeMalformedToken(text: string): string {
+  const token = text.trim();
+  if (token === "") return "empty";
+  const bad = token.search(/[^A-Za-z0-9_-]/);
+  const length = `${token.length} character${token.length === 1 ? "" : "s"}, not shown`;
+  return bad === -1 ? length : `${length}; character ${bad + 1} is not allowed`;
+}
+
+/** `--token` or `STARTUP_LOCK_TOKEN`, refused without its value in the message. */
+function readToken(read: Reader): string {
+  const text = read.text("token") ?? "";
+  try {
+    return parseToken(text);
+  } catch (error) {
+    throw new UsageError(
+      `Invalid ${read.source("token")} (${describeMalformedToken(text)}): ${describeError(error)}`,
+    );
+  }
+}
+
+/**
  * `--token` or `--tokenFile`. When both are set and exactly one came from the
  * command line, that one wins, as flags win over variables everywhere.
  */
@@ -82,7 +106,7 @@ function readTokenSource(read: Reader): TokenSource {
     }
     useToken = onCommandLine("token");
   }
-  if (useToken) return { token: read.value("token", "", parseToken) };
+  if (useToken) return { token: readToken(read) };
   if (read.has("tokenFile")) {
     return { tokenFile: read.value("tokenFile", "", parsePath), name: read.source("tokenFile") };
   }

@@ -46,14 +46,13 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
 ];
 
 function parse(argv: readonly string[], env: Env): Parsed<RunOptions> {
-  const raw = parseFlags(argv, RUN_FLAGS, env, { positionals: true, rest: true });
-  if (raw.values.has("help")) return { action: "help" };
   const example = "as in: startup-lock run --server URL -- ./app --port 8080";
-  if (raw.positionals.length > 0) {
-    throw new UsageError(
-      `Unexpected argument "${raw.positionals[0]}": put the command after "--", ${example}`,
-    );
-  }
+  const raw = parseFlags(argv, RUN_FLAGS, env, {
+    rest: true,
+    unexpected: (argument) =>
+      `Unexpected argument "${argument}": put the command after "--", ${example}`,
+  });
+  if (raw.values.has("help")) return { action: "help" };
   const [command, ...args] = raw.rest;
   if (command === undefined || command === "") {
     throw new UsageError(`Missing command: put the command to run after "--", ${example}`);

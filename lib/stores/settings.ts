@@ -9,6 +9,7 @@
 
 import type { RecoveryCause } from "../core/denial.ts";
 import type { LockStore } from "../core/store.ts";
+import { redactValue } from "../redact.ts";
 
 /** A Redis server to keep the locks in. */
 export interface RedisTarget {
@@ -126,11 +127,5 @@ export function parseStore(text: string): StoreSetting {
 
 /** Replaces a password in `text` (a URL typed by the user) with `***`, for error messages. */
 export function redactUrl(text: string): string {
-  // Greedy up to the last "@", as URL parsers read it. Any scheme: `http://:pw@host` is refused
-  // as not a Redis URL, and quoted in the refusal.
-  return text.replace(
-    /^([a-z][a-z0-9+.-]*:\/\/)(.*)@/i,
-    (_, scheme: string, credentials: string) =>
-      `${scheme}${credentials.includes(":") ? credentials.split(":")[0] + ":" : ""}***@`,
-  );
+  return redactValue(text);
 }

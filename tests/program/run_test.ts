@@ -38,6 +38,11 @@ Deno.test("runCommand.parse() takes the command after --, untouched", () => {
     () => runCommand.parse(["--server", SERVER, "app"], noEnv),
     /Unexpected argument "app": put the command after "--"/,
   );
+  assert.throws(
+    () => runCommand.parse(["--server", SERVER, "sh", "-c", "echo -x"], noEnv),
+    /Unexpected argument "sh": put the command after "--"/,
+    "the forgotten -- is the mistake, not sh's -c",
+  );
 });
 
 /**

@@ -118,8 +118,9 @@ Deno.test("parseFlags() takes long flags after one dash, as the original's Go fl
   await t.step("a single-dash flag is no value either", () => {
     assert.equal(usageError(["--token", "-server", "x"]), "Flag --token needs a value: TOKEN");
   });
-  await t.step("-quiet=yes is refused like --quiet=yes", () => {
+  await t.step("-quiet=yes is refused like --quiet=yes, and -h=1 like --help=1", () => {
     assert.equal(usageError(["-quiet=yes"]), "Flag --quiet takes no value");
+    assert.equal(usageError(["-h=1"]), "Flag --help takes no value");
   });
 });
 
@@ -149,6 +150,21 @@ Deno.test("parseFlags() fills unset value flags from the environment, the comman
   const raw = parseFlags(["--token", "x"], SPECS, (n) => env[n as keyof typeof env]);
   assert.equal(raw.sources.get("token"), "--token");
   assert.equal(raw.sources.get("check"), "STARTUP_LOCK_CHECK");
+});
+
+Deno.test("parseFlags() names the first stray argument, not a flag-like one after it", () => {
+  assert.equal(
+    usageError(["--server", "x", "sh", "-c", "echo -x"]),
+    'Unexpected argument "sh": this command takes only flags (see --help)',
+  );
+  const run = (argv: string[]) =>
+    parseFlags(argv, SPECS, noEnv, { rest: true, unexpected: (a) => `"${a}" goes after --` });
+  assert.throws(
+    () => run(["--server", "x", "sh", "-c", "true"]),
+    /^UsageError: "sh" goes after --$/,
+  );
+  assert.throws(() => run(["app"]), /^UsageError: "app" goes after --$/);
+  assert.throws(() => run(["-c", "app"]), /^UsageError: Unknown flag "-c"/);
 });
 
 Deno.test("parseFlags() keeps what follows -- untouched", () => {

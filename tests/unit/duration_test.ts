@@ -6,6 +6,7 @@ import {
   MAX_TIMER_MS,
   MAX_TIMER_SECONDS,
   parseDuration,
+  parseWait,
   retryAfterSeconds,
 } from "../../lib/duration.ts";
 
@@ -143,4 +144,11 @@ Deno.test("retryAfterSeconds() rounds up to whole seconds, at least 1", async (t
       assert.equal(retryAfterSeconds(ms), seconds);
     });
   }
+});
+
+Deno.test("parseWait() takes 0 for one try, and its refusals say so", () => {
+  assert.equal(parseWait("0"), 0);
+  assert.equal(parseWait("0s"), 0);
+  assert.throws(() => parseWait("-1"), /^RangeError: expected a positive .*; or 0 for one try$/);
+  assert.throws(() => parseWait("soon"), /; or 0 for one try$/);
 });

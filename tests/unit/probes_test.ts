@@ -246,3 +246,17 @@ Deno.test("parseCheckTarget() refuses port 0 of an http URL", () => {
     message: "expected a port from 1 to 65535",
   });
 });
+
+Deno.test("an http check with a password shows *** and still sends the password", async () => {
+  const seen: (string | null)[] = [];
+  await using server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    seen.push(req.headers.get("authorization"));
+    return new Response("ok");
+  });
+  const target = parseCheckTarget(`http://u:s3cret@127.0.0.1:${server.addr.port}/health`);
+  assert.equal(target.url, `http://u:***@127.0.0.1:${server.addr.port}/health`);
+  await probe(target, AbortSignal.timeout(5_000));
+  assert.deepEqual(seen, [`Basic ${btoa("u:s3cret")}`]);
+  const plain = parseCheckTarget("http://db:9200/health");
+  assert.deepEqual(plain, { kind: "http", url: "http://db:9200/health" }, "no password, no copy");
+});
