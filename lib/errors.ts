@@ -29,8 +29,18 @@ export class HttpError extends Error {
   }
 }
 
+/**
+ * What Deno's refusal of a device path (`Requires all access to "/dev/shm/x", run again with the
+ * --allow-all flag`) means to a user of the program, whose permissions are fixed.
+ */
+const DEVICE_PATH = "Deno lets only a program with every permission use a path under /dev " +
+  "(/dev/shm included): use a file elsewhere";
+
 /** A one-line description of any thrown value, for logs and user-facing messages. */
 export function describeError(error: unknown): string {
+  if (error instanceof Deno.errors.NotCapable && error.message.startsWith("Requires all access")) {
+    return DEVICE_PATH;
+  }
   if (error instanceof Error) {
     const cause = error.cause instanceof Error ? `: ${error.cause.message}` : "";
     return `${error.message}${cause}`.split("\n")[0] ?? error.name;

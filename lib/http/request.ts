@@ -103,14 +103,16 @@ function checkQuery(query: URLSearchParams): void {
  * @throws {HttpError} 413 for a body that is too large
  */
 export function checkBodySize(request: Request, maxBytes: number): Promise<void> | undefined {
-  if (request.body === null) return undefined;
   const tooLarge = () =>
     new HttpError(413, `Request body too large: more than ${maxBytes} bytes (the API reads none)`);
+  // Checked before the body: Deno gives a GET's body to no one (`request.body` is null), but a
+  // GET / with a 10 MB body is as much an acquire request with a body too large as a POST.
   const length = request.headers.get("content-length");
   if (length !== null && /^\d+$/.test(length)) {
     if (Number(length) > maxBytes) throw tooLarge();
     return undefined;
   }
+  if (request.body === null) return undefined;
   return (async () => {
     const reader = request.body!.getReader();
     let total = 0;

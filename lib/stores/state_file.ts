@@ -44,15 +44,31 @@ export type LoadedState =
  * Reads the state file at start: the locks not yet expired at `now`. A file
  * that cannot be read or parsed is moved aside (`PATH.corrupt-<time>`) and
  * reported, so the caller can stay on the safe side.
+ *
+ * @throws {Error} for a path that is not a regular file (`--stateFile /tmp`,
+ *   `/dev/null`): a mistake to show, never a corrupt file to move aside
  */
 export async function loadState(path: string, now = Date.now()): Promise<LoadedState> {
   let text: string;
   let modifiedAt = now;
+  let info: Deno.FileInfo | undefined;
   try {
-    modifiedAt = (await Deno.stat(path)).mtime?.getTime() ?? now;
-    text = await Deno.readTextFile(path);
+    info = await Deno.stat(path);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return { kind: "missing" };
+    return await setAside(path, `cannot read it: ${describeError(error)}`, modifiedAt, now);
+  }
+  if (!info.isFile) {
+    throw new Error(
+      info.isDirectory
+        ? "it is a directory, not a file"
+        : "it is not a regular file (a device, a pipe or a socket)",
+    );
+  }
+  try {
+    modifiedAt = info.mtime?.getTime() ?? now;
+    text = await Deno.readTextFile(path);
+  } catch (error) {
     return await setAside(path, `cannot read it: ${describeError(error)}`, modifiedAt, now);
   }
   let locks: StoredLock[];

@@ -300,3 +300,31 @@ Deno.test("a secret given as a flag gets one WARN line pointing to the file flag
     assert.equal(rest.length, 1, released.stderr);
   });
 });
+
+Deno.test({
+  name:
+    "startup-lock refuses a token file under /dev with one line that asks for no flag of Deno's",
+  // Deno lets a program read device paths (/dev/shm included) only with every permission.
+  ignore: Deno.build.os !== "linux",
+  fn: async () => {
+    const path = `/dev/shm/startup-lock-test-token-${Deno.pid}`;
+    // Written by the test, which may: the program, with its own permissions, may not read it.
+    await Deno.writeTextFile(path, `${SECRET}\n`).catch(() => {});
+    try {
+      for (
+        const args of [
+          ["--authTokenFile", path],
+          ["release", "--server", "http://127.0.0.1:1/", "--tokenFile", path],
+        ]
+      ) {
+        const { stderr } = await runProgram(args);
+        assert.equal(stderr.trim().split("\n").length, 1, stderr);
+        assert.match(stderr, /--(authT|t)okenFile "\/dev\/shm\/startup-lock-test-token-\d+": /);
+        assert.match(stderr, /use a file elsewhere/);
+        assert.doesNotMatch(stderr, /--allow-all/);
+      }
+    } finally {
+      await Deno.remove(path).catch(() => {});
+    }
+  },
+});

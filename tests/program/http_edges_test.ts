@@ -66,6 +66,19 @@ Deno.test("server refuses a 10 MB acquire body with 413 and a long URL with 414"
   });
   assert.equal(big.status, 413);
   await big.body?.cancel();
+  // Deno hands a GET's body to no one (request.body is null): its Content-Length still counts.
+  // The body is never sent, so only the answer's first bytes are read.
+  const { hostname, port } = new URL(server.url);
+  {
+    using conn = await Deno.connect({ hostname, port: Number(port) });
+    await conn.write(
+      new TextEncoder().encode("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 10485760\r\n\r\n"),
+    );
+    const buffer = new Uint8Array(4096);
+    const read = await conn.read(buffer);
+    const answer = new TextDecoder().decode(buffer.subarray(0, read ?? 0));
+    assert.match(answer, /^HTTP\/1\.1 413 /, answer);
+  }
   const long = await fetch(`${server.url}/?id=${"a".repeat(9000)}`);
   assert.equal(long.status, 414);
   await long.body?.cancel();

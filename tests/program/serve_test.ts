@@ -888,6 +888,14 @@ const INVALID: Invalid[] = [
     hides: "pa55",
   },
   {
+    what: "a store URL of another scheme, without its password",
+    argv: ["--store", "http://u:s3cret@h:1"],
+    names: "--store",
+    value: "http://u:***@h:1",
+    says: STORE_FORM,
+    hides: "s3cret",
+  },
+  {
     what: "a STARTUP_LOCK_STORE with a bad port, without its password",
     argv: [],
     env: { STARTUP_LOCK_STORE: "redis://u:s3cret@h:notaport" },

@@ -303,3 +303,48 @@ Deno.test("server refuses to start when the state file's directory takes no file
   );
   assert.doesNotMatch(stderr, /Listening/);
 });
+
+Deno.test("loadState() refuses a path that is not a regular file, and never moves it", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // `--stateFile /tmp` once moved /tmp aside as a "corrupt" state file.
+    const path = `${dir}/state`;
+    await Deno.mkdir(path);
+    await Deno.writeTextFile(`${path}/keep.txt`, "kept");
+    await assert.rejects(loadState(path), /^Error: it is a directory, not a file$/);
+    assert.equal(await Deno.readTextFile(`${path}/keep.txt`), "kept");
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["state"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("server refuses to start when --stateFile names a directory, and leaves it in place", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const { code, stderr } = await runProgram(["--stateFile", dir]);
+    assert.equal(code, 2);
+    assert.match(stderr, /Cannot use --stateFile ".*": it is a directory, not a file/);
+    assert.doesNotMatch(stderr, /Listening|corrupt/);
+    assert.ok((await Deno.stat(dir)).isDirectory);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test({
+  name:
+    "server refuses a --stateFile under /dev with one line that names the user's path and no flag of Deno's",
+  // Deno lets a program write to device paths (/dev/shm included) only with every permission.
+  ignore: Deno.build.os !== "linux",
+  fn: async () => {
+    const path = "/dev/shm/startup-lock-test-locks.json";
+    const { code, stderr } = await runProgram(["--stateFile", path]);
+    assert.equal(code, 2);
+    const [line = "", ...rest] = stderr.trim().split("\n");
+    assert.deepEqual(rest, []);
+    assert.match(line, /Cannot use --stateFile "\/dev\/shm\/startup-lock-test-locks\.json": /);
+    assert.doesNotMatch(line, /probe|--allow-all/);
+    assert.match(line, /use a file elsewhere/);
+  },
+});
