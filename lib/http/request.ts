@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { DurationTooLongError, isZeroDuration, parseDuration } from "../duration.ts";
+import { DurationTooLongError, isZeroDuration, parseDuration, parseWait } from "../duration.ts";
 import { describeError, HttpError } from "../errors.ts";
 import { ID_HINT, isValidId, MAX_ID_LENGTH } from "../protocol.ts";
 
@@ -156,11 +156,15 @@ function param(query: URLSearchParams, name: string): string | undefined {
  *
  * @throws {HttpError} 400 for a malformed duration
  */
-export function readDuration(query: URLSearchParams, name = "duration"): number | undefined {
+export function readDuration(
+  query: URLSearchParams,
+  name = "duration",
+  parse: (text: string) => number = parseDuration,
+): number | undefined {
   const raw = param(query, name);
   if (raw === undefined) return undefined;
   try {
-    return parseDuration(raw);
+    return parse(raw);
   } catch (error) {
     if (error instanceof DurationTooLongError) return error.ms;
     throw new HttpError(400, `Invalid ${name} "${echo(raw)}": ${describeError(error)}`);
@@ -176,7 +180,8 @@ export function readDuration(query: URLSearchParams, name = "duration"): number 
 export function readWait(query: URLSearchParams, maxMs: number): number {
   const raw = param(query, "wait");
   if (raw === undefined || isZeroDuration(raw)) return 0;
-  return Math.min(readDuration(query, "wait") ?? 0, maxMs);
+  // parseWait: its refusal says that 0 (one try) is allowed too.
+  return Math.min(readDuration(query, "wait", parseWait) ?? 0, maxMs);
 }
 
 /**

@@ -27,10 +27,22 @@ export function logEvents(events: EventBus, log: Logger): () => void {
 
 const holder = (id: string | undefined) => id ? ` of ${id}` : "";
 
-/** An event's fields for a log line: its type as `event`, and the rest as they are. */
+/**
+ * An event's fields for a log line: its type as `event`, and the rest as they
+ * are, but for durations in milliseconds (`…Ms`), which are whole: the monotonic
+ * clock's fractions (`"waitedMs":1503.2710000000006`) are noise in a log.
+ */
 export function eventFields(event: LockEvent): LogFields {
   // One copy, not two: `type` stays, undefined, and is left out like any undefined field.
-  return { event: event.type, ...event, type: undefined };
+  const fields: Record<string, string | number | boolean | undefined> = {
+    event: event.type,
+    ...event,
+    type: undefined,
+  };
+  for (const [key, value] of Object.entries(fields)) {
+    if (key.endsWith("Ms") && typeof value === "number") fields[key] = Math.round(value);
+  }
+  return fields;
 }
 
 /** Writes one event, if its level is enabled. */

@@ -171,3 +171,19 @@ Deno.test("writeEvent() gives JSON lines the event's fields, with the short toke
     retryAfterMs: 2_000,
   });
 });
+
+Deno.test("writeEvent() gives JSON lines whole milliseconds, not the monotonic clock's fractions", () => {
+  const lines: string[] = [];
+  const log = createLogger("debug", (line) => lines.push(line), { format: "json" });
+  writeEvent({
+    type: "granted",
+    id: "web-1",
+    token: "abcdef",
+    durationMs: 60_000,
+    requestedMs: undefined,
+    waitedMs: 1503.2710000000006,
+  }, log);
+  const granted = JSON.parse(lines[0]!);
+  assert.equal(granted.waitedMs, 1503);
+  assert.equal(granted.durationMs, 60_000);
+});
