@@ -69,13 +69,18 @@ export async function readPersistedState(
         logEvent("state_file_missing"),
       );
       return NO_STATE;
-    case "loaded":
+    case "loaded": {
       log.info(
         `State file ${path}: ${loaded.locks.length} lock${loaded.locks.length === 1 ? "" : "s"} ` +
           `still held${loaded.expired ? `, ${loaded.expired} expired while stopped` : ""}`,
         logEvent("state_file_loaded"),
       );
-      return { locks: loaded.locks, recoverUntil: undefined };
+      // No lock this server grants lasts longer than --maxDuration: one that ends later (a file
+      // edited by hand, a clock set back while stopped) is cut to it, as a grant would be.
+      const latest = Date.now() + maxDurationMs;
+      const locks = loaded.locks.map((l) => l.expiresAt > latest ? { ...l, expiresAt: latest } : l);
+      return { locks, recoverUntil: undefined };
+    }
     case "corrupt": {
       const until = loaded.modifiedAt + maxDurationMs;
       log.error(

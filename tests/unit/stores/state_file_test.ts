@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { StoreUnavailableError } from "../../../lib/core/store.ts";
+import { MAX_TIMER_MS } from "../../../lib/duration.ts";
 import { RecoveryGate } from "../../../lib/gates/recovery.ts";
 import { FileLockStore } from "../../../lib/stores/file.ts";
 import {
@@ -347,4 +348,52 @@ Deno.test({
     assert.doesNotMatch(line, /probe|--allow-all/);
     assert.match(line, /use a file elsewhere/);
   },
+});
+
+Deno.test("FileLockStore never asks for a timer longer than setTimeout can run, for a lock read back weeks ahead", () => {
+  // A state file edited by hand (or a clock set back while stopped) can hold a lock that ends in
+  // 30 days: setTimeout fires a longer delay at once, which became a busy loop flooding stderr.
+  const clock = new ManualClock();
+  const delays: number[] = [];
+  const recording = {
+    now: () => clock.now(),
+    wallNow: () => clock.wallNow(),
+    setTimeout: (fn: () => void, ms: number) => (delays.push(ms), clock.setTimeout(fn, ms)),
+    clearTimeout: (id: number | ReturnType<typeof setTimeout>) => clock.clearTimeout(id),
+  };
+  const now = clock.wallNow();
+  const month = 30 * 24 * 3_600_000;
+  const restore = [{ token: "far", id: "far", acquiredAt: now, expiresAt: now + month }];
+  const store = new FileLockStore(1, "/nonexistent-dir/locks.json", { clock: recording, restore });
+  assert.ok(delays.length > 0);
+  assert.ok(delays.every((ms) => ms <= MAX_TIMER_MS), delays.join(", "));
+  clock.advance(MAX_TIMER_MS);
+  assert.equal(store.held, 1, "a timer cut to the longest one does not end the lock early");
+  assert.ok(delays.every((ms) => ms <= MAX_TIMER_MS), delays.join(", "));
+  clock.advance(month - MAX_TIMER_MS);
+  assert.equal(store.held, 0, "it ends at its expiry");
+});
+
+Deno.test("server holds a lock read back no longer than --maxDuration from its start, and stays quiet", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/locks.json`;
+  const now = Date.now();
+  const month = 30 * 24 * 3_600_000;
+  await Deno.writeTextFile(
+    path,
+    formatState([{
+      token: "fzq14KuP018l4fidD_miqQ",
+      id: "edited",
+      acquiredAt: now,
+      expiresAt: now + month,
+    }]),
+  );
+  await using server = await startProgram(["--stateFile", path, "--maxDuration", "10m"]);
+  await server.waitForLog(/State file .*: 1 lock still held/);
+  const status = await (await fetch(`${server.url}/status`)).json();
+  const expiresAt = Date.parse(status.holders[0].expiresAt);
+  assert.ok(expiresAt <= Date.now() + 10 * 60_000, status.holders[0].expiresAt);
+  assert.equal(await server.stop(), 0);
+  assert.doesNotMatch(server.log.join("\n"), /TimeoutOverflowWarning/);
+  await Deno.remove(dir, { recursive: true });
 });
