@@ -82,7 +82,9 @@ export async function readPersistedState(
       return { locks, recoverUntil: undefined };
     }
     case "corrupt": {
-      const until = loaded.modifiedAt + maxDurationMs;
+      // A time ahead of now (written under a clock that ran ahead) would stop grants for as long:
+      // whatever was held before was granted before now, so it ends --maxDuration from now at most.
+      const until = Math.min(loaded.modifiedAt, Date.now()) + maxDurationMs;
       log.error(
         `State file ${path} is unreadable (${loaded.reason}); ` +
           (loaded.movedTo ? `moved it to ${loaded.movedTo}; ` : "could not move it aside; ") +

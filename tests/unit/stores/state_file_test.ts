@@ -397,3 +397,20 @@ Deno.test("server holds a lock read back no longer than --maxDuration from its s
   assert.doesNotMatch(server.log.join("\n"), /TimeoutOverflowWarning/);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("server with a corrupt state file written under a clock that ran ahead waits --maxDuration from now, not years", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/locks.json`;
+  await Deno.writeTextFile(path, "{ truncated");
+  // Written while the node's clock was years ahead (a VM booted before NTP set it right).
+  await Deno.utime(path, new Date("2030-01-01"), new Date("2030-01-01"));
+  await using server = await startProgram(["--stateFile", path, "--maxDuration", "10m"]);
+  await server.waitForLog(/ERROR State file .* is unreadable/);
+  const res = await fetch(`${server.url}/`, { headers: { Accept: "application/json" } });
+  const body = await res.json();
+  assert.equal(body.reason, "recovering");
+  assert.ok(body.retryAfter > 0 && body.retryAfter <= 600, String(body.retryAfter));
+  assert.equal(await server.stop(), 0);
+  assert.doesNotMatch(server.log.join("\n"), /TimeoutOverflowWarning/);
+  await Deno.remove(dir, { recursive: true });
+});
