@@ -414,3 +414,30 @@ Deno.test("server with a corrupt state file written under a clock that ran ahead
   assert.doesNotMatch(server.log.join("\n"), /TimeoutOverflowWarning/);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("a second server on the same state file refuses to start, and a server after kill -9 of the first does not", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/locks.json`;
+  {
+    await using first = await startProgram(["--stateFile", path, "--timeout", "60s"]);
+    assert.ok(await take(first.url, "?id=web-1"));
+    // Each would overwrite the other's locks: a restart would then forget the first one's holder.
+    // Bounded: a second server that does start would otherwise serve until the test times out.
+    const second = await runProgram(["--host", "127.0.0.1", "--port", "0", "--stateFile", path], {
+      signal: AbortSignal.timeout(30_000),
+    });
+    assert.equal(second.code, 2);
+    assert.match(
+      second.stderr,
+      /Cannot use --stateFile ".*locks\.json": another server uses it \(it holds .*locks\.json\.lock\): give each server its own state file/,
+    );
+    assert.equal(second.stderr.trim().split("\n").length, 1, second.stderr);
+    assert.ok(await take(first.url, "?id=web-1"), "the first server still holds its lock");
+    assert.equal(await first.stop("SIGKILL"), 137);
+  }
+  await using next = await startProgram(["--stateFile", path]);
+  await next.waitForLog(/State file .*: 1 lock still held/);
+  assert.equal(await take(next.url, "?id=web-2"), undefined, "web-1's lock survived");
+  await next.stop();
+  await Deno.remove(dir, { recursive: true });
+});
