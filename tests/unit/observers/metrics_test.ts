@@ -286,6 +286,9 @@ Deno.test("GET /metrics answers the exposition format and never takes a slot", a
     assert.equal(response.status, 200);
     assert.equal(response.headers.get("content-type"), METRICS_CONTENT_TYPE);
     assert.equal(await response.text(), "");
+    // RFC 9110: a HEAD answer's Content-Length is the GET's, never 0 for a body that is not empty.
+    const get = new TextEncoder().encode(await s.metrics.render()).byteLength;
+    assert.equal(response.headers.get("content-length"), String(get));
   });
   await t.step("another method is 405", async () => {
     const response = await call("POST");
