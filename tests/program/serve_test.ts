@@ -880,6 +880,14 @@ const INVALID: Invalid[] = [
     hides: "s3cret",
   },
   {
+    what: "a store URL whose password has a % that is no escape, without its password",
+    argv: ["--store", "redis://u:s3cret%zz@h:1"],
+    names: "--store",
+    value: "redis://u:***@h:1",
+    says: `the user or password has a % that is no %XX escape (write % as %25); ${STORE_FORM}`,
+    hides: "s3cret",
+  },
+  {
     what: "a store URL whose password has an unencoded /, without any of it",
     argv: ["--store", "redis://u:pa55/w0rd@h:1"],
     names: "--store",
