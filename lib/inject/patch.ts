@@ -46,7 +46,7 @@ export const EXCLUDED_NAMESPACES: readonly string[] = ["kube-system"];
 
 /**
  * Where `hold` answers its probes, as in example-sidecar.yaml; the next free
- * port when a container of the pod declares this one (they share the network).
+ * port when the pod uses this one (its containers share the network).
  */
 export const DEFAULT_PROBE_PORT = 8889;
 
@@ -121,6 +121,7 @@ export interface Container {
   ports?: { name?: string; containerPort: number }[];
   startupProbe?: Probe;
   readinessProbe?: Probe;
+  livenessProbe?: Probe;
 }
 
 /** A probe: the kinds the webhook can turn into a ready URL, and the rest by name only. */
@@ -128,7 +129,7 @@ export interface Probe {
   httpGet?: { scheme?: string; host?: string; path?: string; port: number | string };
   tcpSocket?: { host?: string; port: number | string };
   exec?: unknown;
-  grpc?: unknown;
+  grpc?: { port: number };
 }
 
 /** One RFC 6902 operation; the webhook only ever adds. */
@@ -231,7 +232,8 @@ export function planInjection(pod: Pod, namespace: string, options: InjectOption
   }
   const ready = readyUrlOf(pod);
   if ("problem" in ready) return skip(ready.problem, true);
-  const container = sidecarContainer(options, id, durationMs, ready.url, probePort(all));
+  const port = probePort(all, ready.url);
+  const container = sidecarContainer(options, id, durationMs, ready.url, port);
   return {
     // First of the init containers: the lock is held before anything of the pod starts.
     patch: [...addInitContainer(pod, container, "first"), ...markInjected(pod, "sidecar")],
@@ -356,13 +358,29 @@ function resolvePort(port: number | string, container: Container): number | stri
   return named ? named.containerPort : `names port "${port}", which the container does not declare`;
 }
 
-/** The first port from {@linkcode DEFAULT_PROBE_PORT} that no container of the pod declares. */
-function probePort(containers: readonly Container[]): number {
-  const taken = new Set(containers.flatMap((c) => (c.ports ?? []).map((p) => p.containerPort)));
+/**
+ * The first port from {@linkcode DEFAULT_PROBE_PORT} that the pod does not
+ * use: no container declares it, no probe asks it and the ready URL is not on
+ * it. A declaration is informational, so an app may listen on a port that
+ * only its probes name; the sidecar taking it would keep the app from binding.
+ */
+function probePort(containers: readonly Container[], readyUrl: string): number {
+  const taken = new Set<unknown>([Number(new URL(readyUrl).port)]);
+  for (const container of containers) {
+    for (const port of container.ports ?? []) taken.add(port.containerPort);
+    for (const kind of PROBE_KINDS) {
+      const probe = container[kind];
+      const port = probe?.httpGet?.port ?? probe?.tcpSocket?.port ?? probe?.grpc?.port;
+      taken.add(typeof port === "string" && /^\d+$/.test(port) ? Number(port) : port);
+    }
+  }
   let port = DEFAULT_PROBE_PORT;
   while (taken.has(port)) port++;
   return port;
 }
+
+/** The probes a container may have, each of which may name a port the container listens on. */
+const PROBE_KINDS = ["startupProbe", "readinessProbe", "livenessProbe"] as const;
 
 /** `restricted` Pod Security Standard, whatever the pod's own context says. */
 const SECURITY_CONTEXT = {

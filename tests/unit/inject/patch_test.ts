@@ -415,6 +415,47 @@ Deno.test("planInjection() moves the sidecar's probe port off a port the pod dec
   assert.equal(sidecar.startupProbe.httpGet.port, DEFAULT_PROBE_PORT + 2);
 });
 
+Deno.test("planInjection() moves the sidecar's probe port off a port the pod's probes or ready URL use, declared or not", async (t) => {
+  // containerPort is informational: an app may listen on a port it never declares.
+  const cases: [string, Json][] = [
+    [
+      "the readinessProbe the ready URL comes from",
+      withProbes({ readinessProbe: { httpGet: { path: "/ready", port: DEFAULT_PROBE_PORT } } }, []),
+    ],
+    [
+      "a livenessProbe of the app",
+      withProbes({
+        readinessProbe: { httpGet: { path: "/ready", port: 8080 } },
+        livenessProbe: { tcpSocket: { port: DEFAULT_PROBE_PORT } },
+      }, []),
+    ],
+    [
+      "a grpc probe of another container",
+      (() => {
+        const pod = deploymentPod() as Any;
+        pod.spec.containers.push({
+          name: "grpc",
+          image: "registry.example.com/grpc:1",
+          readinessProbe: { grpc: { port: DEFAULT_PROBE_PORT } },
+        });
+        return pod;
+      })(),
+    ],
+    [
+      "the annotation startup-lock/ready-url",
+      annotated({ [ANNOTATIONS.readyUrl]: `tcp://127.0.0.1:${DEFAULT_PROBE_PORT}` }),
+    ],
+  ];
+  for (const [name, pod] of cases) {
+    await t.step(name, () => {
+      const sidecar = injected(inject(pod).patched);
+      const options = holdOptions(sidecar);
+      assert.equal(options.listen.port, DEFAULT_PROBE_PORT + 1);
+      assert.notEqual(Number(options.readyUrl.port), options.listen.port);
+    });
+  }
+});
+
 Deno.test("planInjection() keeps the lock id within 128 characters", () => {
   const longNamespace = "n".repeat(63);
   const pod = deploymentPod() as Any;
