@@ -110,6 +110,8 @@ export interface Pod {
 /** The part of a pod spec the webhook reads. */
 export interface PodSpec {
   hostNetwork?: boolean;
+  os?: { name?: string };
+  nodeSelector?: Record<string, string>;
   initContainers?: Container[];
   containers: Container[];
 }
@@ -193,6 +195,8 @@ export function planInjection(pod: Pod, namespace: string, options: InjectOption
   if (optIn !== undefined && optIn !== "true") {
     return skip(`annotation ${ANNOTATIONS.inject} is "${optIn}": expected "true" or "false"`, true);
   }
+  const windows = windowsReason(pod.spec);
+  if (windows) return skip(windows, true);
 
   const mode = annotations[ANNOTATIONS.mode] ?? "sidecar";
   if (mode !== "sidecar" && mode !== "init") {
@@ -241,6 +245,24 @@ export function planInjection(pod: Pod, namespace: string, options: InjectOption
     outcome: { kind: "injected", mode: "sidecar", readyUrl: ready.url, readyFrom: ready.from },
   };
 }
+
+/**
+ * Why the pod runs on Windows, or undefined: the image is built for Linux, and
+ * the API server refuses a pod whose `spec.os.name` is `windows` with the
+ * Linux-only fields of the injected container's securityContext.
+ */
+function windowsReason(spec: PodSpec): string | undefined {
+  if (spec.os?.name === "windows") {
+    return "the pod runs on Windows (spec.os.name), the image on Linux";
+  }
+  if (spec.nodeSelector?.[OS_LABEL] === "windows") {
+    return `the pod runs on Windows (nodeSelector ${OS_LABEL}), the image on Linux`;
+  }
+  return undefined;
+}
+
+/** The node label that names its operating system. */
+const OS_LABEL = "kubernetes.io/os";
 
 /** Whether `image` is startup-lock: the injected image, or any image named startup-lock. */
 function isStartupLockImage(image: string | undefined, injected: string): boolean {
@@ -483,7 +505,8 @@ function escapeDollars(text: string): string {
 
 /** Adds `container` as the first or last init container; the list may not exist yet. */
 function addInitContainer(pod: Pod, container: unknown, where: "first" | "last"): AddOperation[] {
-  if (pod.spec.initContainers === undefined) {
+  // null is absent, as Kubernetes reads it; "add" replaces the null.
+  if (pod.spec.initContainers == null) {
     return [{ op: "add", path: "/spec/initContainers", value: [container] }];
   }
   const path = where === "first" ? "/spec/initContainers/0" : "/spec/initContainers/-";
@@ -492,14 +515,14 @@ function addInitContainer(pod: Pod, container: unknown, where: "first" | "last")
 
 /** Marks the pod as done, so that a second call (a reinvocation, a retry) changes nothing. */
 function markInjected(pod: Pod, mode: "sidecar" | "init"): AddOperation[] {
-  if (pod.metadata === undefined) {
+  if (pod.metadata == null) {
     return [{
       op: "add",
       path: "/metadata",
       value: { annotations: { [ANNOTATIONS.injected]: mode } },
     }];
   }
-  if (pod.metadata.annotations === undefined) {
+  if (pod.metadata.annotations == null) {
     return [{ op: "add", path: "/metadata/annotations", value: { [ANNOTATIONS.injected]: mode } }];
   }
   return [{

@@ -349,6 +349,29 @@ Deno.test("planInjection() never injects into an opted-out pod, kube-system or t
   assert.equal(inject(annotated({ [ANNOTATIONS.inject]: "true" })).plan.outcome.kind, "injected");
 });
 
+Deno.test("planInjection() leaves a Windows pod alone, with a warning: the image is Linux's, and the API server refuses a Linux securityContext on it", async (t) => {
+  const windows = deploymentPod() as Any;
+  windows.spec.os = { name: "windows" };
+  const onWindowsNodes = deploymentPod() as Any;
+  onWindowsNodes.spec.nodeSelector = { "kubernetes.io/os": "windows" };
+  for (const [name, pod] of [["spec.os.name", windows], ["a nodeSelector", onWindowsNodes]]) {
+    for (const mode of ["sidecar", "init"]) {
+      await t.step(`${name}, ${mode} mode`, () => {
+        const plan = planInjection(
+          annotated({ [ANNOTATIONS.mode]: mode }, pod) as Any,
+          "shop",
+          OPTIONS,
+        );
+        skippedWith(plan, /^startup-lock: not injected: the pod runs on Windows/);
+      });
+    }
+  }
+  const linux = deploymentPod() as Any;
+  linux.spec.os = { name: "linux" };
+  linux.spec.nodeSelector = { "kubernetes.io/os": "linux" };
+  assert.equal(inject(linux).plan.outcome.kind, "injected");
+});
+
 Deno.test("planInjection() refuses bad annotation values with a warning, never with a denial", async (t) => {
   const cases: [Record<string, string>, RegExp][] = [
     [{ [ANNOTATIONS.inject]: "yes" }, /startup-lock\/inject is "yes": expected "true" or "false"/],
