@@ -11,8 +11,6 @@
  * authority, as URL parsers read it.
  */
 const URL_CREDENTIALS = /\b([A-Za-z][A-Za-z0-9+.-]*:\/\/)([^\s/?#]*)@/g;
-/** The same without a scheme, as a mistyped value may begin: `user:PASSWORD@host`. */
-const BARE_PASSWORD = /^(\s*[^\s/?#@:]*:)[^\s/?#]*@/;
 
 /**
  * User information with its secret hidden: `user:***`, or `***` alone when it
@@ -33,22 +31,25 @@ export function redactPasswords(text: string): string {
 }
 
 /**
- * A value typed as a URL, with everything up to its last `@` taken for user
- * information: a password typed with an unencoded `/` (`redis://u:pa55/w0rd@h`)
- * is no valid URL, but it is still a password.
+ * The start of a value typed as a URL, however mistyped: a scheme with two
+ * slashes, one or none (`redis:/`, `redis:`), and spaces after it.
  */
-const TYPED_CREDENTIALS = /^(\s*[A-Za-z][A-Za-z0-9+.-]*:\/\/)(\S*)@/;
+const TYPED_SCHEME = /^\s*(?:[A-Za-z][A-Za-z0-9+.-]*:)?[/\\]*\s*/;
 
 /**
  * A value as the user typed it, for an error message: the password of a URL
- * replaced by `***`, also when it holds a `/` or the scheme is missing
- * (`u:***@host`).
+ * replaced by `***`. A typed value that is no valid URL is why it is quoted,
+ * so everything up to its last `@` is taken for user information when it
+ * looks like a URL or a `user:password` before it (a `:`, `/` or `\`): a
+ * password with an unencoded `/` or a space (`redis://u:pa55/w0rd@h`), a
+ * scheme with one slash or none (`redis:/u:pw@h`, `redis//u:pw@h`), or no
+ * scheme at all (`u:***@host`).
  */
 export function redactValue(value: string): string {
-  const typed = TYPED_CREDENTIALS.exec(value);
-  if (typed) {
-    const [whole, scheme, credentials] = typed as unknown as [string, string, string];
-    return `${scheme}${hideCredentials(credentials)}@${redactPasswords(value.slice(whole.length))}`;
-  }
-  return redactPasswords(value).replace(BARE_PASSWORD, "$1***@");
+  const at = value.lastIndexOf("@");
+  const head = value.slice(0, Math.max(at, 0));
+  if (at === -1 || !/[:/\\]/.test(head)) return redactPasswords(value);
+  const scheme = TYPED_SCHEME.exec(head)?.[0] ?? "";
+  const credentials = head.slice(scheme.length);
+  return `${scheme}${hideCredentials(credentials)}@${redactPasswords(value.slice(at + 1))}`;
 }

@@ -60,7 +60,8 @@ export const INJECT_FLAGS: readonly FlagSpec[] = [
     kind: "value",
     valueName: "URL",
     description: "The lock server as the injected container reaches it, such as " +
-      "http://$(HOST_IP):8888 for a DaemonSet; $(HOST_IP) is the node's IP; required",
+      "http://startup-lock.startup-lock.svc:8888 (daemonset.yaml's node-local Service), or " +
+      "http://$(HOST_IP):8888 for the hostNetwork DaemonSet; $(HOST_IP) is the node's IP; required",
   },
   {
     name: "image",

@@ -28,6 +28,7 @@ import { runServer } from "../server.ts";
 import { MEMORY_STORE, parseStore, redactUrl, type StoreSetting } from "../stores/settings.ts";
 import { VERSION } from "../version.ts";
 import { availableCores, parseLocksPerCore, slotsPerCore } from "../cores.ts";
+import { explainTokenFileError } from "../auth_token.ts";
 import { AUTH_TOKEN_FILE_FLAG, AUTH_TOKEN_FLAG, readAuthFlags } from "./_auth.ts";
 import { AUTH_TOKEN_SECRET, secretFlagWarnings, STORE_SECRET } from "./_secrets.ts";
 import { LOG_FORMAT_FLAG, parseLogFormat } from "./_log_format.ts";
@@ -349,13 +350,16 @@ function readStoreFlags(read: Reader, config: ServerConfig): void {
         `${redactUrl(read.text("store") ?? "")}: give the password one way`,
     );
   }
+  if (file.trim() === "") {
+    throw new UsageError(`Invalid ${read.source("storePasswordFile")} "": expected a file path`);
+  }
   let password: string;
   try {
     password = Deno.readTextFileSync(file).replace(/\r?\n$/, "");
   } catch (error) {
+    // As for a token file: "no such file", or a path under /dev explained, never Deno's flags.
     throw new UsageError(
-      `Cannot read ${read.source("storePasswordFile")} "${file}": ` +
-        (error instanceof Error ? error.message : String(error)),
+      `Cannot read ${read.source("storePasswordFile")} "${file}": ${explainTokenFileError(error)}`,
     );
   }
   if (password === "") {

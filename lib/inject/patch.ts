@@ -46,7 +46,7 @@ export const EXCLUDED_NAMESPACES: readonly string[] = ["kube-system"];
 
 /**
  * Where `hold` answers its probes, as in example-sidecar.yaml; the next free
- * port when a container of the pod declares this one (they share the network).
+ * port when the pod uses this one (its containers share the network).
  */
 export const DEFAULT_PROBE_PORT = 8889;
 
@@ -110,6 +110,8 @@ export interface Pod {
 /** The part of a pod spec the webhook reads. */
 export interface PodSpec {
   hostNetwork?: boolean;
+  os?: { name?: string };
+  nodeSelector?: Record<string, string>;
   initContainers?: Container[];
   containers: Container[];
 }
@@ -121,6 +123,7 @@ export interface Container {
   ports?: { name?: string; containerPort: number }[];
   startupProbe?: Probe;
   readinessProbe?: Probe;
+  livenessProbe?: Probe;
 }
 
 /** A probe: the kinds the webhook can turn into a ready URL, and the rest by name only. */
@@ -128,7 +131,7 @@ export interface Probe {
   httpGet?: { scheme?: string; host?: string; path?: string; port: number | string };
   tcpSocket?: { host?: string; port: number | string };
   exec?: unknown;
-  grpc?: unknown;
+  grpc?: { port: number };
 }
 
 /** One RFC 6902 operation; the webhook only ever adds. */
@@ -192,6 +195,8 @@ export function planInjection(pod: Pod, namespace: string, options: InjectOption
   if (optIn !== undefined && optIn !== "true") {
     return skip(`annotation ${ANNOTATIONS.inject} is "${optIn}": expected "true" or "false"`, true);
   }
+  const windows = windowsReason(pod.spec);
+  if (windows) return skip(windows, true);
 
   const mode = annotations[ANNOTATIONS.mode] ?? "sidecar";
   if (mode !== "sidecar" && mode !== "init") {
@@ -231,7 +236,8 @@ export function planInjection(pod: Pod, namespace: string, options: InjectOption
   }
   const ready = readyUrlOf(pod);
   if ("problem" in ready) return skip(ready.problem, true);
-  const container = sidecarContainer(options, id, durationMs, ready.url, probePort(all));
+  const port = probePort(all, ready.url);
+  const container = sidecarContainer(options, id, durationMs, ready.url, port);
   return {
     // First of the init containers: the lock is held before anything of the pod starts.
     patch: [...addInitContainer(pod, container, "first"), ...markInjected(pod, "sidecar")],
@@ -239,6 +245,24 @@ export function planInjection(pod: Pod, namespace: string, options: InjectOption
     outcome: { kind: "injected", mode: "sidecar", readyUrl: ready.url, readyFrom: ready.from },
   };
 }
+
+/**
+ * Why the pod runs on Windows, or undefined: the image is built for Linux, and
+ * the API server refuses a pod whose `spec.os.name` is `windows` with the
+ * Linux-only fields of the injected container's securityContext.
+ */
+function windowsReason(spec: PodSpec): string | undefined {
+  if (spec.os?.name === "windows") {
+    return "the pod runs on Windows (spec.os.name), the image on Linux";
+  }
+  if (spec.nodeSelector?.[OS_LABEL] === "windows") {
+    return `the pod runs on Windows (nodeSelector ${OS_LABEL}), the image on Linux`;
+  }
+  return undefined;
+}
+
+/** The node label that names its operating system. */
+const OS_LABEL = "kubernetes.io/os";
 
 /** Whether `image` is startup-lock: the injected image, or any image named startup-lock. */
 function isStartupLockImage(image: string | undefined, injected: string): boolean {
@@ -356,13 +380,29 @@ function resolvePort(port: number | string, container: Container): number | stri
   return named ? named.containerPort : `names port "${port}", which the container does not declare`;
 }
 
-/** The first port from {@linkcode DEFAULT_PROBE_PORT} that no container of the pod declares. */
-function probePort(containers: readonly Container[]): number {
-  const taken = new Set(containers.flatMap((c) => (c.ports ?? []).map((p) => p.containerPort)));
+/**
+ * The first port from {@linkcode DEFAULT_PROBE_PORT} that the pod does not
+ * use: no container declares it, no probe asks it and the ready URL is not on
+ * it. A declaration is informational, so an app may listen on a port that
+ * only its probes name; the sidecar taking it would keep the app from binding.
+ */
+function probePort(containers: readonly Container[], readyUrl: string): number {
+  const taken = new Set<unknown>([Number(new URL(readyUrl).port)]);
+  for (const container of containers) {
+    for (const port of container.ports ?? []) taken.add(port.containerPort);
+    for (const kind of PROBE_KINDS) {
+      const probe = container[kind];
+      const port = probe?.httpGet?.port ?? probe?.tcpSocket?.port ?? probe?.grpc?.port;
+      taken.add(typeof port === "string" && /^\d+$/.test(port) ? Number(port) : port);
+    }
+  }
   let port = DEFAULT_PROBE_PORT;
   while (taken.has(port)) port++;
   return port;
 }
+
+/** The probes a container may have, each of which may name a port the container listens on. */
+const PROBE_KINDS = ["startupProbe", "readinessProbe", "livenessProbe"] as const;
 
 /** `restricted` Pod Security Standard, whatever the pod's own context says. */
 const SECURITY_CONTEXT = {
@@ -465,7 +505,8 @@ function escapeDollars(text: string): string {
 
 /** Adds `container` as the first or last init container; the list may not exist yet. */
 function addInitContainer(pod: Pod, container: unknown, where: "first" | "last"): AddOperation[] {
-  if (pod.spec.initContainers === undefined) {
+  // null is absent, as Kubernetes reads it; "add" replaces the null.
+  if (pod.spec.initContainers == null) {
     return [{ op: "add", path: "/spec/initContainers", value: [container] }];
   }
   const path = where === "first" ? "/spec/initContainers/0" : "/spec/initContainers/-";
@@ -474,14 +515,14 @@ function addInitContainer(pod: Pod, container: unknown, where: "first" | "last")
 
 /** Marks the pod as done, so that a second call (a reinvocation, a retry) changes nothing. */
 function markInjected(pod: Pod, mode: "sidecar" | "init"): AddOperation[] {
-  if (pod.metadata === undefined) {
+  if (pod.metadata == null) {
     return [{
       op: "add",
       path: "/metadata",
       value: { annotations: { [ANNOTATIONS.injected]: mode } },
     }];
   }
-  if (pod.metadata.annotations === undefined) {
+  if (pod.metadata.annotations == null) {
     return [{ op: "add", path: "/metadata/annotations", value: { [ANNOTATIONS.injected]: mode } }];
   }
   return [{

@@ -41,7 +41,10 @@ export interface ReloadingServerOptions {
   handler: (request: Request) => Response | Promise<Response>;
   /** Called after the new pair serves. @default {nothing} */
   onReload?: () => void;
-  /** Called once per pair that cannot serve, which is not used. @default {nothing} */
+  /**
+   * Called once per pair that cannot serve, which is not used, and once per reason the files
+   * cannot be read, until they can. @default {nothing}
+   */
   onReloadError?: (error: unknown) => void;
 }
 
@@ -101,11 +104,14 @@ export async function serveTlsReloading(options: ReloadingServerOptions): Promis
     return true;
   };
 
+  /** Why the files could not be read at the last check, once told; until they can be. */
+  let unreadable: string | undefined;
   const check = (): Promise<boolean> => {
     checking ??= (async () => {
       try {
         if (closed) return false;
         const next = await readPair(options);
+        unreadable = undefined;
         const text = next.cert + next.key;
         if (text === pair.cert + pair.key || text === rejected) return false;
         try {
@@ -119,8 +125,11 @@ export async function serveTlsReloading(options: ReloadingServerOptions): Promis
         options.onReload?.();
         return true;
       } catch (error) {
-        // A file missing for a moment while the kubelet swaps the volume's files.
-        options.onReloadError?.(error);
+        // A file missing for a moment while the kubelet swaps the volume's files; told once, not
+        // at every check, until the files can be read again.
+        const reason = describeError(error);
+        if (reason !== unreadable) options.onReloadError?.(error);
+        unreadable = reason;
         return false;
       } finally {
         checking = undefined;

@@ -204,10 +204,11 @@ function readPod(object: unknown): Pod {
     }
   }
   const metadata = object.metadata;
-  if (metadata !== undefined && !isObject(metadata)) throw bad("has a metadata that is no object");
+  // null is absent, as Kubernetes reads it.
+  if (metadata != null && !isObject(metadata)) throw bad("has a metadata that is no object");
   for (const map of ["labels", "annotations"] as const) {
     const value = metadata?.[map];
-    if (value !== undefined && !isStringMap(value)) {
+    if (value != null && !isStringMap(value)) {
       throw bad(`has metadata.${map} that is not a map of strings`);
     }
   }

@@ -118,11 +118,22 @@ export function parseStore(text: string): StoreSetting {
     kind: "redis",
     target: {
       url: base,
-      username: url.username ? decodeURIComponent(url.username) : undefined,
-      password: url.password ? decodeURIComponent(url.password) : undefined,
+      username: url.username ? decodeCredential(url.username) : undefined,
+      password: url.password ? decodeCredential(url.password) : undefined,
       tls,
     },
   };
+}
+
+/** A user name or password of the URL, `%XX` decoded; a `%` that starts no escape is refused. */
+function decodeCredential(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    throw new RangeError(
+      `the user or password has a % that is no %XX escape (write % as %25); ${EXPECTED}`,
+    );
+  }
 }
 
 /** Replaces a password in `text` (a URL typed by the user) with `***`, for error messages. */

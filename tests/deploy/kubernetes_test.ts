@@ -39,6 +39,8 @@ import {
 } from "npm:kubernetes-models@5.1.0/v1";
 import { parseAllDocuments } from "npm:yaml@2.9.1";
 import { createProbeHandler } from "../../lib/commands/hold.ts";
+import { injectCommand } from "../../lib/commands/inject.ts";
+import { planInjection } from "../../lib/inject/patch.ts";
 import { silentLogger } from "../../lib/log.ts";
 import type { ServerConfig } from "../../lib/config.ts";
 import { buildServer } from "../../lib/server.ts";
@@ -1014,6 +1016,52 @@ Deno.test("every client reaches a server of the manifests", () => {
   const clients = ours().filter((o) => serverUrl(o.parsed));
   assert.ok(clients.length >= 2);
   for (const o of clients) assertReachesServer(serverUrl(o.parsed)!, o.where, MANIFESTS);
+});
+
+Deno.test("the webhook's injected containers reach a server of daemonset.yaml, the file docs/kubernetes.md applies with it", async (t) => {
+  // docs/kubernetes.md: apply daemonset.yaml, then inject/webhook.yaml; not the hostNetwork variant.
+  const webhook = loadFile("inject/webhook.yaml");
+  const pod = webhook.map(podOf).find((p) => p?.manifest.object.kind === "Deployment")!;
+  const container = pod.spec.containers[0]!;
+  const where = `${pod.manifest.where}, container ${container.name}`;
+  const args = (container.args ?? []).map((a) =>
+    expand(a, envOf(container.env ?? [], where), where)
+  );
+  const parsed = injectCommand.parse(args.slice(1), () => undefined);
+  assert.equal(parsed.action, "run");
+  const options = parsed.options.inject;
+  const app: IContainer = {
+    name: "app",
+    image: "registry.example.com/shop-web:2.4.1",
+    readinessProbe: { httpGet: { path: "/ready", port: 8080 } },
+  };
+  for (const mode of ["sidecar", "init"]) {
+    await t.step(mode, () => {
+      const plan = planInjection(
+        {
+          metadata: { generateName: "web-7c9d8f6b5-", annotations: { "startup-lock/mode": mode } },
+          spec: { containers: [app] },
+        },
+        "shop",
+        options,
+      );
+      const injected = plan.patch.find((op) => op.path.startsWith("/spec/initContainers"));
+      assert.ok(injected, `${mode}: injected`);
+      const value = injected.value as IContainer | IContainer[];
+      const initContainers = Array.isArray(value) ? value : [value];
+      const [client] = ours([{
+        file: "inject/webhook.yaml",
+        where: `the pod ${where} injects in ${mode} mode`,
+        object: {
+          kind: "Deployment",
+          metadata: { namespace: "shop" },
+          spec: { template: { spec: { initContainers, containers: [app] } } },
+        },
+      }]);
+      assert.ok(client);
+      assertReachesServer(serverUrl(client.parsed)!, client.where, loadFile(SERVER_FILE));
+    });
+  }
 });
 
 Deno.test("the acquire init container and the hold sidecar wait for the lock before the app", () => {

@@ -468,6 +468,39 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "certificate-openssl.sh leaves no key readable by other users, whatever the umask, even over an older run's files",
+  ignore: !hasOpenssl() || sh === undefined,
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "startup-lock-webhook-cert-" });
+    try {
+      const out = `${dir}/tls`;
+      const run = async () => {
+        const result = await new Deno.Command(sh!, {
+          args: ["-c", 'umask 022 && exec sh "$0" "$1"', SCRIPT, out],
+        }).output();
+        assert.equal(result.code, 0, new TextDecoder().decode(result.stderr));
+      };
+      const assertPrivate = () => {
+        // secret.yaml holds tls.key in base64.
+        for (const name of ["ca.key", "tls.key", "secret.yaml"]) {
+          const mode = Deno.statSync(`${out}/${name}`).mode! & 0o777;
+          assert.equal(mode & 0o077, 0, `${name} is ${mode.toString(8)}: readable by others`);
+        }
+      };
+      await run();
+      assertPrivate();
+      // A run of an older script left a world-readable secret.yaml: the next run must not keep it so.
+      Deno.chmodSync(`${out}/secret.yaml`, 0o644);
+      await run();
+      assertPrivate();
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
   name: "certificate-openssl.sh passes shellcheck",
   ignore: which("shellcheck") === undefined,
   fn: async () => {

@@ -56,12 +56,24 @@ Deno.test("release refuses a malformed token with one line that does not show it
 });
 
 Deno.test("a password in a URL flag never appears in an error", async (t) => {
-  const cases: { what: string; args: string[] }[] = [
+  const cases: { what: string; args: string[]; env?: Record<string, string> }[] = [
     { what: "serve --store of another scheme", args: ["--store", `mysql://u:${PASSWORD}@db:3306`] },
     { what: "serve --store without a scheme", args: ["--store", `u:${PASSWORD}@db:6379`] },
     {
       what: "serve --store with a space before it",
       args: ["--store", ` redis://u:${PASSWORD}@db/x`],
+    },
+    // Mistyped: no valid URL, so it is quoted, and URL parsers do not find its password.
+    { what: "serve --store with one slash", args: ["--store", `redis:/u:${PASSWORD}@db:6379`] },
+    { what: "serve --store without a colon", args: ["--store", `redis//u:${PASSWORD}@db`] },
+    {
+      what: "serve --store with a space in the password and a bad database",
+      args: ["--store", `redis://u:x ${PASSWORD}@db/x`],
+    },
+    {
+      what: "STARTUP_LOCK_STORE with one slash",
+      args: [],
+      env: { STARTUP_LOCK_STORE: `rediss:/u:${PASSWORD}@db` },
     },
     { what: "serve --check", args: ["--check", `http://u:${PASSWORD}@db:99999/`] },
     { what: "serve -check of another scheme", args: ["-check", `ftp://u:${PASSWORD}@db/`] },
@@ -83,9 +95,9 @@ Deno.test("a password in a URL flag never appears in an error", async (t) => {
       ],
     },
   ];
-  for (const { what, args } of cases) {
+  for (const { what, args, env } of cases) {
     await t.step(what, async () => {
-      const res = await runProgram(args);
+      const res = await runProgram(args, { ...(env ? { env } : {}) });
       assert.equal(res.code, 2, res.stderr);
       assert.match(res.stderr, /^startup-lock: [^\n]+\n$/);
       assert.match(res.stderr, /:\*\*\*@/, "the password's place is marked");

@@ -217,6 +217,32 @@ redisTest(
 );
 
 redisTest(
+  "A user without the rights to the keys: the log and the 503 say NOPERM, and the replica grants once the ACL is fixed, without a restart",
+  async () => {
+    await using redis = await RedisServer.start();
+    const name = freshName();
+    const admin = await redis.client();
+    try {
+      await admin.sendCommand(["ACL", "SETUSER", "lock", "on", ">pw", "&startup-lock:*", "+@all"]);
+      const url = redis.url.replace("redis://", "redis://lock:pw@");
+      await using server = await startProgram(["--store", url, "--name", name, "--locks", "1"]);
+      await server.waitForLog(/WARN .*NOPERM.*: no grants until it answers/);
+      const refused = await acquire(server, {});
+      assert.equal(refused.status, 503, refused.text);
+      assert.match(String(refused.body.message), /NOPERM/);
+      await admin.sendCommand(["ACL", "SETUSER", "lock", "~startup-lock:*"]);
+      await eventually(
+        "the replica grants",
+        async () => (await acquire(server, {})).status === 200,
+      );
+      await server.waitForLog(/Connected to redis:\/\/127\.0\.0\.1:\d+ again/);
+    } finally {
+      admin.destroy();
+    }
+  },
+);
+
+redisTest(
   '"Store up" comes back once Redis answers again, without any client asking',
   async () => {
     await using redis = await RedisServer.start();

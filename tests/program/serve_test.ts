@@ -385,6 +385,27 @@ Deno.test("serveCommand.parse() reads --name and the Redis password file beside 
   });
 });
 
+Deno.test("startup-lock refuses a --storePasswordFile it cannot read with one line that asks for no flag of Deno's", async (t) => {
+  const cases: { what: string; path: string; says: RegExp }[] = [
+    { what: "a missing file", path: "/nonexistent/startup-lock-pw", says: /: no such file$/ },
+    { what: "an empty path", path: "", says: /^Invalid --storePasswordFile "": expected a file/ },
+  ];
+  // Deno lets a program read device paths (/dev/shm, /dev/stdin) only with every permission.
+  if (Deno.build.os === "linux") {
+    cases.push({ what: "a path under /dev", path: "/dev/stdin", says: /use a file elsewhere$/ });
+  }
+  for (const { what, path, says } of cases) {
+    await t.step(what, async () => {
+      const res = await runProgram(["--store", "redis://127.0.0.1:1", "--storePasswordFile", path]);
+      assert.equal(res.code, 2, res.stderr);
+      const lines = res.stderr.trim().split("\n");
+      assert.equal(lines.length, 1, res.stderr);
+      assert.match(lines[0]!.replace(/^startup-lock: /, ""), says);
+      assert.doesNotMatch(res.stderr, /--allow-all|os error|readfile/);
+    });
+  }
+});
+
 /** One row of the validation table. */
 interface Invalid {
   /** What the row checks; the step is named "rejects <what>". */
@@ -877,6 +898,14 @@ const INVALID: Invalid[] = [
     names: "--store",
     value: "redis://u:***@h:1/x",
     says: "the database must be a number",
+    hides: "s3cret",
+  },
+  {
+    what: "a store URL whose password has a % that is no escape, without its password",
+    argv: ["--store", "redis://u:s3cret%zz@h:1"],
+    names: "--store",
+    value: "redis://u:***@h:1",
+    says: `the user or password has a % that is no %XX escape (write % as %25); ${STORE_FORM}`,
     hides: "s3cret",
   },
   {

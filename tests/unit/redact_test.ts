@@ -34,3 +34,22 @@ Deno.test("redactValue hides a typed password with an unencoded / up to the last
   assert.equal(redactValue("redis://u:pa55/w0rd@h:1"), "redis://u:***@h:1");
   assert.equal(redactValue(" rediss://pa55/w0rd@h"), " rediss://***@h");
 });
+
+Deno.test("redactValue hides the password of a mistyped URL, which is why it is quoted", () => {
+  for (
+    const [typed, shown] of [
+      ["redis:/u:hunter2@h:6379", "redis:/u:***@h:6379"],
+      ["redis//u:hunter2@h", "redis//u:***@h"],
+      ["redis:/hunter2@h", "redis:/***@h"],
+      ["redis://u:hun ter2@h/x", "redis://u:***@h/x"],
+      ["redis:// u:hunter2@h", "redis:// u:***@h"],
+      ["//:hunter2@h", "//:***@h"],
+    ]
+  ) {
+    assert.equal(redactValue(typed!), shown);
+  }
+});
+
+Deno.test("redactValue leaves a value whose @ follows no URL or user:password alone", () => {
+  for (const text of ["web@1", "db:6379", "plain"]) assert.equal(redactValue(text), text);
+});

@@ -16,6 +16,8 @@
 # kept, so the caBundle stays; apply secret.yaml and the webhook reads the
 # new files within a minute or two, without a restart.
 set -eu
+# Only the user reads what is written here: the keys, and secret.yaml that holds tls.key.
+umask 077
 
 dir=${1:-./startup-lock-inject-tls}
 service=${SERVICE:-startup-lock-inject}
@@ -47,6 +49,8 @@ openssl x509 -req -in tls.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 365
 rm -f tls.csr server.ext
 
 b64() { openssl base64 -A -in "$1"; }
+# A new file, so the umask applies even over an older run's world-readable one.
+rm -f secret.yaml
 cat > secret.yaml <<YAML
 apiVersion: v1
 kind: Secret

@@ -115,6 +115,8 @@ export class RedisLockStore implements LockStore, SharedStore {
   #sweptAt = -Infinity;
   #recheckTimer: ReturnType<typeof setTimeout> | undefined;
   #recreateTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Set while the first check of the semaphore waits to be tried again. */
+  #initTimer: ReturnType<typeof setTimeout> | undefined;
   /** Set while grants pause after a jump of Redis's clock. */
   #clockTimer: ReturnType<typeof setTimeout> | undefined;
   /** Redis's clock against ours, beat by beat. */
@@ -323,6 +325,7 @@ export class RedisLockStore implements LockStore, SharedStore {
     clearTimeout(this.#recheckTimer);
     clearTimeout(this.#giveBackTimer);
     clearTimeout(this.#recreateTimer);
+    clearTimeout(this.#initTimer);
     clearTimeout(this.#clockTimer);
     await this.#line.close(this.#client.isReady);
     if (this.#client.isReady && this.#abandoned.size > 0) {
@@ -500,14 +503,41 @@ export class RedisLockStore implements LockStore, SharedStore {
     this.#checkSettings();
     // The semaphore is checked once, at the first connection: after that, every script checks it.
     if (this.#scripts.epoch === undefined) {
-      // Clients that waited while Redis was away are served now.
-      this.#init().then(() => {
-        if (this.#line.hasWaiters) this.#notify({ expired: [] });
-      }, () => {});
+      this.#firstInit();
       return;
     }
     this.#beat();
     this.#notify({ expired: [] });
+  }
+
+  /**
+   * Checks the semaphore at the first connection, and again every beat while
+   * Redis refuses it: a user without the rights to the keys or the scripts,
+   * a Redis loading its data or slower than the timeout may answer later, and
+   * nothing else would ask again before a reconnect. The refusal is logged
+   * as the reason for no grants, and its end as the connection coming back.
+   */
+  #firstInit(): void {
+    clearTimeout(this.#initTimer);
+    this.#initTimer = undefined;
+    if (this.#closed || this.#scripts.epoch !== undefined) return;
+    this.#init().then(() => {
+      if (this.#lastError !== undefined) {
+        this.#lastError = undefined;
+        this.#options.onConnection?.(true, undefined);
+      }
+      // Clients that waited while Redis was away are served now.
+      if (this.#line.hasWaiters) this.#notify({ expired: [] });
+    }, (error: unknown) => {
+      if (this.#closed || this.#scripts.epoch !== undefined) return;
+      // Redis's own words (NOPERM …), as for a refused password, rather than the operation's.
+      const cause = error instanceof Error ? error.cause : undefined;
+      this.#down(describeError(cause ?? error));
+      // Once disconnected, the next connection's "ready" asks again.
+      if (this.#client.isReady) {
+        this.#initTimer = setTimeout(() => this.#firstInit(), BEAT_INTERVAL_MS);
+      }
+    });
   }
 
   #down(error: string): void {

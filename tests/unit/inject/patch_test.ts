@@ -349,6 +349,29 @@ Deno.test("planInjection() never injects into an opted-out pod, kube-system or t
   assert.equal(inject(annotated({ [ANNOTATIONS.inject]: "true" })).plan.outcome.kind, "injected");
 });
 
+Deno.test("planInjection() leaves a Windows pod alone, with a warning: the image is Linux's, and the API server refuses a Linux securityContext on it", async (t) => {
+  const windows = deploymentPod() as Any;
+  windows.spec.os = { name: "windows" };
+  const onWindowsNodes = deploymentPod() as Any;
+  onWindowsNodes.spec.nodeSelector = { "kubernetes.io/os": "windows" };
+  for (const [name, pod] of [["spec.os.name", windows], ["a nodeSelector", onWindowsNodes]]) {
+    for (const mode of ["sidecar", "init"]) {
+      await t.step(`${name}, ${mode} mode`, () => {
+        const plan = planInjection(
+          annotated({ [ANNOTATIONS.mode]: mode }, pod) as Any,
+          "shop",
+          OPTIONS,
+        );
+        skippedWith(plan, /^startup-lock: not injected: the pod runs on Windows/);
+      });
+    }
+  }
+  const linux = deploymentPod() as Any;
+  linux.spec.os = { name: "linux" };
+  linux.spec.nodeSelector = { "kubernetes.io/os": "linux" };
+  assert.equal(inject(linux).plan.outcome.kind, "injected");
+});
+
 Deno.test("planInjection() refuses bad annotation values with a warning, never with a denial", async (t) => {
   const cases: [Record<string, string>, RegExp][] = [
     [{ [ANNOTATIONS.inject]: "yes" }, /startup-lock\/inject is "yes": expected "true" or "false"/],
@@ -413,6 +436,47 @@ Deno.test("planInjection() moves the sidecar's probe port off a port the pod dec
   const sidecar = injected(inject(pod).patched);
   assert.equal(holdOptions(sidecar).listen.port, DEFAULT_PROBE_PORT + 2);
   assert.equal(sidecar.startupProbe.httpGet.port, DEFAULT_PROBE_PORT + 2);
+});
+
+Deno.test("planInjection() moves the sidecar's probe port off a port the pod's probes or ready URL use, declared or not", async (t) => {
+  // containerPort is informational: an app may listen on a port it never declares.
+  const cases: [string, Json][] = [
+    [
+      "the readinessProbe the ready URL comes from",
+      withProbes({ readinessProbe: { httpGet: { path: "/ready", port: DEFAULT_PROBE_PORT } } }, []),
+    ],
+    [
+      "a livenessProbe of the app",
+      withProbes({
+        readinessProbe: { httpGet: { path: "/ready", port: 8080 } },
+        livenessProbe: { tcpSocket: { port: DEFAULT_PROBE_PORT } },
+      }, []),
+    ],
+    [
+      "a grpc probe of another container",
+      (() => {
+        const pod = deploymentPod() as Any;
+        pod.spec.containers.push({
+          name: "grpc",
+          image: "registry.example.com/grpc:1",
+          readinessProbe: { grpc: { port: DEFAULT_PROBE_PORT } },
+        });
+        return pod;
+      })(),
+    ],
+    [
+      "the annotation startup-lock/ready-url",
+      annotated({ [ANNOTATIONS.readyUrl]: `tcp://127.0.0.1:${DEFAULT_PROBE_PORT}` }),
+    ],
+  ];
+  for (const [name, pod] of cases) {
+    await t.step(name, () => {
+      const sidecar = injected(inject(pod).patched);
+      const options = holdOptions(sidecar);
+      assert.equal(options.listen.port, DEFAULT_PROBE_PORT + 1);
+      assert.notEqual(Number(options.readyUrl.port), options.listen.port);
+    });
+  }
 });
 
 Deno.test("planInjection() keeps the lock id within 128 characters", () => {

@@ -92,6 +92,9 @@ Deno.test({
     await Deno.remove(files.keyFile);
     assert.equal(await server.check(), false);
     assert.match(errors[0]!, /NotFound/);
+    // Told once, not at every check, while the file stays missing.
+    assert.equal(await server.check(), false);
+    assert.equal(errors.length, 1);
     await Deno.writeTextFile(files.keyFile, "not a key");
     assert.equal(await server.check(), false);
     assert.equal(errors.length, 2);

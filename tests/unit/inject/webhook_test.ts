@@ -15,6 +15,8 @@ import {
 } from "../../_admission.ts";
 
 type Json = Record<string, unknown>;
+// deno-lint-ignore no-explicit-any
+type Any = any;
 
 function handler(decisions: Decision[] = []) {
   return createWebhookHandler({ ...OPTIONS, onDecision: (d) => decisions.push(d) });
@@ -78,6 +80,26 @@ Deno.test("POST /mutate allows a pod of a shape the plan does not expect, with a
   const answer = await review(admissionReview(pod as Json));
   assert.equal(answer.patch, undefined);
   assert.match(answer.warnings?.[0] ?? "", /^startup-lock: not injected: unexpected pod: /);
+});
+
+Deno.test("POST /mutate reads a null list or map of the pod as absent, as Kubernetes does, and its patch applies", async (t) => {
+  const cases: [string, (pod: Any) => void][] = [
+    ["spec.initContainers", (pod) => pod.spec.initContainers = null],
+    ["metadata.annotations", (pod) => pod.metadata.annotations = null],
+    ["metadata.labels", (pod) => pod.metadata.labels = null],
+    ["metadata", (pod) => pod.metadata = null],
+  ];
+  for (const [name, nullify] of cases) {
+    await t.step(name, async () => {
+      const pod = deploymentPod();
+      nullify(pod);
+      const answer = await review(admissionReview(pod));
+      assert.equal(answer.warnings, undefined);
+      const patched = applyPatch(pod, decodePatch(answer)) as Any;
+      assert.equal(patched.spec.initContainers[0].name, "startup-lock");
+      assert.equal(patched.metadata.annotations["startup-lock/injected"], "sidecar");
+    });
+  }
 });
 
 Deno.test("POST /mutate allows what is no pod being created, unchanged and without a warning", async (t) => {
