@@ -169,12 +169,17 @@ export async function checkWritable(path: string): Promise<void> {
  * @throws {Error} saying so when another process holds the claim
  */
 export async function claimStateFile(path: string): Promise<Deno.FsFile> {
-  const file = await Deno.open(`${path}.lock`, {
-    read: true,
-    write: true,
-    create: true,
-    mode: STATE_FILE_MODE,
-  });
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(`${path}.lock`, {
+      read: true,
+      write: true,
+      create: true,
+      mode: STATE_FILE_MODE,
+    });
+  } catch (error) {
+    throw new Error(`cannot open ${path}.lock: ${withoutPath(error)}`);
+  }
   let claimed = false;
   try {
     claimed = await file.tryLock(true);

@@ -10,6 +10,7 @@ import { RecoveryGate } from "../../../lib/gates/recovery.ts";
 import { FileLockStore } from "../../../lib/stores/file.ts";
 import {
   checkWritable,
+  claimStateFile,
   formatState,
   loadState,
   parseState,
@@ -439,5 +440,23 @@ Deno.test("a second server on the same state file refuses to start, and a server
   await next.waitForLog(/State file .*: 1 lock still held/);
   assert.equal(await take(next.url, "?id=web-2"), undefined, "web-1's lock survived");
   await next.stop();
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("claimStateFile() holds PATH.lock until closed, and says why it cannot", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/locks.json`;
+  const claim = await claimStateFile(path);
+  await assert.rejects(
+    claimStateFile(path),
+    /another server uses it \(it holds .*locks\.json\.lock\)/,
+  );
+  claim.close();
+  (await claimStateFile(path)).close();
+  await Deno.mkdir(`${dir}/other.json.lock`);
+  await assert.rejects(
+    claimStateFile(`${dir}/other.json`),
+    /^Error: cannot open .*other\.json\.lock: Is a directory/,
+  );
   await Deno.remove(dir, { recursive: true });
 });
