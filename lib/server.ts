@@ -45,6 +45,8 @@ export interface PersistedState {
   locks: readonly StoredLock[];
   /** After an unreadable state file: no grants until then (wall-clock ms). */
   recoverUntil: number | undefined;
+  /** The claim on the state file (`claimStateFile`), to close when the server stops. */
+  claim?: Deno.FsFile;
 }
 
 const NO_STATE: PersistedState = { locks: [], recoverUntil: undefined };
@@ -59,25 +61,39 @@ export async function readPersistedState(
   maxDurationMs: number,
   log: Logger,
 ): Promise<PersistedState> {
-  const { checkWritable, loadState } = await import("./stores/state_file.ts");
+  const { checkWritable, claimStateFile, loadState } = await import("./stores/state_file.ts");
   await checkWritable(path);
-  const loaded = await loadState(path);
+  const claim = await claimStateFile(path);
+  let loaded;
+  try {
+    loaded = await loadState(path);
+  } catch (error) {
+    claim.close();
+    throw error;
+  }
   switch (loaded.kind) {
     case "missing":
       log.info(
         `State file ${path} does not exist yet: starting with no locks held`,
         logEvent("state_file_missing"),
       );
-      return NO_STATE;
-    case "loaded":
+      return { ...NO_STATE, claim };
+    case "loaded": {
       log.info(
         `State file ${path}: ${loaded.locks.length} lock${loaded.locks.length === 1 ? "" : "s"} ` +
           `still held${loaded.expired ? `, ${loaded.expired} expired while stopped` : ""}`,
         logEvent("state_file_loaded"),
       );
-      return { locks: loaded.locks, recoverUntil: undefined };
+      // No lock this server grants lasts longer than --maxDuration: one that ends later (a file
+      // edited by hand, a clock set back while stopped) is cut to it, as a grant would be.
+      const latest = Date.now() + maxDurationMs;
+      const locks = loaded.locks.map((l) => l.expiresAt > latest ? { ...l, expiresAt: latest } : l);
+      return { locks, recoverUntil: undefined, claim };
+    }
     case "corrupt": {
-      const until = loaded.modifiedAt + maxDurationMs;
+      // A time ahead of now (written under a clock that ran ahead) would stop grants for as long:
+      // whatever was held before was granted before now, so it ends --maxDuration from now at most.
+      const until = Math.min(loaded.modifiedAt, Date.now()) + maxDurationMs;
       log.error(
         `State file ${path} is unreadable (${loaded.reason}); ` +
           (loaded.movedTo ? `moved it to ${loaded.movedTo}; ` : "could not move it aside; ") +
@@ -86,7 +102,7 @@ export async function readPersistedState(
           } (--maxDuration after it was last written)`,
         logEvent("state_file_unreadable"),
       );
-      return { locks: [], recoverUntil: until };
+      return { locks: [], recoverUntil: until, claim };
     }
   }
 }
@@ -328,6 +344,7 @@ export async function runServer(config: ServerConfig, options: RunOptions = {}):
     for (const remove of listeners) remove();
     log.error(explainListenError(error, config), logEvent("listen_failed"));
     await store?.close();
+    state.claim?.close();
     await writer.close();
     return 1;
   }
@@ -336,6 +353,7 @@ export async function runServer(config: ServerConfig, options: RunOptions = {}):
     log.error(`${ended.message}: shutting down`, logEvent("locks_conflict"));
   } else log.info(`Received ${ended}: shutting down`, logEvent("shutting_down"));
   await server.shutdown();
+  state.claim?.close();
   log.info("Stopped", logEvent("stopped"));
   await writer.close();
   return typeof ended === "object" ? EXIT.USAGE : 0;

@@ -39,6 +39,8 @@ export interface ProgramOptions {
   env?: Record<string, string>;
   /** A command that runs the program with its arguments, such as `["taskset", "-c", "0"]`. */
   wrapper?: string[];
+  /** Kills the program when aborted, so a test of an exit never hangs on a program that serves. */
+  signal?: AbortSignal;
 }
 
 /** The program's command line, behind `wrapper` when given. */
@@ -72,6 +74,7 @@ export async function runProgram(
     env: childEnv(options.env),
     clearEnv: true,
     stdin: "null",
+    ...(options.signal ? { signal: options.signal } : {}),
   }).output();
   const decoder = new TextDecoder();
   return {

@@ -230,7 +230,8 @@ export class LockService {
           type: "released",
           id: lease.id,
           token: tokenPrefix(lease.token),
-          heldMs: this.#clock.wallNow() - lease.acquiredAt,
+          // Wall-clock times: a clock set back under the lock must not make it negative.
+          heldMs: Math.max(0, this.#clock.wallNow() - lease.acquiredAt),
         });
       }
       return lease;
@@ -348,7 +349,7 @@ export class LockService {
           type: "expired",
           id: lease.id,
           token: tokenPrefix(lease.token),
-          heldMs: lease.expiresAt - lease.acquiredAt,
+          heldMs: Math.max(0, lease.expiresAt - lease.acquiredAt),
         });
       }
     }

@@ -183,8 +183,14 @@ export function createHandler(options: HandlerOptions): Handler {
     // Never takes a slot, like /healthz: scrapes must not compete with clients.
     const scrape: RouteHandler = async (request) => {
       const body = await metrics();
-      const headers = { "Content-Type": METRICS_CONTENT_TYPE };
-      return new Response(request.method === "HEAD" ? null : body, { headers });
+      if (request.method !== "HEAD") {
+        return new Response(body, { headers: { "Content-Type": METRICS_CONTENT_TYPE } });
+      }
+      // A HEAD answer without a body would say `content-length: 0`; it must say the GET's length.
+      const length = String(new TextEncoder().encode(body).byteLength);
+      return new Response(null, {
+        headers: { "Content-Type": METRICS_CONTENT_TYPE, "Content-Length": length },
+      });
     };
     routes["/metrics"] = route({ GET: scrape, HEAD: scrape });
   }

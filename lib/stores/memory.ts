@@ -8,6 +8,7 @@
 import { DeadlineHeap } from "../_deadline_heap.ts";
 import { type Clock, realClock, type TimerId, toWallTime } from "../clock.ts";
 import type { AcquireRequest, AcquireResult, Lease, LockStore, SlotsFreed } from "../core/store.ts";
+import { MAX_TIMER_MS } from "../duration.ts";
 import { newToken } from "../token.ts";
 
 /** Options of {@linkcode MemoryLockStore}. */
@@ -168,9 +169,11 @@ export class MemoryLockStore implements LockStore {
   #arm(at: number): void {
     if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
     this.#timerAt = at;
+    // A deadline beyond what setTimeout can run (a lock read back from a state file edited by
+    // hand) would fire at once, again and again: wake at the longest delay and set it again.
     this.#timer = this.#clock.setTimeout(
       () => this.#expireDue(),
-      Math.max(0, at - this.#clock.now()),
+      Math.min(MAX_TIMER_MS, Math.max(0, at - this.#clock.now())),
     );
   }
 

@@ -159,6 +159,44 @@ export async function checkWritable(path: string): Promise<void> {
 }
 
 /**
+ * Claims the state file for this process: an exclusive advisory lock on
+ * `PATH.lock`, held until the file handle is closed or the process ends (even
+ * by `kill -9`). Two servers writing one file would overwrite each other's
+ * locks, and a restart would then forget the holders of one of them. The lock
+ * is on a file beside the state file because each write renames a new file
+ * over the state file itself.
+ *
+ * @throws {Error} saying so when another process holds the claim
+ */
+export async function claimStateFile(path: string): Promise<Deno.FsFile> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(`${path}.lock`, {
+      read: true,
+      write: true,
+      create: true,
+      mode: STATE_FILE_MODE,
+    });
+  } catch (error) {
+    throw new Error(`cannot open ${path}.lock: ${withoutPath(error)}`);
+  }
+  let claimed = false;
+  try {
+    claimed = await file.tryLock(true);
+  } catch (error) {
+    file.close();
+    throw new Error(`cannot lock ${path}.lock: ${withoutPath(error)}`);
+  }
+  if (!claimed) {
+    file.close();
+    throw new Error(
+      `another server uses it (it holds ${path}.lock): give each server its own state file`,
+    );
+  }
+  return file;
+}
+
+/**
  * What went wrong, without the path Deno appends (`…: open '/x/locks.json.tmp-42'`):
  * the user knows the path they gave, and the internal file beside it means
  * nothing to them.

@@ -187,6 +187,28 @@ Deno.test("Metrics counts a known sequence of grants, denials, releases and expi
   });
 });
 
+Deno.test("Metrics never observes a negative hold time when the wall clock is set back under a lock", async () => {
+  using s = setup();
+  const { clock, service, checker } = s;
+  checker.start();
+  await checker.settled();
+  const a = service.acquire({ durationMs: 10_000, id: "a" }) as Outcome;
+  const b = service.acquire({ durationMs: 10_000, id: "b" }) as Outcome;
+  assert.ok(a.granted && b.granted);
+  clock.advance(1_000);
+  clock.jumpWall(-60_000); // NTP steps the clock back a minute
+  service.release(a.lease.token);
+  clock.advance(9_000); // b expires
+  const values = samples(await s.metrics.render());
+  assert.equal(values["startup_lock_hold_seconds_count"], 2);
+  // A histogram's sum only grows: a negative observation reads as a counter reset to rate().
+  assert.ok(
+    values["startup_lock_hold_seconds_sum"]! >= 0,
+    String(values["startup_lock_hold_seconds_sum"]),
+  );
+  assert.equal(values['startup_lock_hold_seconds_bucket{le="0.1"}'], 2);
+});
+
 Deno.test("Metrics.render() gives every metric one # HELP and one # TYPE, before its samples", async () => {
   using s = setup();
   const text = await s.metrics.render();
@@ -286,6 +308,9 @@ Deno.test("GET /metrics answers the exposition format and never takes a slot", a
     assert.equal(response.status, 200);
     assert.equal(response.headers.get("content-type"), METRICS_CONTENT_TYPE);
     assert.equal(await response.text(), "");
+    // RFC 9110: a HEAD answer's Content-Length is the GET's, never 0 for a body that is not empty.
+    const get = new TextEncoder().encode(await s.metrics.render()).byteLength;
+    assert.equal(response.headers.get("content-length"), String(get));
   });
   await t.step("another method is 405", async () => {
     const response = await call("POST");

@@ -5,10 +5,12 @@
  */
 import assert from "node:assert/strict";
 import { StoreUnavailableError } from "../../../lib/core/store.ts";
+import { MAX_TIMER_MS } from "../../../lib/duration.ts";
 import { RecoveryGate } from "../../../lib/gates/recovery.ts";
 import { FileLockStore } from "../../../lib/stores/file.ts";
 import {
   checkWritable,
+  claimStateFile,
   formatState,
   loadState,
   parseState,
@@ -347,4 +349,114 @@ Deno.test({
     assert.doesNotMatch(line, /probe|--allow-all/);
     assert.match(line, /use a file elsewhere/);
   },
+});
+
+Deno.test("FileLockStore never asks for a timer longer than setTimeout can run, for a lock read back weeks ahead", () => {
+  // A state file edited by hand (or a clock set back while stopped) can hold a lock that ends in
+  // 30 days: setTimeout fires a longer delay at once, which became a busy loop flooding stderr.
+  const clock = new ManualClock();
+  const delays: number[] = [];
+  const recording = {
+    now: () => clock.now(),
+    wallNow: () => clock.wallNow(),
+    setTimeout: (fn: () => void, ms: number) => (delays.push(ms), clock.setTimeout(fn, ms)),
+    clearTimeout: (id: number | ReturnType<typeof setTimeout>) => clock.clearTimeout(id),
+  };
+  const now = clock.wallNow();
+  const month = 30 * 24 * 3_600_000;
+  const restore = [{ token: "far", id: "far", acquiredAt: now, expiresAt: now + month }];
+  const store = new FileLockStore(1, "/nonexistent-dir/locks.json", { clock: recording, restore });
+  assert.ok(delays.length > 0);
+  assert.ok(delays.every((ms) => ms <= MAX_TIMER_MS), delays.join(", "));
+  clock.advance(MAX_TIMER_MS);
+  assert.equal(store.held, 1, "a timer cut to the longest one does not end the lock early");
+  assert.ok(delays.every((ms) => ms <= MAX_TIMER_MS), delays.join(", "));
+  clock.advance(month - MAX_TIMER_MS);
+  assert.equal(store.held, 0, "it ends at its expiry");
+});
+
+Deno.test("server holds a lock read back no longer than --maxDuration from its start, and stays quiet", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/locks.json`;
+  const now = Date.now();
+  const month = 30 * 24 * 3_600_000;
+  await Deno.writeTextFile(
+    path,
+    formatState([{
+      token: "fzq14KuP018l4fidD_miqQ",
+      id: "edited",
+      acquiredAt: now,
+      expiresAt: now + month,
+    }]),
+  );
+  await using server = await startProgram(["--stateFile", path, "--maxDuration", "10m"]);
+  await server.waitForLog(/State file .*: 1 lock still held/);
+  const status = await (await fetch(`${server.url}/status`)).json();
+  const expiresAt = Date.parse(status.holders[0].expiresAt);
+  assert.ok(expiresAt <= Date.now() + 10 * 60_000, status.holders[0].expiresAt);
+  assert.equal(await server.stop(), 0);
+  assert.doesNotMatch(server.log.join("\n"), /TimeoutOverflowWarning/);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("server with a corrupt state file written under a clock that ran ahead waits --maxDuration from now, not years", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/locks.json`;
+  await Deno.writeTextFile(path, "{ truncated");
+  // Written while the node's clock was years ahead (a VM booted before NTP set it right).
+  await Deno.utime(path, new Date("2030-01-01"), new Date("2030-01-01"));
+  await using server = await startProgram(["--stateFile", path, "--maxDuration", "10m"]);
+  await server.waitForLog(/ERROR State file .* is unreadable/);
+  const res = await fetch(`${server.url}/`, { headers: { Accept: "application/json" } });
+  const body = await res.json();
+  assert.equal(body.reason, "recovering");
+  assert.ok(body.retryAfter > 0 && body.retryAfter <= 600, String(body.retryAfter));
+  assert.equal(await server.stop(), 0);
+  assert.doesNotMatch(server.log.join("\n"), /TimeoutOverflowWarning/);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a second server on the same state file refuses to start, and a server after kill -9 of the first does not", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/locks.json`;
+  {
+    await using first = await startProgram(["--stateFile", path, "--timeout", "60s"]);
+    assert.ok(await take(first.url, "?id=web-1"));
+    // Each would overwrite the other's locks: a restart would then forget the first one's holder.
+    // Bounded: a second server that does start would otherwise serve until the test times out.
+    const second = await runProgram(["--host", "127.0.0.1", "--port", "0", "--stateFile", path], {
+      signal: AbortSignal.timeout(30_000),
+    });
+    assert.equal(second.code, 2);
+    assert.match(
+      second.stderr,
+      /Cannot use --stateFile ".*locks\.json": another server uses it \(it holds .*locks\.json\.lock\): give each server its own state file/,
+    );
+    assert.equal(second.stderr.trim().split("\n").length, 1, second.stderr);
+    assert.ok(await take(first.url, "?id=web-1"), "the first server still holds its lock");
+    assert.equal(await first.stop("SIGKILL"), 137);
+  }
+  await using next = await startProgram(["--stateFile", path]);
+  await next.waitForLog(/State file .*: 1 lock still held/);
+  assert.equal(await take(next.url, "?id=web-2"), undefined, "web-1's lock survived");
+  await next.stop();
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("claimStateFile() holds PATH.lock until closed, and says why it cannot", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/locks.json`;
+  const claim = await claimStateFile(path);
+  await assert.rejects(
+    claimStateFile(path),
+    /another server uses it \(it holds .*locks\.json\.lock\)/,
+  );
+  claim.close();
+  (await claimStateFile(path)).close();
+  await Deno.mkdir(`${dir}/other.json.lock`);
+  await assert.rejects(
+    claimStateFile(`${dir}/other.json`),
+    /^Error: cannot open .*other\.json\.lock: Is a directory/,
+  );
+  await Deno.remove(dir, { recursive: true });
 });
