@@ -378,6 +378,8 @@ function readStoreFlags(read: Reader, config: ServerConfig): void {
 
 function parseHost(text: string): string {
   const host = text.trim();
+  // The original's own default is "", which Go binds on every interface: `-host ""` still starts.
+  if (text === "") return defaults.DEFAULT_HOST;
   if (!host || /[\s/]/.test(host)) {
     throw new RangeError("expected a host name or an IP address such as 0.0.0.0 or 127.0.0.1");
   }

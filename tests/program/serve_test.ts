@@ -166,6 +166,12 @@ Deno.test("serveCommand.parse() strips brackets from an IPv6 --host", () => {
   assert.equal(serve(["--host", "::"]).host, "::");
 });
 
+Deno.test("serveCommand.parse() takes an empty --host as every interface, the original's default", () => {
+  // The original's -host defaults to "", which Go binds on every interface.
+  assert.equal(serve(["-host", ""]).host, defaults.DEFAULT_HOST);
+  assert.equal(serve(["--host="]).host, defaults.DEFAULT_HOST);
+});
+
 Deno.test("serveCommand.parse() accepts the log level in any case", () => {
   assert.equal(serve(["--logLevel", "ERROR"]).logLevel, "error");
 });
