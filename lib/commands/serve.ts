@@ -106,7 +106,8 @@ export const SERVER_FLAGS: readonly FlagSpec[] = [
     kind: "value",
     valueName: "DURATION",
     default: s(defaults.DEFAULT_MAX_DURATION_MS),
-    description: "The longest lock granted; a longer ?duration= is cut to it",
+    description:
+      "The longest lock granted; a longer ?duration= is cut to it; unset, a longer --timeout raises it",
   },
   {
     name: "maxWait",
@@ -214,17 +215,24 @@ function parse(argv: readonly string[], env: Env): Parsed<ServeOptions> {
   if (raw.values.has("help")) return { action: "help" };
   if (raw.values.has("version")) return { action: "run", options: { action: "version" } };
   const read = new Reader(raw);
+  const timeoutMs = read.value("timeout", defaults.DEFAULT_LOCK_MS, parseDuration);
 
   const config: ServerConfig = {
     host: read.value("host", defaults.DEFAULT_HOST, parseHost),
     port: read.value("port", defaults.DEFAULT_PORT, parsePort),
     ...readSlots(read, availableCores()),
-    timeoutMs: read.value("timeout", defaults.DEFAULT_LOCK_MS, parseDuration),
+    timeoutMs,
     checks: read.list("check", parseCheckTarget),
     failHcMs: read.value("failHc", defaults.DEFAULT_FAIL_INTERVAL_MS, parseDuration),
     passHcMs: read.value("passHc", defaults.DEFAULT_PASS_INTERVAL_MS, parseDuration),
     checkTimeoutMs: read.value("checkTimeout", defaults.DEFAULT_CHECK_TIMEOUT_MS, parseDuration),
-    maxDurationMs: read.value("maxDuration", defaults.DEFAULT_MAX_DURATION_MS, parseDuration),
+    // The original has no cap: its `-timeout 7200` must still start, so an unset
+    // --maxDuration grows to a longer --timeout; only two explicit values can clash.
+    maxDurationMs: read.value(
+      "maxDuration",
+      Math.max(defaults.DEFAULT_MAX_DURATION_MS, timeoutMs),
+      parseDuration,
+    ),
     maxWaitMs: read.value("maxWait", defaults.DEFAULT_MAX_WAIT_MS, parseDuration),
     maxWaiters: read.value("maxWaiters", defaults.DEFAULT_MAX_WAITERS, parseMaxWaiters),
     stateFile: read.value("stateFile", undefined, parseStatePath),
@@ -370,6 +378,8 @@ function readStoreFlags(read: Reader, config: ServerConfig): void {
 
 function parseHost(text: string): string {
   const host = text.trim();
+  // The original's own default is "", which Go binds on every interface: `-host ""` still starts.
+  if (text === "") return defaults.DEFAULT_HOST;
   if (!host || /[\s/]/.test(host)) {
     throw new RangeError("expected a host name or an IP address such as 0.0.0.0 or 127.0.0.1");
   }

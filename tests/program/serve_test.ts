@@ -166,6 +166,12 @@ Deno.test("serveCommand.parse() strips brackets from an IPv6 --host", () => {
   assert.equal(serve(["--host", "::"]).host, "::");
 });
 
+Deno.test("serveCommand.parse() takes an empty --host as every interface, the original's default", () => {
+  // The original's -host defaults to "", which Go binds on every interface.
+  assert.equal(serve(["-host", ""]).host, defaults.DEFAULT_HOST);
+  assert.equal(serve(["--host="]).host, defaults.DEFAULT_HOST);
+});
+
 Deno.test("serveCommand.parse() accepts the log level in any case", () => {
   assert.equal(serve(["--logLevel", "ERROR"]).logLevel, "error");
 });
@@ -174,6 +180,23 @@ Deno.test("serveCommand.parse() accepts --timeout equal to --maxDuration", () =>
   const config = serve(["--timeout", "1m", "--maxDuration", "60s"]);
   assert.equal(config.timeoutMs, 60_000);
   assert.equal(config.maxDurationMs, 60_000);
+});
+
+Deno.test("serveCommand.parse() raises the default --maxDuration to a longer --timeout, as the original has no cap", async (t) => {
+  // The original takes `-timeout 7200`; a drop-in replacement must start with it too.
+  for (const argv of [["-timeout", "7200"], ["--timeout=2h"]]) {
+    await t.step(argv.join(" "), () => {
+      const config = serve(argv);
+      assert.equal(config.timeoutMs, 7_200_000);
+      assert.equal(config.maxDurationMs, 7_200_000);
+    });
+  }
+  await t.step("STARTUP_LOCK_TIMEOUT=2h", () => {
+    assert.equal(serve([], { STARTUP_LOCK_TIMEOUT: "2h" }).maxDurationMs, 7_200_000);
+  });
+  await t.step("a shorter --timeout keeps the default", () => {
+    assert.equal(serve(["--timeout", "59m"]).maxDurationMs, defaults.DEFAULT_MAX_DURATION_MS);
+  });
 });
 
 Deno.test("serveCommand.parse() reads every value flag from its STARTUP_LOCK_* variable", () => {
@@ -596,8 +619,9 @@ const INVALID: Invalid[] = [
     says: "must not be shorter than the default lock duration (--timeout, 10s)",
   },
   {
-    what: "--timeout bigger than the default --maxDuration",
+    what: "--timeout bigger than a --maxDuration from the environment",
     argv: ["--timeout", "2h"],
+    env: { STARTUP_LOCK_MAX_DURATION: "1h" },
     names: "--timeout",
     value: "2h",
     says: "must not exceed --maxDuration (1h)",
@@ -1143,7 +1167,7 @@ Deno.test("startup-lock exits 2 with one line on stderr for a usage error", asyn
     { args: ["--port", "x"], says: 'Invalid --port "x": expected an integer from 0 to 65535' },
     { args: ["--port", "-1"], says: 'Invalid --port "-1"' },
     { args: ["--locks", "0"], says: 'Invalid --locks "0"' },
-    { args: ["--timeout", "2h"], says: "must not exceed --maxDuration" },
+    { args: ["--timeout", "2h", "--maxDuration", "1h"], says: "must not exceed --maxDuration" },
     { args: ["--check", "ftp://x"], says: 'unsupported scheme "ftp"' },
     { args: ["--bogus"], says: 'Unknown flag "--bogus"' },
     { args: ["--lock", "2"], says: 'Unknown flag "--lock": did you mean --locks?' },
