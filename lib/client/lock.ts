@@ -40,6 +40,12 @@ export const ANSWER_MARGIN_MS = 500;
  * waits out `--pollInterval` instead.
  */
 export const QUEUED_MIN_MS = 100;
+/**
+ * The shortest `Retry-After` that brings the next try forward: `0` says
+ * nothing about when a slot frees (this server never sends less than 1), and
+ * taken at its word it makes a client ask thousands of times a second.
+ */
+export const MIN_RETRY_AFTER_MS = 1_000;
 /** How long a release may take: one quick request; a server that takes longer is in trouble. */
 export const RELEASE_TIMEOUT_MS = 10_000;
 
@@ -207,7 +213,9 @@ export async function acquireLock(
       // server's Retry-After says a slot may free sooner than that.
       let next = start + jitter(options.pollIntervalMs, random);
       const retryAfter = answer?.kind === "wait" ? answer.retryAfterMs : undefined;
-      if (retryAfter !== undefined) next = Math.min(next, clock.now() + retryAfter);
+      if (retryAfter !== undefined && retryAfter >= MIN_RETRY_AFTER_MS) {
+        next = Math.min(next, clock.now() + retryAfter);
+      }
       await sleep(clock, Math.min(next, deadline) - clock.now(), signal);
     }
   }
