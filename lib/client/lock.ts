@@ -182,6 +182,14 @@ export async function acquireLock(
       reportAcquired(options, names, answer, lock);
       return await saveToken(options, names, lock);
     }
+    if (answer?.kind === "foreign") {
+      const page = answer.message ? ` ("${answer.message}")` : "";
+      return {
+        kind: "failed",
+        message: `${options.server.href} is not a lock server: it answered HTTP ${answer.status} ` +
+          `with an HTML page${page} and no lock token; check --server`,
+      };
+    }
     if (answer?.kind === "refused" && answer.status === 401) {
       return { kind: "failed", message: answer.message };
     }
@@ -190,10 +198,12 @@ export async function acquireLock(
       const asked = options.durationMs !== undefined && /duration/i.test(answer.message)
         ? ` (asked with ${names.duration})`
         : "";
+      // No lock server answers 404 to GET /: the URL is someone else's, or its path is wrong.
+      const check = answer.status === 404 ? "; check --server" : "";
       return {
         kind: "failed",
-        message:
-          `The server refused the request (HTTP ${answer.status}): ${answer.message}${asked}`,
+        message: `The server refused the request (HTTP ${answer.status}): ${answer.message}` +
+          `${asked}${check}`,
       };
     }
     if (answer) reason = answer.message;
