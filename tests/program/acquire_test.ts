@@ -364,6 +364,24 @@ Deno.test("acquire exits 1 with one line, at the first answer, when --server is 
   }
 });
 
+Deno.test("acquire gives the lock back and exits 1 with one line when it cannot print the token", async () => {
+  await using server = await startProgram();
+  // A full disk behind stdout: the token reaches nobody, so nobody could release the lock.
+  const { code, stdout, stderr } = await runProgram(["acquire", "--server", server.url], {
+    wrapper: ["sh", "-c", 'exec "$@" >/dev/full', "sh"],
+  });
+  assert.equal(code, 1, stderr);
+  assert.equal(stdout, "");
+  assert.match(
+    stderr,
+    /^startup-lock: Cannot print the token on stdout: No space left on device \(os error 28\)$/m,
+  );
+  assert.match(stderr, /^startup-lock: Released the lock: the token could not be printed$/m);
+  assert.doesNotMatch(stderr, /Uncaught| {4}at /);
+  const status = await (await fetch(`${server.url}/status`)).json();
+  assert.equal(status.slots.held, 0, "the lock was given back");
+});
+
 Deno.test("acquire writes an empty --tokenFile when the server gives no token", async () => {
   await using original = startOriginalServer(0);
   const dir = await Deno.makeTempDir();
