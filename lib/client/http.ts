@@ -222,9 +222,14 @@ export function describeFetchError(error: unknown): string {
   let inner = error;
   while (inner instanceof Error && inner.cause instanceof Error) inner = inner.cause;
   const message = inner instanceof Error ? inner.message : String(inner);
-  return (message.split("\n")[0] ?? message)
+  const line = (message.split("\n")[0] ?? message)
     .replace(/^error sending request for url \([^)]*\): /, "")
     .replace(/^client error \(Connect\): /, "");
+  // Deno's own hint (on the lines dropped) names a flag the program's fixed permissions cannot take.
+  return /invalid peer certificate: UnknownIssuer/.test(line)
+    ? `${line}: the server's certificate is not signed by a trusted CA: give the CA's ` +
+      "certificate in DENO_CERT=PATH"
+    : line;
 }
 
 interface Body {
