@@ -48,6 +48,16 @@ export type LockAnswer =
     kind: "refused";
     status: number;
     message: string;
+  }
+  | {
+    /**
+     * A 2xx that grants nothing: an HTML page without a token, as a web server
+     * or an app answers `GET /`. No lock server answers so: `--server` is wrong.
+     */
+    kind: "foreign";
+    status: number;
+    /** The page's title, or its text. */
+    message: string;
   };
 
 /**
@@ -106,6 +116,9 @@ export async function requestLock(
   }
   if (response.status >= 200 && response.status < 300) {
     const token = response.headers.get(TOKEN_HEADER)?.trim() || stringField(body.json, "token");
+    if (!token && body.html) {
+      return { kind: "foreign", status: response.status, message: body.message };
+    }
     const expiresAt = Date.parse(stringField(body.json, "expiresAt") ?? "");
     return {
       kind: "acquired",
@@ -209,29 +222,62 @@ export function describeFetchError(error: unknown): string {
   let inner = error;
   while (inner instanceof Error && inner.cause instanceof Error) inner = inner.cause;
   const message = inner instanceof Error ? inner.message : String(inner);
-  return (message.split("\n")[0] ?? message)
+  const line = (message.split("\n")[0] ?? message)
     .replace(/^error sending request for url \([^)]*\): /, "")
     .replace(/^client error \(Connect\): /, "");
+  // Deno's own hint (on the lines dropped) names a flag the program's fixed permissions cannot take.
+  return /invalid peer certificate: UnknownIssuer/.test(line)
+    ? `${line}: the server's certificate is not signed by a trusted CA: give the CA's ` +
+      "certificate in DENO_CERT=PATH"
+    : line;
 }
 
 interface Body {
   /** The parsed body when it is JSON. */
   json: unknown;
-  /** JSON's `message`, else the first line of the text. */
+  /** Whether the body is an HTML page (a web server's or a proxy's, never a lock server's). */
+  html: boolean;
+  /** JSON's `message`, an HTML page's title (else its text), else the first line of the text. */
   message: string;
 }
 
 async function readBody(response: Response): Promise<Body> {
   const text = await response.text();
+  const type = response.headers.get("content-type")?.toLowerCase() ?? "";
   let json: unknown;
-  if (response.headers.get("content-type")?.includes("application/json")) {
+  if (type.includes("application/json")) {
     try {
       json = JSON.parse(text);
     } catch { /* not JSON after all: use the text */ }
   }
+  const html = type.includes("text/html");
   const firstLine = text.split("\n").map((l) => l.trim()).find((l) => l !== "") ?? "";
-  const message = stringField(json, "message") ?? firstLine;
-  return { json, message: message.slice(0, MAX_MESSAGE_LENGTH) };
+  const message = stringField(json, "message") ?? (html ? htmlMessage(text) : firstLine);
+  return { json, html, message: message.slice(0, MAX_MESSAGE_LENGTH) };
+}
+
+const HTML_ENTITIES: Record<string, string> = {
+  amp: "&",
+  lt: "<",
+  gt: ">",
+  quot: '"',
+  apos: "'",
+  nbsp: " ",
+  "#39": "'",
+};
+
+/**
+ * What an HTML page says in one line: its title (`502 Bad Gateway`), else its
+ * text without the markup. Its first line would be `<!DOCTYPE html>`.
+ */
+export function htmlMessage(html: string): string {
+  const title = /<title[^>]*>([\s\S]*?)<\/title>/i.exec(html)?.[1]?.trim();
+  const text = title ||
+    html.replace(/<(script|style)\b[\s\S]*?<\/\1\s*>/gi, " ").replace(/<[^>]*>/g, " ");
+  return text.replace(
+    /&(#39|[a-z]+);/gi,
+    (entity, name: string) => HTML_ENTITIES[name.toLowerCase()] ?? entity,
+  ).replace(/\s+/g, " ").trim();
 }
 
 /** Seconds from a header or a JSON field, in milliseconds; `undefined` unless a positive number. */

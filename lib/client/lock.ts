@@ -40,6 +40,12 @@ export const ANSWER_MARGIN_MS = 500;
  * waits out `--pollInterval` instead.
  */
 export const QUEUED_MIN_MS = 100;
+/**
+ * The shortest `Retry-After` that brings the next try forward: `0` says
+ * nothing about when a slot frees (this server never sends less than 1), and
+ * taken at its word it makes a client ask thousands of times a second.
+ */
+export const MIN_RETRY_AFTER_MS = 1_000;
 /** How long a release may take: one quick request; a server that takes longer is in trouble. */
 export const RELEASE_TIMEOUT_MS = 10_000;
 
@@ -176,6 +182,14 @@ export async function acquireLock(
       reportAcquired(options, names, answer, lock);
       return await saveToken(options, names, lock);
     }
+    if (answer?.kind === "foreign") {
+      const page = answer.message ? ` ("${answer.message}")` : "";
+      return {
+        kind: "failed",
+        message: `${options.server.href} is not a lock server: it answered HTTP ${answer.status} ` +
+          `with an HTML page${page} and no lock token; check --server`,
+      };
+    }
     if (answer?.kind === "refused" && answer.status === 401) {
       return { kind: "failed", message: answer.message };
     }
@@ -184,10 +198,12 @@ export async function acquireLock(
       const asked = options.durationMs !== undefined && /duration/i.test(answer.message)
         ? ` (asked with ${names.duration})`
         : "";
+      // No lock server answers 404 to GET /: the URL is someone else's, or its path is wrong.
+      const check = answer.status === 404 ? "; check --server" : "";
       return {
         kind: "failed",
-        message:
-          `The server refused the request (HTTP ${answer.status}): ${answer.message}${asked}`,
+        message: `The server refused the request (HTTP ${answer.status}): ${answer.message}` +
+          `${asked}${check}`,
       };
     }
     if (answer) reason = answer.message;
@@ -207,7 +223,9 @@ export async function acquireLock(
       // server's Retry-After says a slot may free sooner than that.
       let next = start + jitter(options.pollIntervalMs, random);
       const retryAfter = answer?.kind === "wait" ? answer.retryAfterMs : undefined;
-      if (retryAfter !== undefined) next = Math.min(next, clock.now() + retryAfter);
+      if (retryAfter !== undefined && retryAfter >= MIN_RETRY_AFTER_MS) {
+        next = Math.min(next, clock.now() + retryAfter);
+      }
       await sleep(clock, Math.min(next, deadline) - clock.now(), signal);
     }
   }

@@ -14,9 +14,15 @@ import {
   Reader,
   renderUsage,
 } from "../args.ts";
-import { acquireLock, type AcquireOptions, type AcquireResult } from "../client/lock.ts";
+import {
+  acquireLock,
+  type AcquireOptions,
+  type AcquireResult,
+  releaseHeldLock,
+} from "../client/lock.ts";
 import { note } from "../client/output.ts";
 import { formatDuration, parseDuration, parseWait } from "../duration.ts";
+import { describeError } from "../errors.ts";
 import { EXIT } from "../exit.ts";
 import { ID_HINT, isValidId, MAX_ID_LENGTH } from "../protocol.ts";
 import { AUTH_TOKEN_FILE_FLAG, AUTH_TOKEN_FLAG, readAuthFlags } from "./_auth.ts";
@@ -145,6 +151,12 @@ function parseId(text: string): string {
   return text;
 }
 
+/** Writes all of `text`: `write` may take only part of it. */
+async function writeAll(file: typeof Deno.stdout, text: string): Promise<void> {
+  let bytes = new TextEncoder().encode(text);
+  while (bytes.length > 0) bytes = bytes.subarray(await file.write(bytes));
+}
+
 /** Tells the user why acquiring ended without a lock and returns the exit code. */
 export function reportFailure(
   result: Extract<AcquireResult, { kind: "timeout" | "failed" }>,
@@ -171,7 +183,15 @@ function parse(argv: readonly string[], env: Env): Parsed<AcquireOptions> {
 async function run(options: AcquireOptions): Promise<number> {
   const result = await acquireLock(options);
   if (result.kind === "acquired") {
-    if (result.lock.token !== undefined) console.log(result.lock.token);
+    if (result.lock.token === undefined) return EXIT.OK;
+    try {
+      await writeAll(Deno.stdout, `${result.lock.token}\n`);
+    } catch (error) {
+      // A full disk or a closed pipe: the token reaches nobody, so nobody could release the lock.
+      note(`Cannot print the token on stdout: ${describeError(error)}`, "failed", "error");
+      await releaseHeldLock(result.lock, "the token could not be printed");
+      return EXIT.FAILURE;
+    }
     return EXIT.OK;
   }
   if (result.kind === "aborted") return EXIT.FAILURE;

@@ -322,6 +322,66 @@ Deno.test("acquire polls a server of the original protocol until it grants, and 
   for (const url of original.requests) assert.equal(url.searchParams.get("duration"), "60");
 });
 
+Deno.test("acquire exits 1 with one line, at the first answer, when --server is a web server and no lock server", async (t) => {
+  // What `python3 -m http.server` answers: a directory listing for GET /, an error page otherwise.
+  const listing = "<!DOCTYPE HTML>\n<html>\n<head>\n<title>Directory listing for /</title>\n" +
+    "</head>\n<body><h1>Directory listing for /</h1></body>\n</html>\n";
+  const error = "<!DOCTYPE HTML>\n<html>\n<head>\n<title>Error response</title>\n</head>\n" +
+    "<body><p>Error code: 404</p></body>\n</html>\n";
+  await using web = startStandIn((request) =>
+    new URL(request.url).pathname === "/"
+      ? new Response(listing, { headers: { "Content-Type": "text/html; charset=utf-8" } })
+      : new Response(error, { status: 404, headers: { "Content-Type": "text/html" } })
+  );
+  const cases: [string, string, string][] = [
+    [
+      "a page for GET /",
+      `${web.url}/`,
+      `startup-lock: ${web.url}/ is not a lock server: it answered HTTP 200 with an HTML page ` +
+      '("Directory listing for /") and no lock token; check --server',
+    ],
+    [
+      "a 404 page",
+      `${web.url}/lock`,
+      "startup-lock: The server refused the request (HTTP 404): Error response; check --server",
+    ],
+  ];
+  for (const [what, server, says] of cases) {
+    await t.step(what, async () => {
+      const before = web.requests.length;
+      const { code, stdout, stderr } = await runProgram([
+        "acquire",
+        "--server",
+        server,
+        "--wait",
+        "1m",
+      ]);
+      assert.equal(code, 1, stderr);
+      assert.equal(stdout, "");
+      assert.equal(stderr.trim(), says);
+      assert.equal(web.requests.length - before, 1, "asking again cannot help");
+    });
+  }
+});
+
+Deno.test("acquire gives the lock back and exits 1 with one line when it cannot print the token", async () => {
+  await using server = await startProgram();
+  // A full disk behind stdout: the token reaches nobody, so nobody could release the lock.
+  const { code, stdout, stderr } = await runProgram(["acquire", "--server", server.url], {
+    wrapper: ["sh", "-c", 'exec "$@" >/dev/full', "sh"],
+  });
+  assert.equal(code, 1, stderr);
+  assert.equal(stdout, "");
+  assert.match(
+    stderr,
+    /^startup-lock: Cannot print the token on stdout: No space left on device \(os error 28\)$/m,
+  );
+  assert.match(stderr, /^startup-lock: Released the lock: the token could not be printed$/m);
+  assert.doesNotMatch(stderr, /Uncaught| {4}at /);
+  const status = await (await fetch(`${server.url}/status`)).json();
+  assert.equal(status.slots.held, 0, "the lock was given back");
+});
+
 Deno.test("acquire writes an empty --tokenFile when the server gives no token", async () => {
   await using original = startOriginalServer(0);
   const dir = await Deno.makeTempDir();

@@ -12,6 +12,7 @@ import {
 } from "../../lib/commands/healthcheck.ts";
 import { UsageError } from "../../lib/errors.ts";
 import { freePort } from "../_client.ts";
+import { hasOpenssl, makeTestCertificates } from "../_image_tls.ts";
 import { runProgram, startProgram } from "../_program.ts";
 
 function parse(argv: string[], vars: Record<string, string> = {}): HealthcheckOptions {
@@ -111,6 +112,41 @@ Deno.test("startup-lock healthcheck exits 1 with one line when the port is close
   assert.equal(res.stdout, "");
   const line = oneLine(res.stderr);
   assert.ok(line.startsWith(`startup-lock: Unhealthy: cannot reach ${url}: `), line);
+});
+
+Deno.test({
+  name: "startup-lock healthcheck names DENO_CERT when the https server's issuer is not trusted",
+  ignore: !hasOpenssl(),
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const { ca, cert, key } = await makeTestCertificates(dir);
+      await using server = Deno.serve(
+        { hostname: "127.0.0.1", port: 0, cert, key, onListen() {} },
+        () => new Response("OK"),
+      );
+      const url = `https://localhost:${server.addr.port}/healthz`;
+      const untrusted = await runProgram(["healthcheck", "--url", url]);
+      assert.equal(untrusted.code, 1);
+      const line = oneLine(untrusted.stderr);
+      assert.match(
+        line,
+        /^startup-lock: Unhealthy: cannot reach https:\/\/localhost:\d+\/healthz: /,
+      );
+      assert.match(
+        line,
+        /: the server's certificate is not signed by a trusted CA: give the CA's certificate in DENO_CERT=PATH$/,
+      );
+      // What the line says works.
+      await Deno.writeTextFile(`${dir}/ca.pem`, ca);
+      const trusted = await runProgram(["healthcheck", "--url", url], {
+        env: { DENO_CERT: `${dir}/ca.pem` },
+      });
+      assert.equal(trusted.code, 0, trusted.stderr);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });
 
 Deno.test("startup-lock healthcheck exits 1 when the answer is not 200", async (t) => {

@@ -66,6 +66,45 @@ Deno.test("requestLock() takes a 200 without a token from the original server", 
   });
 });
 
+Deno.test("requestLock() takes a 200 HTML page without a token for a server that is no lock server", async () => {
+  // What `python3 -m http.server` answers GET / with.
+  const page = '<!DOCTYPE HTML>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n' +
+    "<title>Directory listing for /?duration=1.5&amp;id=web-1</title>\n</head>\n<body>\n" +
+    "<h1>Directory listing</h1>\n</body>\n</html>\n";
+  const respond = () =>
+    new Response(page, { headers: { "Content-Type": "text/html; charset=utf-8" } });
+  await withServer(respond, async (base) => {
+    assert.deepEqual(await ask(base), {
+      kind: "foreign",
+      status: 200,
+      message: "Directory listing for /?duration=1.5&id=web-1",
+    });
+  });
+});
+
+Deno.test("requestLock() says what an HTML error page says, not its first line", async (t) => {
+  const nginx = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n" +
+    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
+  const untitled =
+    "<!DOCTYPE html>\n<html><body><style>p{}</style>\n<p>Down for\n maintenance &amp; " +
+    "back soon</p></body></html>";
+  const cases: [string, string, number, string][] = [
+    ["its title", nginx, 502, "502 Bad Gateway"],
+    ["its text without a title", untitled, 503, "Down for maintenance & back soon"],
+  ];
+  for (const [what, page, status, message] of cases) {
+    await t.step(what, async () => {
+      const respond = () =>
+        new Response(page, { status, headers: { "Content-Type": "text/html" } });
+      await withServer(respond, async (base) => {
+        const answer = await ask(base);
+        assert.equal(answer.kind, "wait");
+        assert.equal(answer.kind === "wait" && answer.message, message);
+      });
+    });
+  }
+});
+
 Deno.test("requestLock() tells this server's refusals from the original's by their JSON", async () => {
   const json = Response.json({ status: "locked", message: "Locked: busy" }, { status: 423 });
   await withServer(() => json, async (base) => {

@@ -106,6 +106,23 @@ Deno.test("acquireLock() asks again after the server's Retry-After when it is so
   }
 });
 
+Deno.test("acquireLock() keeps its poll interval when Retry-After is 0, instead of asking in a hot loop", async (t) => {
+  for (const status of [423, 503]) {
+    await t.step(`${status}`, async () => {
+      // A proxy or another kind of server that answers at once, every time, with Retry-After: 0.
+      await using stub = startStandIn(() =>
+        new Response("busy", { status, headers: { "Retry-After": "0" } })
+      );
+      // The poll interval is an hour: after the first answer, the client sleeps until --wait
+      // runs out (and may make one last try when it wakes just before); a hot loop asks
+      // thousands of times.
+      const result = await acquireLock(options(stub.url, { waitMs: 1_000 }));
+      assert.deepEqual(result, { kind: "timeout", reason: "busy" });
+      assert.ok(stub.requests.length <= 2, `${stub.requests.length} requests`);
+    });
+  }
+});
+
 Deno.test("acquireLock() keeps its poll interval when Retry-After is longer", async () => {
   await using stub = startStandIn(() =>
     new Response("Locked", { status: 423, headers: { "Retry-After": "3600" } })
