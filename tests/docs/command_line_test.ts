@@ -47,3 +47,12 @@ Deno.test("every flag of every command is in its table, with its variable", () =
     });
   }
 });
+
+Deno.test("the page's opening synopsis names every command", async () => {
+  const page = await Deno.readTextFile(COMMAND_LINE_PAGE);
+  // The first code block, before the generated tables: a newcomer reads it as the list of commands.
+  const synopsis = /```\n([\s\S]*?)```/.exec(page)?.[1] ?? "";
+  const named = new Set(synopsis.match(/[a-z]+/g) ?? []);
+  const missing = COMMANDS.map((command) => command.name).filter((name) => !named.has(name));
+  assert.deepEqual(missing, [], `the synopsis at the top of ${PAGE} does not name ${missing}`);
+});
