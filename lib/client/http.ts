@@ -11,6 +11,26 @@ import { DURATION_HEADER, REQUESTED_DURATION_HEADER, TOKEN_HEADER } from "../pro
 /** Longest message taken from a response body, so a stray HTML page cannot flood the log. */
 const MAX_MESSAGE_LENGTH = 200;
 
+/**
+ * The most of a response body read: far above any answer of a lock server (a
+ * few hundred bytes), so that a wrong or hostile `--server` streaming an
+ * endless body cannot fill the client's memory (it did, 9 GB in 6 s).
+ */
+export const MAX_BODY_BYTES = 64 * 1024;
+
+/**
+ * The longest lock token taken: this server's are 22 characters; a longer one
+ * is no token, and would end up in `--tokenFile`, stdout and the command's environment.
+ */
+const MAX_TOKEN_LENGTH = 1024;
+
+/**
+ * A token the client can pass on: printable ASCII without spaces. Anything
+ * else (a line break, an escape sequence) would corrupt stdout, `--tokenFile`
+ * or the command's environment, or act on the user's terminal.
+ */
+const PASSABLE_TOKEN = /^[\x21-\x7E]+$/;
+
 /** A request for a lock. */
 export interface LockRequest {
   /** `?duration=`; `undefined` lets the server decide. */
@@ -48,6 +68,15 @@ export type LockAnswer =
     kind: "refused";
     status: number;
     message: string;
+  }
+  | {
+    /**
+     * A 2xx whose token the client cannot pass on (control characters, spaces,
+     * too long): no lock server answers so. `token` is safe to print.
+     */
+    kind: "badToken";
+    status: number;
+    token: string;
   }
   | {
     /**
@@ -119,6 +148,9 @@ export async function requestLock(
     if (!token && body.html) {
       return { kind: "foreign", status: response.status, message: body.message };
     }
+    if (token && (token.length > MAX_TOKEN_LENGTH || !PASSABLE_TOKEN.test(token))) {
+      return { kind: "badToken", status: response.status, token: printable(token.slice(0, 40)) };
+    }
     const expiresAt = Date.parse(stringField(body.json, "expiresAt") ?? "");
     return {
       kind: "acquired",
@@ -130,7 +162,8 @@ export async function requestLock(
         secondsMs(numberField(body.json, "requestedDuration")),
     };
   }
-  const message = body.message || `HTTP ${response.status} ${response.statusText}`.trim();
+  const message = body.message ||
+    printable(`HTTP ${response.status} ${response.statusText}`.trim());
   if (RETRY_STATUSES.has(response.status) || response.status >= 500) {
     return {
       kind: "wait",
@@ -188,7 +221,9 @@ export async function releaseLock(
   if (response.status === 404 && ours) return "gone";
   if (response.ok || response.status === 423 || response.status === 404) {
     throw new ForeignServerError(
-      `answered ${response.status} "${body.message || response.statusText}" to DELETE: ` +
+      `answered ${response.status} "${
+        body.message || printable(response.statusText)
+      }" to DELETE: ` +
         "not a startup-lock server (the original server has no release; its locks expire)",
     );
   }
@@ -197,7 +232,9 @@ export async function releaseLock(
 
 function httpError(response: Response, body: Body): Error {
   return new Error(
-    `HTTP ${response.status}${body.message ? `: ${body.message}` : ` ${response.statusText}`}`,
+    `HTTP ${response.status}${
+      body.message ? `: ${body.message}` : printable(` ${response.statusText}`)
+    }`,
   );
 }
 
@@ -242,7 +279,7 @@ interface Body {
 }
 
 async function readBody(response: Response): Promise<Body> {
-  const text = await response.text();
+  const text = await readText(response);
   const type = response.headers.get("content-type")?.toLowerCase() ?? "";
   let json: unknown;
   if (type.includes("application/json")) {
@@ -253,7 +290,53 @@ async function readBody(response: Response): Promise<Body> {
   const html = type.includes("text/html");
   const firstLine = text.split("\n").map((l) => l.trim()).find((l) => l !== "") ?? "";
   const message = stringField(json, "message") ?? (html ? htmlMessage(text) : firstLine);
-  return { json, html, message: message.slice(0, MAX_MESSAGE_LENGTH) };
+  return { json, html, message: printable(message.slice(0, MAX_MESSAGE_LENGTH)) };
+}
+
+/**
+ * A response body as text, read up to {@linkcode MAX_BODY_BYTES}: the rest
+ * is cancelled unread. A body cut short is no JSON: its text is the message.
+ */
+async function readText(response: Response): Promise<string> {
+  if (response.body === null) return "";
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    const room = MAX_BODY_BYTES - total;
+    chunks.push(value.byteLength > room ? value.subarray(0, room) : value);
+    total += Math.min(value.byteLength, room);
+    if (total === MAX_BODY_BYTES) {
+      await reader.cancel().catch(() => {});
+      break;
+    }
+  }
+  const bytes = new Uint8Array(total);
+  let at = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return new TextDecoder().decode(bytes);
+}
+
+/**
+ * Control characters (C0, DEL, C1) and the invisible ones that reorder or hide
+ * text (bidirectional overrides, zero-width), which a server's message must not
+ * send to the user's terminal: an escape sequence could clear the screen, retitle
+ * the window or forge output.
+ */
+// deno-lint-ignore no-control-regex
+const UNPRINTABLE = /[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]/g;
+
+/** `text` with its control and invisible characters written as `\uXXXX` escapes, safe to print. */
+export function printable(text: string): string {
+  return text.replace(
+    UNPRINTABLE,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
 }
 
 const HTML_ENTITIES: Record<string, string> = {

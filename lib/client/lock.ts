@@ -190,6 +190,15 @@ export async function acquireLock(
           `with an HTML page${page} and no lock token; check --server`,
       };
     }
+    if (answer?.kind === "badToken") {
+      // Nobody could release it with such a token: it expires by its duration.
+      return {
+        kind: "failed",
+        message: `${options.server.href} is not a lock server: it answered HTTP ${answer.status} ` +
+          `with a lock token no lock server gives ("${answer.token}"): not printable ASCII ` +
+          "without spaces, or too long; check --server",
+      };
+    }
     if (answer?.kind === "refused" && answer.status === 401) {
       return { kind: "failed", message: answer.message };
     }

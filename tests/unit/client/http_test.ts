@@ -5,6 +5,7 @@ import {
   ForeignServerError,
   isReady,
   type LockAnswer,
+  MAX_BODY_BYTES,
   releaseLock,
   requestLock,
   retryAfterMs,
@@ -234,4 +235,75 @@ Deno.test("retryAfterMs() reads Retry-After in seconds and ignores dates and non
   assert.equal(retryAfterMs("Wed, 21 Oct 2026 07:28:00 GMT"), undefined);
   assert.equal(retryAfterMs("-5"), undefined);
   assert.equal(retryAfterMs("1.5"), undefined);
+});
+
+Deno.test("requestLock() reads no more than MAX_BODY_BYTES of an endless body", async () => {
+  let sent = 0;
+  const chunk = new Uint8Array(64 * 1024).fill(0x41);
+  await withServer(
+    () =>
+      new Response(
+        new ReadableStream({
+          pull(controller) {
+            sent += chunk.byteLength;
+            controller.enqueue(chunk);
+          },
+        }),
+        { status: 423 },
+      ),
+    async (base) => {
+      const answer = await ask(base);
+      assert.equal(answer.kind, "wait");
+      // Before the fix the client read until its signal aborted, holding every byte.
+      assert.ok(sent < 64 * MAX_BODY_BYTES, `the server sent ${sent} bytes`);
+    },
+  );
+});
+
+Deno.test("requestLock() writes a server's control and bidi characters as escapes", async (t) => {
+  const hostile = "\x1b[2J\x1b]0;pwned\x07\u009b31m\u202eabc";
+  const expected = "\\u001b[2J\\u001b]0;pwned\\u0007\\u009b31m\\u202eabc";
+  await t.step("in a JSON message", async () => {
+    await withServer(() => Response.json({ message: hostile }, { status: 423 }), async (base) => {
+      const answer = await ask(base);
+      assert.equal(answer.kind === "wait" && answer.message, expected);
+    });
+  });
+  await t.step("in a plain-text message", async () => {
+    await withServer(() => new Response(`${hostile}\n`, { status: 400 }), async (base) => {
+      const answer = await ask(base);
+      assert.equal(answer.kind === "refused" && answer.message, expected);
+    });
+  });
+  await t.step("in a release refusal", async () => {
+    await withServer(() => new Response(`${hostile}\n`, { status: 500 }), async (base) => {
+      await assert.rejects(
+        releaseLock(base, "AAAAAAAAAAAAAAAAAAAAAA", signal()),
+        (error: Error) => error.message === `HTTP 500: ${expected}`,
+      );
+    });
+  });
+});
+
+Deno.test("requestLock() refuses a token it could not pass on unharmed", async (t) => {
+  for (
+    const [name, respond] of [
+      [
+        "a header with a tab",
+        () => new Response("ok", { headers: { "Lock-Token": "a\tb" } }),
+      ],
+      ["a header with a space", () => new Response("ok", { headers: { "Lock-Token": "a b" } })],
+      ["a JSON line break", () => Response.json({ token: "x\nEVIL=1" })],
+      ["a JSON escape sequence", () => Response.json({ token: "x\x1b[2J" })],
+      ["a JSON token too long", () => Response.json({ token: "x".repeat(2000) })],
+    ] as const
+  ) {
+    await t.step(name, async () => {
+      await withServer(respond, async (base) => {
+        const answer = await ask(base);
+        assert.equal(answer.kind, "badToken");
+        assert.ok(answer.kind === "badToken" && /^[\x20-\x7e]*$/.test(answer.token));
+      });
+    });
+  }
 });
