@@ -387,13 +387,14 @@ function resolvePort(port: number | string, container: Container): number | stri
  * only its probes name; the sidecar taking it would keep the app from binding.
  */
 function probePort(containers: readonly Container[], readyUrl: string): number {
-  const taken = new Set<unknown>([Number(new URL(readyUrl).port)]);
+  const taken = new Set<number>([Number(new URL(readyUrl).port)]);
   for (const container of containers) {
     for (const port of container.ports ?? []) taken.add(port.containerPort);
     for (const kind of PROBE_KINDS) {
       const probe = container[kind];
       const port = probe?.httpGet?.port ?? probe?.tcpSocket?.port ?? probe?.grpc?.port;
-      taken.add(typeof port === "string" && /^\d+$/.test(port) ? Number(port) : port);
+      const resolved = port === undefined ? undefined : resolvePort(port, container);
+      if (typeof resolved === "number") taken.add(resolved);
     }
   }
   let port = DEFAULT_PROBE_PORT;
