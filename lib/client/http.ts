@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { printable } from "../printable.ts";
 import { DURATION_HEADER, REQUESTED_DURATION_HEADER, TOKEN_HEADER } from "../protocol.ts";
 
 /** Longest message taken from a response body, so a stray HTML page cannot flood the log. */
@@ -320,23 +321,6 @@ async function readText(response: Response): Promise<string> {
     at += chunk.byteLength;
   }
   return new TextDecoder().decode(bytes);
-}
-
-/**
- * Control characters (C0, DEL, C1) and the invisible ones that reorder or hide
- * text (bidirectional overrides, zero-width), which a server's message must not
- * send to the user's terminal: an escape sequence could clear the screen, retitle
- * the window or forge output.
- */
-// deno-lint-ignore no-control-regex
-const UNPRINTABLE = /[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]/g;
-
-/** `text` with its control and invisible characters written as `\uXXXX` escapes, safe to print. */
-export function printable(text: string): string {
-  return text.replace(
-    UNPRINTABLE,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
-  );
 }
 
 const HTML_ENTITIES: Record<string, string> = {

@@ -8,6 +8,7 @@
  */
 import { DurationTooLongError, isZeroDuration, parseDuration, parseWait } from "../duration.ts";
 import { describeError, HttpError } from "../errors.ts";
+import { printable } from "../printable.ts";
 import { ID_HINT, isValidId, MAX_ID_LENGTH } from "../protocol.ts";
 
 const NO_QUERY = new URLSearchParams();
@@ -133,14 +134,11 @@ const MAX_ECHO_LENGTH = 100;
 
 /**
  * A client's bad value, safe to repeat in a one-line message: cut short, with
- * control characters (a line break, a NUL) written as escapes.
+ * control and invisible characters (a line break, a NUL, a bidi override)
+ * written as escapes ({@linkcode printable}).
  */
 export function echo(value: string, max = MAX_ECHO_LENGTH): string {
-  return value.slice(0, max).replace(
-    // deno-lint-ignore no-control-regex
-    /[\x00-\x1f\x7f]/g,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
-  );
+  return printable(value.slice(0, max));
 }
 
 /** A parameter's value; an empty one (a template whose variable was unset) counts as not given. */
