@@ -301,7 +301,7 @@ async function readBody(response: Response): Promise<Body> {
 async function readText(response: Response): Promise<string> {
   if (response.body === null) return "";
   const reader = response.body.getReader();
-  const chunks: Uint8Array[] = [];
+  const chunks: Uint8Array<ArrayBuffer>[] = [];
   let total = 0;
   for (;;) {
     const { done, value } = await reader.read();
@@ -314,13 +314,7 @@ async function readText(response: Response): Promise<string> {
       break;
     }
   }
-  const bytes = new Uint8Array(total);
-  let at = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, at);
-    at += chunk.byteLength;
-  }
-  return new TextDecoder().decode(bytes);
+  return await new Blob(chunks).text();
 }
 
 const HTML_ENTITIES: Record<string, string> = {

@@ -151,12 +151,6 @@ function parseId(text: string): string {
   return text;
 }
 
-/** Writes all of `text`: `write` may take only part of it. */
-async function writeAll(file: typeof Deno.stdout, text: string): Promise<void> {
-  let bytes = new TextEncoder().encode(text);
-  while (bytes.length > 0) bytes = bytes.subarray(await file.write(bytes));
-}
-
 /** Tells the user why acquiring ended without a lock and returns the exit code. */
 export function reportFailure(
   result: Extract<AcquireResult, { kind: "timeout" | "failed" }>,
@@ -185,7 +179,13 @@ async function run(options: AcquireOptions): Promise<number> {
   if (result.kind === "acquired") {
     if (result.lock.token === undefined) return EXIT.OK;
     try {
-      await writeAll(Deno.stdout, `${result.lock.token}\n`);
+      // The stream writes all of it (one `write` may take only part) and rejects on failure.
+      const stdout = Deno.stdout.writable.getWriter();
+      try {
+        await stdout.write(new TextEncoder().encode(`${result.lock.token}\n`));
+      } finally {
+        stdout.releaseLock();
+      }
     } catch (error) {
       // A full disk or a closed pipe: the token reaches nobody, so nobody could release the lock.
       note(`Cannot print the token on stdout: ${describeError(error)}`, "failed", "error");
