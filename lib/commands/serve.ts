@@ -25,7 +25,8 @@ import { LOG_LEVELS, parseLogLevel } from "../log.ts";
 import { PRESSURE_DIR, pressureAvailable } from "../gates/host.ts";
 import { parseCheckTarget } from "../check_target.ts";
 import { runServer } from "../server.ts";
-import { MEMORY_STORE, parseStore, redactUrl, type StoreSetting } from "../stores/settings.ts";
+import { MEMORY_STORE, parseStore, type StoreSetting } from "../stores/settings.ts";
+import { redactValue } from "../redact.ts";
 import { VERSION } from "../version.ts";
 import { availableCores, parseLocksPerCore, slotsPerCore } from "../cores.ts";
 import { explainTokenFileError } from "../auth_token.ts";
@@ -321,7 +322,7 @@ function readStore(read: Reader): StoreSetting {
     return parseStore(text);
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
-    throw new UsageError(`Invalid ${read.source("store")} "${redactUrl(text)}": ${reason}`);
+    throw new UsageError(`Invalid ${read.source("store")} "${redactValue(text)}": ${reason}`);
   }
 }
 
@@ -355,7 +356,7 @@ function readStoreFlags(read: Reader, config: ServerConfig): void {
   if (store.target.password !== undefined) {
     throw new UsageError(
       `${read.source("storePasswordFile")} and a password in --store ` +
-        `${redactUrl(read.text("store") ?? "")}: give the password one way`,
+        `${redactValue(read.text("store") ?? "")}: give the password one way`,
     );
   }
   if (file.trim() === "") {

@@ -9,7 +9,6 @@
 
 import type { RecoveryCause } from "../core/denial.ts";
 import type { LockStore } from "../core/store.ts";
-import { redactValue } from "../redact.ts";
 
 /** A Redis server to keep the locks in. */
 export interface RedisTarget {
@@ -134,9 +133,4 @@ function decodeCredential(text: string): string {
       `the user or password has a % that is no %XX escape (write % as %25); ${EXPECTED}`,
     );
   }
-}
-
-/** Replaces a password in `text` (a URL typed by the user) with `***`, for error messages. */
-export function redactUrl(text: string): string {
-  return redactValue(text);
 }
