@@ -25,6 +25,9 @@ export const DURATION_HINT =
   'a positive number of seconds, whole ("60"), or a number with a unit ' +
   '("500ms", "1.5s", "90s", "2m", "1h")';
 
+/** The refusal of a text that is no duration at all. */
+const NOT_A_DURATION = `expected ${DURATION_HINT}`;
+
 /** A well-formed duration longer than a timer can run; callers that cap durations catch it. */
 export class DurationTooLongError extends RangeError {
   override name = "DurationTooLongError";
@@ -54,7 +57,7 @@ export function parseDuration(text: string): number {
     );
   }
   const match = DURATION_PATTERN.exec(trimmed);
-  if (!match) throw new RangeError(`expected ${DURATION_HINT}`);
+  if (!match) throw new RangeError(NOT_A_DURATION);
   const unit = (match[3] ?? "s") as keyof typeof UNIT_MS;
   const ms = Math.round(Number(match[1] ?? match[2]) * UNIT_MS[unit]);
   if (ms <= 0) throw new RangeError("expected a duration greater than zero");
@@ -83,10 +86,9 @@ export function parseWait(text: string): number {
   try {
     return parseDuration(text);
   } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    // "expected a positive number…" would say that 0 is refused too.
-    if (!message.startsWith("expected a positive")) throw error;
-    throw new RangeError(`${message}; or 0 for one try`);
+    // "expected a positive number…" alone would say that 0 is refused too.
+    if (!(error instanceof RangeError) || error.message !== NOT_A_DURATION) throw error;
+    throw new RangeError(`${NOT_A_DURATION}; or 0 for one try`);
   }
 }
 
