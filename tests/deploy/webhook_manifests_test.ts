@@ -407,6 +407,16 @@ function setArg(m: Any[], flag: string, value: string): void {
 
 const sh = which("sh");
 
+/** Runs certificate-openssl.sh into `out` (under `umask` when given); its stdout. */
+async function runCertificateScript(out: string, umask?: string): Promise<string> {
+  const args = umask === undefined
+    ? [SCRIPT, out]
+    : ["-c", `umask ${umask} && exec sh "$0" "$1"`, SCRIPT, out];
+  const result = await new Deno.Command(sh!, { args }).output();
+  assert.equal(result.code, 0, new TextDecoder().decode(result.stderr));
+  return new TextDecoder().decode(result.stdout);
+}
+
 Deno.test({
   name:
     "certificate-openssl.sh makes a Secret and caBundle the webhook serves with, and keeps the CA when run again",
@@ -415,11 +425,8 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "startup-lock-webhook-cert-" });
     try {
       const out = `${dir}/tls`;
-      const run = async () => {
-        const result = await new Deno.Command(sh!, { args: [SCRIPT, out] }).output();
-        assert.equal(result.code, 0, new TextDecoder().decode(result.stderr));
-        assert.match(new TextDecoder().decode(result.stdout), /^Wrote .*secret\.yaml/);
-      };
+      const run = async () =>
+        assert.match(await runCertificateScript(out), /^Wrote .*secret\.yaml/);
       await run();
       const read = (name: string) => Deno.readTextFileSync(`${out}/${name}`);
       const secret = load(new URL(`file://${out}/secret.yaml`))[0]!;
@@ -475,12 +482,7 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "startup-lock-webhook-cert-" });
     try {
       const out = `${dir}/tls`;
-      const run = async () => {
-        const result = await new Deno.Command(sh!, {
-          args: ["-c", 'umask 022 && exec sh "$0" "$1"', SCRIPT, out],
-        }).output();
-        assert.equal(result.code, 0, new TextDecoder().decode(result.stderr));
-      };
+      const run = () => runCertificateScript(out, "022");
       const assertPrivate = () => {
         // secret.yaml holds tls.key in base64.
         for (const name of ["ca.key", "tls.key", "secret.yaml"]) {

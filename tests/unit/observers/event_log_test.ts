@@ -138,20 +138,24 @@ Deno.test("writeEvent() leaves out what the level hides", () => {
   assert.deepEqual(render({ type: "queued", id: "a", position: 1, waiting: 1 }, "info"), []);
 });
 
-Deno.test("writeEvent() gives JSON lines the event's fields, with the short token prefix", () => {
+/** Writes `events` through a JSON logger; the lines parsed. */
+function jsonLines(...events: LockEvent[]): Record<string, unknown>[] {
   const lines: string[] = [];
   const log = createLogger("debug", (line) => lines.push(line), { format: "json" });
-  writeEvent({
+  for (const event of events) writeEvent(event, log);
+  return lines.map((line) => JSON.parse(line));
+}
+
+Deno.test("writeEvent() gives JSON lines the event's fields, with the short token prefix", () => {
+  const [granted, denied] = jsonLines({
     type: "granted",
     id: "web-1",
     token: "abcdef",
     durationMs: 60_000,
     requestedMs: undefined,
     waitedMs: 1_500,
-  }, log);
-  writeEvent({ type: "denied", id: undefined, reason: "busy", retryAfterMs: 2_000 }, log);
-  const [granted, denied] = lines.map((l) => JSON.parse(l));
-  assert.match(granted.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  }, { type: "denied", id: undefined, reason: "busy", retryAfterMs: 2_000 });
+  assert.match(String(granted!.time), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
   assert.deepEqual({ ...granted, time: "" }, {
     time: "",
     level: "info",
@@ -173,17 +177,14 @@ Deno.test("writeEvent() gives JSON lines the event's fields, with the short toke
 });
 
 Deno.test("writeEvent() gives JSON lines whole milliseconds, not the monotonic clock's fractions", () => {
-  const lines: string[] = [];
-  const log = createLogger("debug", (line) => lines.push(line), { format: "json" });
-  writeEvent({
+  const [granted] = jsonLines({
     type: "granted",
     id: "web-1",
     token: "abcdef",
     durationMs: 60_000,
     requestedMs: undefined,
     waitedMs: 1503.2710000000006,
-  }, log);
-  const granted = JSON.parse(lines[0]!);
-  assert.equal(granted.waitedMs, 1503);
-  assert.equal(granted.durationMs, 60_000);
+  });
+  assert.equal(granted!.waitedMs, 1503);
+  assert.equal(granted!.durationMs, 60_000);
 });
